@@ -1,0 +1,229 @@
+"""labapp: the one Flask application every server variant of serverlab serves.
+
+Use :func:`create_app` (the Flask factory pattern); ``labapp.wsgi:app`` is the
+WSGI entry point the servers load.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import threading
+import uuid
+from collections import OrderedDict
+from importlib import metadata
+from typing import Any, Mapping
+
+from flask import Flask, current_app, jsonify, request
+
+from . import workloads
+from .workloads import Bound
+
+#: Environment variables the launcher (:mod:`labapp.serve`) sets so that
+#: ``/lab/info`` can say which variant and worker model served a request.
+INFO_ENV = {
+    "variant": "SERVERLAB_VARIANT",
+    "server": "SERVERLAB_SERVER",
+    "worker_model": "SERVERLAB_MODEL",
+    "workers": "SERVERLAB_WORKERS",
+    "threads": "SERVERLAB_THREADS",
+    "keep_alive": "SERVERLAB_KEEP_ALIVE",
+}
+#: Packages whose versions ``/lab/info`` reports.
+REPORTED_PACKAGES = ("flask", "werkzeug", "gunicorn", "pyuwsgi", "gevent", "locust")
+#: At most this many background jobs are remembered; older finished ones are dropped.
+MAX_BACKGROUND_JOBS = 1000
+#: At most this many background jobs may run at once (a 429 beyond that).
+MAX_RUNNING_BACKGROUND_JOBS = 32
+
+
+class ParameterError(ValueError):
+    """A request parameter is missing its form or out of its allowed range.
+
+    Rendered as HTTP 400 with ``{"error", "parameter", "allowed", "value"}``.
+    """
+
+    def __init__(self, bound: Bound, value: str) -> None:
+        super().__init__(f"parameter {bound.name!r} must be an integer in {bound.describe()}, got {value!r}")
+        self.bound = bound
+        self.value = value
+
+
+def int_param(bound: Bound, source: Mapping[str, Any] | None = None) -> int:
+    """Read one bounded integer parameter from the query string (or ``source``).
+
+    :param bound: the parameter's name, default and inclusive range.
+    :param source: a mapping to read from; the request's query args by default.
+    :return: the value, within ``bound``.
+    :raises ParameterError: if the value is not a decimal integer or out of range.
+    """
+    args = request.args if source is None else source
+    raw = args.get(bound.name)
+    if raw is None:
+        return bound.default
+    text = str(raw).strip()
+    # Bound the text before int(): a 100 000-digit string must not cost CPU.
+    if not text or len(text) > 12 or not text.lstrip("+-").isdigit():
+        raise ParameterError(bound, str(raw)[:40])
+    value = int(text)
+    if not bound.low <= value <= bound.high:
+        raise ParameterError(bound, text)
+    return value
+
+
+def _package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in REPORTED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+class BackgroundJobs:
+    """Jobs started by ``POST /background``, run on threads inside an app context.
+
+    Thread-safe; keeps at most :data:`MAX_BACKGROUND_JOBS` records (per worker
+    process: each process of a multi-process server has its own jobs).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def running(self) -> int:
+        """Return how many jobs are queued or running now."""
+        with self._lock:
+            return sum(1 for job in self._jobs.values() if job["state"] in ("queued", "running"))
+
+    def start(self, app: Flask, ms: int) -> dict[str, Any]:
+        """Start a job that sleeps ``ms`` milliseconds on a new thread.
+
+        :return: a copy of the job record (``id``, ``state``, ``ms``, ``pid``).
+        """
+        job_id = uuid.uuid4().hex
+        job = {"id": job_id, "state": "queued", "ms": ms, "pid": os.getpid(), "result": None}
+        with self._lock:
+            self._jobs[job_id] = job
+            while len(self._jobs) > MAX_BACKGROUND_JOBS:
+                oldest = next(iter(self._jobs))
+                if self._jobs[oldest]["state"] in ("queued", "running"):
+                    break
+                self._jobs.popitem(last=False)
+        thread = threading.Thread(target=self._run, args=(app, job_id, ms), daemon=True)
+        thread.start()
+        return dict(job)
+
+    def _run(self, app: Flask, job_id: str, ms: int) -> None:
+        with app.app_context():
+            self._set(job_id, state="running")
+            slept = workloads.sleep_ms(ms)
+            self._set(job_id, state="done", result={"slept_ms": round(slept, 3), "app": current_app.name})
+
+    def _set(self, job_id: str, **fields: Any) -> None:
+        with self._lock:
+            if job_id in self._jobs:
+                self._jobs[job_id].update(fields)
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """Return a copy of one job's record, or ``None`` if unknown."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return dict(job) if job else None
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Create the lab's Flask application.
+
+    :param test_config: config values that override the defaults and the
+        ``LABAPP_``-prefixed environment variables.
+    :return: the application; the debugger is never enabled.
+    """
+    app = Flask(__name__)
+    app.config.from_prefixed_env("LABAPP")
+    if test_config:
+        app.config.update(test_config)
+    app.config["DEBUG"] = False  # the Werkzeug debugger is remote code execution
+    app.json.sort_keys = True
+    jobs = BackgroundJobs()
+    app.extensions["labapp.jobs"] = jobs
+    versions = _package_versions()
+
+    @app.errorhandler(ParameterError)
+    def _bad_parameter(err: ParameterError):
+        body = {
+            "error": str(err),
+            "parameter": err.bound.name,
+            "allowed": {"min": err.bound.low, "max": err.bound.high, "unit": err.bound.unit},
+            "value": err.value,
+        }
+        return jsonify(body), 400
+
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    def _http_error(err):
+        return jsonify({"error": err.description, "status": err.code}), err.code
+
+    @app.get("/")
+    def hello():
+        return "Hello, World!"
+
+    @app.get("/json")
+    def json_doc():
+        return jsonify(message="Hello, World!", items=list(range(10)))
+
+    @app.get("/cpu")
+    def cpu():
+        return jsonify(workloads.fibonacci_digest(int_param(workloads.CPU_N)))
+
+    @app.get("/io")
+    def io():
+        ms = int_param(workloads.IO_MS)
+        return jsonify(ms=ms, slept_ms=round(workloads.sleep_ms(ms), 3))
+
+    @app.get("/mixed")
+    def mixed():
+        n = int_param(workloads.MIXED_N)
+        ms = int_param(workloads.MIXED_MS)
+        result = workloads.fibonacci_digest(n)
+        result["slept_ms"] = round(workloads.sleep_ms(ms), 3)
+        return jsonify(result)
+
+    @app.post("/background")
+    def background_start():
+        body = request.get_json(silent=True) if request.is_json else None
+        ms = int_param(workloads.BACKGROUND_MS, body if isinstance(body, dict) else request.args)
+        if jobs.running() >= MAX_RUNNING_BACKGROUND_JOBS:
+            return jsonify(error=f"at most {MAX_RUNNING_BACKGROUND_JOBS} background jobs may run at once"), 429
+        job = jobs.start(current_app._get_current_object(), ms)  # type: ignore[attr-defined]
+        return jsonify(job), 202, {"Location": f"/background/{job['id']}"}
+
+    @app.get("/background/<job_id>")
+    def background_state(job_id: str):
+        job = jobs.get(job_id)
+        if job is None:
+            return jsonify(error=f"no background job {job_id!r} in process {os.getpid()}"), 404
+        return jsonify(job)
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    @app.get("/lab/info")
+    def lab_info():
+        info: dict[str, Any] = {key: os.environ.get(var) for key, var in INFO_ENV.items()}
+        info.update(
+            pid=os.getpid(),
+            thread_id=threading.get_ident(),
+            python=platform.python_version(),
+            implementation=sys.implementation.name,
+            packages=versions,
+            server_software=request.environ.get("SERVER_SOFTWARE"),
+            wsgi_multithread=request.environ.get("wsgi.multithread"),
+            wsgi_multiprocess=request.environ.get("wsgi.multiprocess"),
+        )
+        return jsonify(info)
+
+    return app

@@ -1,0 +1,215 @@
+"""Server variants: each declared once, as ``servers/<name>.toml``.
+
+A declaration says which server runs the app, in which concurrency model, with
+how many workers and threads, whether it keeps connections alive, and the
+command that starts it. The container launcher (:mod:`labapp.serve`), the
+compose file's tests, the local backend and the reports all read these files.
+
+Example (``servers/gunicorn-gthread.toml``)::
+
+    description = "Gunicorn, one worker process with a pool of threads"
+    server = "gunicorn"
+    model = "threaded"
+    keep_alive = true
+    workers = 1
+    threads = 8
+    command = ["{bin}/gunicorn", "--bind", "0.0.0.0:{port}", "--threads", "{threads}", ...]
+
+Command placeholders: ``{port}``, ``{workers}``, ``{threads}``, ``{connections}``,
+``{python}`` (this interpreter) and ``{bin}`` (its ``bin`` directory).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+#: The folder of declarations: ``servers/`` at the repository root (``/srv/servers`` in the image).
+SERVERS_DIR = Path(os.environ.get("SERVERLAB_SERVERS_DIR") or Path(__file__).resolve().parents[2] / "servers")
+#: Servers a declaration may name.
+SERVERS = ("werkzeug", "gunicorn", "uwsgi")
+#: Concurrency models, in the field's terms.
+MODELS = ("single", "threaded", "multi-process", "process-thread", "gevent")
+#: The port every server listens on inside its container.
+DEFAULT_PORT = 8000
+_REQUIRED = {"description": str, "server": str, "model": str, "keep_alive": bool, "workers": int, "threads": int, "command": list}
+_OPTIONAL = {"connections": int}
+_PLACEHOLDERS = ("port", "workers", "threads", "connections", "python", "bin")
+
+
+class VariantError(ValueError):
+    """A declaration is missing, malformed, or asked for by a name that does not exist.
+
+    The message names the file, the key, the bad value and the valid choices.
+    """
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One server variant, as declared in ``servers/<name>.toml``.
+
+    :param name: the file's stem, also the compose service name (e.g. ``"gunicorn-sync"``).
+    :param server: ``"werkzeug"``, ``"gunicorn"`` or ``"uwsgi"``.
+    :param model: one of :data:`MODELS`.
+    :param keep_alive: whether the server keeps HTTP/1.1 connections open between requests.
+    :param workers: worker processes (1 for single-process servers).
+    :param threads: threads per worker; ``0`` means one thread per connection, unbounded.
+    :param connections: for gevent, concurrent connections (greenlets) per worker; else ``None``.
+    :param command: argv template with the placeholders listed in this module's docstring.
+    """
+
+    name: str
+    description: str
+    server: str
+    model: str
+    keep_alive: bool
+    workers: int
+    threads: int
+    command: tuple[str, ...]
+    connections: int | None = None
+
+    @property
+    def slots(self) -> int | None:
+        """Requests this variant can serve at once (workers × threads, or × connections for gevent).
+
+        ``None`` when unbounded (one thread per connection). Used for Little's-law
+        predictions: an I/O workload sleeping S seconds peaks at ``slots / S`` requests/s.
+        """
+        if self.model == "gevent":
+            return self.workers * (self.connections or 1)
+        if self.threads == 0:
+            return None
+        return self.workers * self.threads
+
+    def with_counts(self, workers: int | None = None, threads: int | None = None) -> "Variant":
+        """Return a copy with other worker/thread counts (``None`` keeps the declared one).
+
+        :raises VariantError: if a count is below its minimum (workers 1, threads 0).
+        """
+        if workers is not None and workers < 1:
+            raise VariantError(f"{self.name}: workers must be >= 1, got {workers}")
+        if threads is not None and (threads < 0 or (threads == 0 and self.threads != 0)):
+            raise VariantError(f"{self.name}: threads must be >= 1, got {threads}")
+        return replace(
+            self,
+            workers=self.workers if workers is None else workers,
+            threads=self.threads if threads is None else threads,
+        )
+
+    def argv(self, port: int = DEFAULT_PORT, python: str | None = None) -> list[str]:
+        """Return the command that starts this variant, placeholders filled.
+
+        :param port: the TCP port to listen on.
+        :param python: the interpreter whose environment holds the servers (default: this one).
+        """
+        python = python or sys.executable
+        values = {
+            "port": port,
+            "workers": self.workers,
+            "threads": self.threads,
+            "connections": self.connections or 0,
+            "python": python,
+            "bin": str(Path(python).parent),
+        }
+        return [part.format(**values) for part in self.command]
+
+    def environment(self) -> dict[str, str]:
+        """Return the ``SERVERLAB_*`` variables ``/lab/info`` reports for this variant."""
+        return {
+            "SERVERLAB_VARIANT": self.name,
+            "SERVERLAB_SERVER": self.server,
+            "SERVERLAB_MODEL": self.model,
+            "SERVERLAB_WORKERS": str(self.workers),
+            "SERVERLAB_THREADS": str(self.threads),
+            "SERVERLAB_KEEP_ALIVE": "1" if self.keep_alive else "0",
+        }
+
+    def record(self) -> dict[str, Any]:
+        """Return the effective configuration as a JSON-ready dict (for results files)."""
+        data = asdict(self)
+        data["command"] = list(self.command)
+        data["slots"] = self.slots
+        return data
+
+
+def _check(path: Path, data: Mapping[str, Any]) -> None:
+    for key, kind in _REQUIRED.items():
+        if key not in data:
+            raise VariantError(f"{path}: missing key {key!r} (required: {', '.join(_REQUIRED)})")
+        if not isinstance(data[key], kind) or (kind is int and isinstance(data[key], bool)):
+            raise VariantError(f"{path}: key {key!r} must be a {kind.__name__}, got {data[key]!r}")
+    for key in data:
+        if key not in _REQUIRED and key not in _OPTIONAL:
+            raise VariantError(f"{path}: unknown key {key!r} (valid: {', '.join([*_REQUIRED, *_OPTIONAL])})")
+    if data["server"] not in SERVERS:
+        raise VariantError(f"{path}: key 'server' is {data['server']!r}; valid: {', '.join(SERVERS)}")
+    if data["model"] not in MODELS:
+        raise VariantError(f"{path}: key 'model' is {data['model']!r}; valid: {', '.join(MODELS)}")
+    if data["workers"] < 1 or data["threads"] < 0:
+        raise VariantError(f"{path}: workers must be >= 1 and threads >= 0, got {data['workers']} and {data['threads']}")
+    if data["model"] == "gevent" and not data.get("connections"):
+        raise VariantError(f"{path}: a gevent variant needs 'connections' (greenlets per worker)")
+    if not data["command"] or not all(isinstance(part, str) for part in data["command"]):
+        raise VariantError(f"{path}: key 'command' must be a non-empty list of strings")
+    for part in data["command"]:
+        try:
+            part.format(**{name: "" for name in _PLACEHOLDERS})
+        except (KeyError, IndexError, ValueError) as err:
+            raise VariantError(f"{path}: command part {part!r} has a bad placeholder ({err}); valid: {', '.join(_PLACEHOLDERS)}") from None
+
+
+def load_variant(path: Path) -> Variant:
+    """Load and validate one declaration file.
+
+    :raises VariantError: if the file is not valid TOML or breaks the schema.
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise VariantError(f"{path}: {err}") from None
+    _check(path, data)
+    return Variant(name=path.stem, **{**data, "command": tuple(data["command"])})
+
+
+def load_variants(directory: Path | None = None) -> dict[str, Variant]:
+    """Load every ``*.toml`` declaration in ``directory`` (default :data:`SERVERS_DIR`).
+
+    :return: variants by name, sorted by name.
+    :raises VariantError: if the folder has no declarations or any is invalid.
+    """
+    directory = directory or SERVERS_DIR
+    paths = sorted(directory.glob("*.toml"))
+    if not paths:
+        raise VariantError(f"{directory}: no server declarations (*.toml) found")
+    return {path.stem: load_variant(path) for path in paths}
+
+
+def get_variant(name: str, directory: Path | None = None) -> Variant:
+    """Return the variant called ``name``.
+
+    :raises VariantError: naming the valid variants, if there is none by that name.
+    """
+    variants = load_variants(directory)
+    if name not in variants:
+        raise VariantError(f"unknown server variant {name!r}; valid: {', '.join(variants)}")
+    return variants[name]
+
+
+def env_counts(environ: Mapping[str, str] | None = None) -> tuple[int | None, int | None]:
+    """Read ``SERVERLAB_WORKERS`` / ``SERVERLAB_THREADS`` overrides (empty means unset).
+
+    :raises VariantError: if a value is not an integer.
+    """
+    environ = os.environ if environ is None else environ
+    counts: list[int | None] = []
+    for var in ("SERVERLAB_WORKERS", "SERVERLAB_THREADS"):
+        raw = environ.get(var, "").strip()
+        try:
+            counts.append(int(raw) if raw else None)
+        except ValueError:
+            raise VariantError(f"{var}={raw!r} is not an integer") from None
+    return counts[0], counts[1]
