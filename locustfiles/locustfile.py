@@ -4,14 +4,25 @@ Web UI (``docker compose up``, http://localhost:8089): pick the workload in the
 user-class picker and the target in the **Server** dropdown (leave *Host* empty);
 a URL typed into *Host* wins over the dropdown.
 
-Headless (``serverlab report`` does this): ``--host http://gunicorn-sync:8000 HelloUser``.
+Headless (``serverlab run`` does this): ``--host http://gunicorn-sync:8000 HelloUser``.
 
-Every response time is also recorded, in microseconds, into an HDR histogram per
-Locust process; when ``SERVERLAB_HDR_DIR`` is set each process writes
-``hdr-<host>-<pid>.json`` there at test stop, for exact merging across processes.
+Load models:
 
-All users are closed-model with no think time: each waits for its response and
-sends the next request at once, so throughput = users / latency.
+* **closed** (default): each user waits for its response, then sends the next
+  request at once (no think time), so throughput = users / latency.
+* **requests** (``--max-requests N``): closed, but the run ends after N responses;
+  the total time for N requests is recorded (the Flask-threading-article measure).
+* **open** (``--open-rate R``): requests are issued on a fixed schedule, R per
+  second across all users, whether or not earlier ones have returned. Each latency
+  is measured from the request's *intended* send time, so a stalled server shows
+  in the tail (coordinated omission corrected, as in wrk2/HdrHistogram practice).
+  Sends that left later than scheduled are counted: the generator fell behind.
+
+The lab's own recorder keeps every response time, in microseconds, in an HDR
+histogram per Locust process. ``--warmup-seconds W`` discards (and resets Locust's
+stats for) the first W seconds. When ``SERVERLAB_HDR_DIR`` is set each process
+writes ``hdr-<host>-<pid>.json`` there at test stop (histogram, counts, measured
+window, the process's CPU seconds), for exact merging across processes.
 """
 
 from __future__ import annotations
@@ -23,8 +34,10 @@ import sys
 import time
 from pathlib import Path
 
+import gevent
 from hdrh.histogram import HdrHistogram
 from locust import FastHttpUser, constant, events, task
+from locust.exception import StopUser
 
 sys.path.insert(0, os.environ.get("SERVERLAB_APP_DIR", str(Path(__file__).resolve().parents[1] / "app")))
 from labapp.variants import load_variants  # noqa: E402
@@ -33,6 +46,8 @@ from labapp.variants import load_variants  # noqa: E402
 TARGET_URL_TEMPLATE = os.environ.get("SERVERLAB_TARGET_URL_TEMPLATE", "http://{name}:8000")
 #: HDR histogram range: 1 µs to 120 s, 3 significant digits (0.1% resolution).
 HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS = 1, 120_000_000, 3
+#: An open-model send this much later than scheduled counts as late (seconds).
+LATE_SEND_S = 0.005
 VARIANT_NAMES = list(load_variants())
 
 
@@ -41,45 +56,68 @@ def _add_arguments(parser) -> None:
     default = "gunicorn-sync" if "gunicorn-sync" in VARIANT_NAMES else VARIANT_NAMES[0]
     parser.add_argument("--server", choices=VARIANT_NAMES, default=default, env_var="SERVERLAB_SERVER_CHOICE",
                         help="server variant to load when Host is empty")
-    parser.add_argument("--cpu-n", type=int, default=1000, env_var="SERVERLAB_CPU_N",
-                        help="Fibonacci numbers per /cpu request (1..20000)")
-    parser.add_argument("--io-ms", type=int, default=50, env_var="SERVERLAB_IO_MS",
-                        help="milliseconds each /io request sleeps (0..10000)")
+    parser.add_argument("--cpu-n", type=int, default=1000, help="Fibonacci numbers per /cpu request (1..20000)")
+    parser.add_argument("--io-ms", type=int, default=50, help="milliseconds each /io request sleeps (0..10000)")
+    parser.add_argument("--mixed-n", type=int, default=500, help="Fibonacci numbers per /mixed request (1..20000)")
+    parser.add_argument("--mixed-ms", type=int, default=20, help="milliseconds each /mixed request sleeps (0..10000)")
+    parser.add_argument("--warmup-seconds", type=float, default=0.0, include_in_web_ui=False,
+                        help="discard the figures of the first N seconds")
+    parser.add_argument("--max-requests", type=int, default=0, include_in_web_ui=False,
+                        help="requests mode: stop after this many responses (per process)")
+    parser.add_argument("--open-rate", type=float, default=0.0, include_in_web_ui=False,
+                        help="open model: target requests per second across all users (0: closed model)")
 
 
 class Recorder:
-    """Per-process HDR histogram of response times (µs) plus request/failure counts."""
+    """Per-process HDR histogram of response times (µs), counts and the measured window."""
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        """Forget everything recorded (called at each test start)."""
+        """Forget everything recorded; the measured window starts now."""
         self.histogram = HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS)
         self.requests = 0
         self.failures = 0
-        self.first = None
-        self.last = None
+        self.sent = 0
+        self.late_sends = 0
+        self.max_lag_s = 0.0
+        self.first_send = None
+        self.last_response = None
+        self.window_start = time.time()
+        self.cpu_start = time.process_time()
 
-    def record(self, response_time_ms: float, failed: bool) -> None:
-        """Record one response time given in milliseconds (Locust's unit)."""
-        now = time.time()
-        self.first = self.first or now
-        self.last = now
+    def record(self, latency_s: float, end: float, failed: bool) -> None:
+        """Record one response: its latency in seconds and its wall-clock end time."""
         self.requests += 1
+        self.last_response = end
         if failed:
             self.failures += 1
-        us = min(max(int(round(response_time_ms * 1000.0)), HDR_LOWEST_US), HDR_HIGHEST_US)
+        us = min(max(int(round(latency_s * 1_000_000)), HDR_LOWEST_US), HDR_HIGHEST_US)
         self.histogram.record_value(us)
 
+    def note_send(self, lag_s: float = 0.0) -> None:
+        """Count one request about to be sent, ``lag_s`` seconds after its scheduled time."""
+        self.sent += 1
+        self.first_send = self.first_send or time.time()
+        if lag_s > LATE_SEND_S:
+            self.late_sends += 1
+        self.max_lag_s = max(self.max_lag_s, lag_s)
+
     def dump(self, directory: str) -> Path:
-        """Write ``hdr-<host>-<pid>.json`` with the encoded histogram; return its path."""
+        """Write ``hdr-<host>-<pid>.json`` (units: seconds, µs in the histogram); return its path."""
         path = Path(directory) / f"hdr-{socket.gethostname()}-{os.getpid()}.json"
         data = {
             "requests": self.requests,
             "failures": self.failures,
-            "first_request_at": self.first,
-            "last_request_at": self.last,
+            "sent": self.sent,
+            "late_sends": self.late_sends,
+            "max_lag_ms": self.max_lag_s * 1000.0,
+            "first_send_at": self.first_send,
+            "last_response_at": self.last_response,
+            "window_start_at": self.window_start,
+            "window_end_at": time.time(),
+            "cpu_seconds": time.process_time() - self.cpu_start,
             "histogram": self.histogram.encode().decode("ascii"),
             "unit": "microseconds",
         }
@@ -88,27 +126,53 @@ class Recorder:
 
 
 RECORDER = Recorder()
+_ENV = {}
+
+
+@events.init.add_listener
+def _on_init(environment, **_kwargs) -> None:
+    _ENV["environment"] = environment
+
+
+def _end_warmup(environment) -> None:
+    RECORDER.reset()
+    if environment.runner is not None:
+        environment.runner.stats.reset_all()
 
 
 @events.test_start.add_listener
 def _on_test_start(environment, **_kwargs) -> None:
     RECORDER.reset()
+    warmup = getattr(environment.parsed_options, "warmup_seconds", 0.0) if environment.parsed_options else 0.0
+    if warmup > 0:
+        gevent.spawn_later(warmup, _end_warmup, environment)
 
 
 @events.request.add_listener
-def _on_request(response_time, exception, **_kwargs) -> None:
-    RECORDER.record(response_time, exception is not None)
+def _on_request(response_time, exception, start_time=None, context=None, **_kwargs) -> None:
+    end = time.time() if start_time is None else start_time + response_time / 1000.0
+    intended = (context or {}).get("intended_send_at")
+    latency = end - intended if intended is not None else response_time / 1000.0
+    RECORDER.record(latency, end, exception is not None)
+    environment = _ENV.get("environment")
+    limit = getattr(environment.parsed_options, "max_requests", 0) if environment and environment.parsed_options else 0
+    if limit and RECORDER.requests == limit and environment.runner is not None:
+        gevent.spawn(environment.runner.quit)
 
 
 @events.test_stop.add_listener
 def _on_test_stop(environment, **_kwargs) -> None:
     directory = os.environ.get("SERVERLAB_HDR_DIR")
-    if directory and RECORDER.requests:
+    if directory and (RECORDER.requests or RECORDER.sent):
         RECORDER.dump(directory)
 
 
 class LabUser(FastHttpUser):
-    """Base user: targets ``--host`` if given, else the ``--server`` dropdown's variant."""
+    """Base user: targets ``--host`` if given, else the ``--server`` dropdown's variant.
+
+    Subclasses define :meth:`path`; the task sends it in the closed, requests or
+    open model according to the options (see the module docstring).
+    """
 
     abstract = True
     wait_time = constant(0)
@@ -118,50 +182,85 @@ class LabUser(FastHttpUser):
         options = environment.parsed_options
         server = getattr(options, "server", None) or VARIANT_NAMES[0]
         self.host = environment.host or TARGET_URL_TEMPLATE.format(name=server)
+        self.open_rate = getattr(options, "open_rate", 0.0) or 0.0
+        if self.open_rate > 0:
+            # Each open-model user keeps up to this many requests in flight.
+            self.concurrency = int(os.environ.get("SERVERLAB_OPEN_MAX_IN_FLIGHT", "100"))
         super().__init__(environment)
 
-    def get(self, path: str, name: str | None = None) -> None:
-        """GET ``path``, failing the request on any non-200 status."""
-        with self.client.get(path, name=name or path.split("?")[0], catch_response=True) as response:
-            if response.status_code != 200:
-                response.failure(f"status {response.status_code}")
+    def path(self) -> str:
+        """Return the request path with its query string."""
+        raise NotImplementedError
+
+    def send(self, context: dict | None = None) -> None:
+        """GET :meth:`path`; an error or a status >= 400 counts as a failure (no redirects here)."""
+        path = self.path()
+        self.client.get(path, name=path.split("?")[0], context=context or {})
+
+    @task
+    def load(self) -> None:
+        """One closed-model request, or (open model) the whole arrival schedule."""
+        if self.open_rate > 0:
+            self._open_loop()
+            return
+        limit = self.environment.parsed_options.max_requests
+        if limit and RECORDER.sent >= limit:
+            raise StopUser()
+        RECORDER.note_send()
+        self.send()
+
+    def _open_loop(self) -> None:
+        users = max(1, self.environment.runner.target_user_count if self.environment.runner else 1)
+        interval = users / self.open_rate  # this user's share of the schedule, seconds per request
+        pool = gevent.pool.Pool(self.concurrency)
+        start_perf, start_wall = time.perf_counter(), time.time()
+        sent = 0
+        while True:
+            due = start_perf + sent * interval
+            now = time.perf_counter()
+            if due > now:
+                gevent.sleep(due - now)
+            pool.wait_available()  # in-flight cap reached: the send is late, and counted so
+            lag = max(0.0, time.perf_counter() - due)
+            RECORDER.note_send(lag)
+            pool.spawn(self.send, {"intended_send_at": start_wall + sent * interval})
+            sent += 1
+
+
+import gevent.pool  # noqa: E402  (after gevent's monkey-patching by Locust)
 
 
 class HelloUser(LabUser):
     """``GET /``: "Hello, World!" — measures the server's per-request overhead."""
 
-    @task
-    def hello(self) -> None:
-        self.get("/")
+    def path(self) -> str:
+        return "/"
 
 
 class JsonUser(LabUser):
     """``GET /json``: a small JSON document."""
 
-    @task
-    def json_doc(self) -> None:
-        self.get("/json")
+    def path(self) -> str:
+        return "/json"
 
 
 class CpuUser(LabUser):
     """``GET /cpu?n=``: CPU-bound Fibonacci work that holds the GIL."""
 
-    @task
-    def cpu(self) -> None:
-        self.get(f"/cpu?n={self.environment.parsed_options.cpu_n}")
+    def path(self) -> str:
+        return f"/cpu?n={self.environment.parsed_options.cpu_n}"
 
 
 class IoUser(LabUser):
     """``GET /io?ms=``: I/O-bound waiting that releases the GIL."""
 
-    @task
-    def io(self) -> None:
-        self.get(f"/io?ms={self.environment.parsed_options.io_ms}")
+    def path(self) -> str:
+        return f"/io?ms={self.environment.parsed_options.io_ms}"
 
 
 class MixedUser(LabUser):
     """``GET /mixed``: some CPU plus some waiting."""
 
-    @task
-    def mixed(self) -> None:
-        self.get("/mixed")
+    def path(self) -> str:
+        options = self.environment.parsed_options
+        return f"/mixed?n={options.mixed_n}&ms={options.mixed_ms}"

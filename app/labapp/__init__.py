@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 import threading
 import uuid
@@ -36,6 +37,8 @@ REPORTED_PACKAGES = ("flask", "werkzeug", "gunicorn", "pyuwsgi", "gevent", "locu
 MAX_BACKGROUND_JOBS = 1000
 #: At most this many background jobs may run at once (a 429 beyond that).
 MAX_RUNNING_BACKGROUND_JOBS = 32
+#: An integer parameter: optional sign, 1-12 ASCII digits (checked before ``int()``).
+_INTEGER = re.compile(r"[+-]?[0-9]{1,12}")
 
 
 class ParameterError(ValueError):
@@ -63,8 +66,8 @@ def int_param(bound: Bound, source: Mapping[str, Any] | None = None) -> int:
     if raw is None:
         return bound.default
     text = str(raw).strip()
-    # Bound the text before int(): a 100 000-digit string must not cost CPU.
-    if not text or len(text) > 12 or not text.lstrip("+-").isdigit():
+    # ASCII digits only, and bounded before int(): a 100 000-digit string must not cost CPU.
+    if not _INTEGER.fullmatch(text):
         raise ParameterError(bound, str(raw)[:40])
     value = int(text)
     if not bound.low <= value <= bound.high:
@@ -194,7 +197,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     @app.post("/background")
     def background_start():
         body = request.get_json(silent=True) if request.is_json else None
-        ms = int_param(workloads.BACKGROUND_MS, body if isinstance(body, dict) else request.args)
+        params = {**request.args.to_dict(), **(body if isinstance(body, dict) else {})}
+        ms = int_param(workloads.BACKGROUND_MS, params)
         if jobs.running() >= MAX_RUNNING_BACKGROUND_JOBS:
             return jsonify(error=f"at most {MAX_RUNNING_BACKGROUND_JOBS} background jobs may run at once"), 429
         job = jobs.start(current_app._get_current_object(), ms)  # type: ignore[attr-defined]

@@ -88,8 +88,14 @@ class Variant:
     def with_counts(self, workers: int | None = None, threads: int | None = None) -> "Variant":
         """Return a copy with other worker/thread counts (``None`` keeps the declared one).
 
-        :raises VariantError: if a count is below its minimum (workers 1, threads 0).
+        :raises VariantError: if a count is below its minimum (workers 1, threads 0), or
+            differs from the declared one while the command has no placeholder for it
+            (the override would be recorded but never take effect).
         """
+        for key, value in (("workers", workers), ("threads", threads)):
+            fixed = getattr(self, key)
+            if value is not None and value != fixed and not any("{" + key + "}" in part for part in self.command):
+                raise VariantError(f"{self.name}: {key} is fixed at {fixed} (its command has no {{{key}}} placeholder); got {value}")
         if workers is not None and workers < 1:
             raise VariantError(f"{self.name}: workers must be >= 1, got {workers}")
         if threads is not None and (threads < 0 or (threads == 0 and self.threads != 0)):
@@ -151,7 +157,10 @@ def _check(path: Path, data: Mapping[str, Any]) -> None:
         raise VariantError(f"{path}: key 'model' is {data['model']!r}; valid: {', '.join(MODELS)}")
     if data["workers"] < 1 or data["threads"] < 0:
         raise VariantError(f"{path}: workers must be >= 1 and threads >= 0, got {data['workers']} and {data['threads']}")
-    if data["model"] == "gevent" and not data.get("connections"):
+    connections = data.get("connections")
+    if connections is not None and (isinstance(connections, bool) or not isinstance(connections, int) or connections < 1):
+        raise VariantError(f"{path}: key 'connections' must be an integer >= 1, got {connections!r}")
+    if data["model"] == "gevent" and connections is None:
         raise VariantError(f"{path}: a gevent variant needs 'connections' (greenlets per worker)")
     if not data["command"] or not all(isinstance(part, str) for part in data["command"]):
         raise VariantError(f"{path}: key 'command' must be a non-empty list of strings")

@@ -1,0 +1,348 @@
+"""Experiments as files: ``experiments/<name>.toml`` lists only axes and overrides.
+
+Example (``experiments/quick.toml``)::
+
+    description = "Every server variant, hello workload, one load level"
+    servers = "all"              # or a list of servers/*.toml names
+    workloads = ["hello"]        # hello, json, cpu, io, mixed
+    mode = "closed"              # closed (Locust users), open (arrival rate), requests (fixed count)
+    users = [8]                  # closed: load levels; open/requests: users (max in flight)
+    duration = 8                 # measured seconds per cell (closed, open)
+    warmup = 2                   # discarded seconds before each measured period
+    repetitions = 1
+
+    [params.cpu]                 # workload parameter overrides
+    n = 1000
+
+    [overrides.gunicorn-sync]    # per-variant worker/thread counts
+    workers = 5
+
+    [budget]                     # CPU and memory budget (defaults fit 2 cores)
+    server_cpus = 1.0
+    server_memory = "512m"
+    server_cpuset = "0"
+    loadgen_cpuset = "1"
+    loadgen_processes = 1
+
+Open mode takes ``rates = [...]`` (target RPS) and ``p99_bound_ms``; requests mode
+takes ``requests = [...]`` (request counts) and needs ``warmup = 0``. Every
+refusal names the file, the key, the bad value and the valid choices.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from labapp.variants import Variant, VariantError, load_variants
+from serverlab import LabError
+from serverlab.workloads import WORKLOADS
+
+#: The folder of shipped experiments.
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
+MODES = ("closed", "open", "requests")
+_TOP_KEYS = {
+    "description", "servers", "workloads", "mode", "users", "rates", "requests", "duration", "warmup",
+    "repetitions", "calibrate", "p99_bound_ms", "seed", "params", "overrides", "budget",
+}
+_BUDGET_KEYS = {"server_cpus", "server_memory", "server_cpuset", "loadgen_cpuset", "loadgen_processes"}
+_CPUSET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+_MEMORY = re.compile(r"^\d+[kmg]?$")
+
+
+class ExperimentError(LabError):
+    """An experiment file is missing, malformed, or names something that does not exist."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The resources every server variant gets, and where the load generator runs.
+
+    :param server_cpus: CPU quota of a server (cores, e.g. ``1.0``).
+    :param server_memory: memory limit of a server, Docker syntax (``"512m"``).
+    :param server_cpuset: CPUs the server may run on (``"0"``).
+    :param loadgen_cpuset: CPUs the load generator runs on (``"1"``); must not overlap the server's.
+    :param loadgen_processes: Locust processes (``--processes``); 1 = a single process.
+    """
+
+    server_cpus: float = 1.0
+    server_memory: str = "512m"
+    server_cpuset: str = "0"
+    loadgen_cpuset: str = "1"
+    loadgen_processes: int = 1
+
+    @property
+    def loadgen_cores(self) -> int:
+        """How many CPUs the load generator's cpuset holds."""
+        return len(parse_cpuset(self.loadgen_cpuset))
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment: which variants, workloads and load levels, how long, how often.
+
+    :param name: the file's stem.
+    :param levels: load levels: users (closed), target RPS (open) or request counts (requests).
+    :param users: concurrent users for open/requests modes (open: requests in flight at most).
+    :param duration: measured seconds per cell (closed, open); a time cap in requests mode.
+    :param warmup: discarded seconds before each measured period.
+    :param params: workload -> full parameter dict (defaults applied).
+    :param overrides: variant -> ``{"workers": int, "threads": int}``.
+    :param seed: shuffle seed; ``None`` means pick one at run time (then recorded).
+    """
+
+    name: str
+    description: str
+    servers: tuple[str, ...]
+    workloads: tuple[str, ...]
+    mode: str
+    levels: tuple[int, ...]
+    users: int
+    duration: float
+    warmup: float
+    repetitions: int
+    calibrate: bool
+    p99_bound_ms: float
+    seed: int | None
+    params: dict[str, dict[str, int]] = field(default_factory=dict)
+    overrides: dict[str, dict[str, int]] = field(default_factory=dict)
+    budget: Budget = field(default_factory=Budget)
+    path: str = ""
+
+    def variants(self, declared: Mapping[str, Variant] | None = None) -> dict[str, Variant]:
+        """Return the experiment's variants with their overrides applied, by name."""
+        declared = declared or load_variants()
+        return {
+            name: declared[name].with_counts(**self.overrides.get(name, {}))
+            for name in self.servers
+        }
+
+    @property
+    def cell_count(self) -> int:
+        """Cells per run: servers × workloads × levels × repetitions."""
+        return len(self.servers) * len(self.workloads) * len(self.levels) * self.repetitions
+
+    def estimated_seconds(self, overhead_s: float = 6.0) -> float:
+        """A rough run time: per cell warm-up + duration + ``overhead_s`` (start, verify, stop)."""
+        per_cell = self.warmup + (self.duration if self.mode != "requests" else 10.0) + overhead_s
+        return self.cell_count * per_cell
+
+    def record(self) -> dict[str, Any]:
+        """The experiment as a JSON-ready dict (stored in the results header)."""
+        data = asdict(self)
+        data["budget"] = asdict(self.budget)
+        return data
+
+
+def parse_cpuset(text: str) -> list[int]:
+    """Parse a cpuset like ``"0"``, ``"0-3"`` or ``"0,2"`` into CPU numbers.
+
+    :raises ValueError: if the text is not a cpuset.
+    """
+    if not _CPUSET.match(text):
+        raise ValueError(f"not a cpuset: {text!r} (examples: '0', '0-3', '0,2')")
+    cpus: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        cpus.extend(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+def list_experiments(directory: Path | None = None) -> dict[str, Path]:
+    """Return the shipped experiments, name -> path, sorted."""
+    directory = directory or EXPERIMENTS_DIR
+    return {path.stem: path for path in sorted(directory.glob("*.toml"))}
+
+
+def find_experiment(name_or_path: str, directory: Path | None = None) -> Path:
+    """Resolve an experiment name (``quick``) or a path to a ``.toml`` file.
+
+    :raises ExperimentError: naming the valid experiments if there is no such one.
+    """
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or "/" in name_or_path:
+        if not candidate.is_file():
+            raise ExperimentError(f"{candidate}: no such experiment file")
+        return candidate
+    known = list_experiments(directory)
+    if name_or_path not in known:
+        raise ExperimentError(f"unknown experiment {name_or_path!r}; valid: {', '.join(known)}")
+    return known[name_or_path]
+
+
+class _Checker:
+    """Validation helpers that name the file and key in every error."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, key: str, value: Any, expected: str) -> ExperimentError:
+        return ExperimentError(f"{self.path}: key {key!r} = {value!r} is invalid; expected {expected}")
+
+    def integer(self, key: str, value: Any, low: int, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(key, value, f"an integer in {low}..{high}")
+        return value
+
+    def number(self, key: str, value: Any, low: float, high: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise self.fail(key, value, f"a number in {low}..{high}")
+        return float(value)
+
+    def int_list(self, key: str, value: Any, low: int, high: int) -> tuple[int, ...]:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            raise self.fail(key, value, f"a non-empty list of integers in {low}..{high}")
+        items = tuple(self.integer(key, item, low, high) for item in value)
+        if len(set(items)) != len(items):
+            raise self.fail(key, value, "distinct values")
+        return items
+
+    def names(self, key: str, value: Any, valid: list[str]) -> tuple[str, ...]:
+        if value == "all":
+            return tuple(valid)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise self.fail(key, value, f'"all" or a non-empty list of names from: {", ".join(valid)}')
+        for name in value:
+            if name not in valid:
+                raise ExperimentError(f"{self.path}: key {key!r}: unknown name {name!r}; valid: {', '.join(valid)}")
+        if len(set(value)) != len(value):
+            raise self.fail(key, value, "no repeated names")
+        return tuple(value)
+
+
+def load_experiment(name_or_path: str, directory: Path | None = None, variants_dir: Path | None = None) -> Experiment:
+    """Load and validate an experiment before anything runs.
+
+    :param name_or_path: a shipped experiment's name or a path to a TOML file.
+    :raises ExperimentError: for a missing file, invalid TOML, an unknown key, a
+        wrong server or workload name, or a value out of range — naming the file,
+        the key, the bad value and the valid choices.
+    """
+    path = find_experiment(name_or_path, directory)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ExperimentError(f"{path}: not valid TOML: {err}") from None
+    except OSError as err:
+        raise ExperimentError(f"{path}: {err.strerror}") from None
+    check = _Checker(path)
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise ExperimentError(f"{path}: unknown key {key!r}; valid: {', '.join(sorted(_TOP_KEYS))}")
+    try:
+        declared = load_variants(variants_dir)
+    except VariantError as err:
+        raise ExperimentError(str(err)) from None
+
+    mode = data.get("mode", "closed")
+    if mode not in MODES:
+        raise check.fail("mode", mode, f"one of {', '.join(MODES)}")
+    servers = check.names("servers", data.get("servers", "all"), list(declared))
+    workloads = check.names("workloads", data.get("workloads", ["hello"]), list(WORKLOADS))
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise check.fail("description", description, "a string")
+
+    level_key = {"closed": "users", "open": "rates", "requests": "requests"}[mode]
+    for key in ("users", "rates", "requests"):
+        if key in data and key != level_key and not (key == "users" and mode != "closed"):
+            raise ExperimentError(f"{path}: key {key!r} does not apply to mode {mode!r} (its load levels are {level_key!r})")
+    if level_key not in data:
+        raise ExperimentError(f"{path}: mode {mode!r} needs key {level_key!r} (its load levels)")
+    limits = {"users": (1, 1000), "rates": (1, 100_000), "requests": (1, 1_000_000)}[level_key]
+    levels = check.int_list(level_key, data[level_key], *limits)
+    if mode == "closed":
+        users = max(levels)
+    else:
+        default_users = 100 if mode == "open" else 10
+        users = check.integer("users", data.get("users", default_users), 1, 10_000)
+
+    duration = check.number("duration", data.get("duration", 10), 1, 3600)
+    warmup = check.number("warmup", data.get("warmup", 0 if mode == "requests" else 2), 0, 600)
+    if mode == "requests" and warmup:
+        raise check.fail("warmup", warmup, "0 in requests mode (the total time of N requests includes start-up)")
+    repetitions = check.integer("repetitions", data.get("repetitions", 1), 1, 100)
+    calibrate = data.get("calibrate", False)
+    if not isinstance(calibrate, bool):
+        raise check.fail("calibrate", calibrate, "true or false")
+    p99_bound_ms = check.number("p99_bound_ms", data.get("p99_bound_ms", 100), 0.001, 600_000)
+    seed = data.get("seed")
+    if seed is not None:
+        seed = check.integer("seed", seed, 0, 2**32 - 1)
+
+    params_table = data.get("params", {})
+    if not isinstance(params_table, dict):
+        raise check.fail("params", params_table, "a table of workload tables, e.g. [params.cpu]")
+    params: dict[str, dict[str, int]] = {}
+    for name in params_table:
+        if name not in WORKLOADS:
+            raise ExperimentError(f"{path}: key 'params.{name}': unknown workload {name!r}; valid: {', '.join(WORKLOADS)}")
+    for name in workloads:
+        try:
+            params[name] = WORKLOADS[name].params(params_table.get(name))
+        except LabError as err:
+            raise ExperimentError(f"{path}: key 'params.{name}': {err}") from None
+
+    overrides_table = data.get("overrides", {})
+    if not isinstance(overrides_table, dict):
+        raise check.fail("overrides", overrides_table, "a table of variant tables, e.g. [overrides.gunicorn-sync]")
+    overrides: dict[str, dict[str, int]] = {}
+    for name, table in overrides_table.items():
+        if name not in declared:
+            raise ExperimentError(f"{path}: key 'overrides.{name}': unknown server variant {name!r}; valid: {', '.join(declared)}")
+        if not isinstance(table, dict):
+            raise check.fail(f"overrides.{name}", table, "a table with workers and/or threads")
+        for key, value in table.items():
+            if key not in ("workers", "threads"):
+                raise ExperimentError(f"{path}: key 'overrides.{name}.{key}' is unknown; valid: workers, threads")
+            check.integer(f"overrides.{name}.{key}", value, 1, 1024)
+        try:
+            declared[name].with_counts(**table)
+        except VariantError as err:
+            raise ExperimentError(f"{path}: key 'overrides.{name}': {err}") from None
+        overrides[name] = dict(table)
+
+    budget_table = data.get("budget", {})
+    if not isinstance(budget_table, dict):
+        raise check.fail("budget", budget_table, "a table")
+    for key in budget_table:
+        if key not in _BUDGET_KEYS:
+            raise ExperimentError(f"{path}: key 'budget.{key}' is unknown; valid: {', '.join(sorted(_BUDGET_KEYS))}")
+    defaults = Budget()
+    memory = str(budget_table.get("server_memory", defaults.server_memory)).lower()
+    if not _MEMORY.match(memory):
+        raise check.fail("budget.server_memory", memory, "a size like '512m' or '1g'")
+    cpusets = {}
+    for key in ("server_cpuset", "loadgen_cpuset"):
+        value = str(budget_table.get(key, getattr(defaults, key)))
+        try:
+            cpusets[key] = set(parse_cpuset(value))
+        except ValueError:
+            raise check.fail(f"budget.{key}", value, "a cpuset such as '0', '0-1' or '0,2'") from None
+    if cpusets["server_cpuset"] & cpusets["loadgen_cpuset"]:
+        raise ExperimentError(f"{path}: budget.server_cpuset and budget.loadgen_cpuset overlap: the load generator must run on other CPUs than the server")
+    budget = Budget(
+        server_cpus=check.number("budget.server_cpus", budget_table.get("server_cpus", defaults.server_cpus), 0.1, 256),
+        server_memory=memory,
+        server_cpuset=str(budget_table.get("server_cpuset", defaults.server_cpuset)),
+        loadgen_cpuset=str(budget_table.get("loadgen_cpuset", defaults.loadgen_cpuset)),
+        loadgen_processes=check.integer("budget.loadgen_processes", budget_table.get("loadgen_processes", 1), 1, 64),
+    )
+    if budget.server_cpus > len(cpusets["server_cpuset"]):
+        raise check.fail("budget.server_cpus", budget.server_cpus, f"at most the {len(cpusets['server_cpuset'])} CPU(s) of server_cpuset")
+    if mode == "requests" and budget.loadgen_processes != 1:
+        raise check.fail("budget.loadgen_processes", budget.loadgen_processes, "1 in requests mode (one process counts the requests)")
+
+    return Experiment(
+        name=path.stem, description=description, servers=servers, workloads=workloads, mode=mode,
+        levels=levels, users=users, duration=duration, warmup=warmup, repetitions=repetitions,
+        calibrate=calibrate, p99_bound_ms=p99_bound_ms, seed=seed, params=params, overrides=overrides,
+        budget=budget, path=str(path),
+    )

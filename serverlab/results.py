@@ -1,0 +1,274 @@
+"""Result rows and the JSON-lines files that hold them.
+
+A results file (``results.jsonl``) starts with one **run header** line and then has
+one **cell** line per measured (or failed) cell, appended and flushed the moment
+the cell finishes, so an interrupted run keeps everything already measured::
+
+    {"kind": "run", "version": 1, "run_id": ..., "experiment": {...}, "metadata": {...}}
+    {"kind": "cell", "version": 1, "cell_id": ..., "variant": ..., ...}
+
+Every report format is rendered from :class:`Cell` rows read back with
+:func:`read_results`. Modelled on pyperf: versioned, sorted keys, validated on load.
+
+Units: times in seconds unless the key ends in ``_ms`` (milliseconds) or ``_us``
+(microseconds); memory in bytes; rates in requests per second (RPS).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from serverlab import LabError
+
+#: Schema version written into every line; readers refuse other versions.
+SCHEMA_VERSION = 1
+#: Cell statuses: measured; server failed or crashed; server answered wrongly before load.
+STATUSES = ("ok", "failed", "unverified")
+#: Load models: Locust's closed model, constant-arrival open model, or a fixed request count.
+MODES = ("closed", "open", "requests")
+#: Percentiles reported from the HDR histogram, as keys of :attr:`Cell.latency_us`.
+PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+
+
+class ResultsError(LabError):
+    """A results file is missing, not JSON lines, of another schema version, or inconsistent."""
+
+
+def percentile_key(p: float) -> str:
+    """Return the key a percentile is stored under: ``50.0 -> "p50"``, ``99.9 -> "p99.9"``."""
+    return "p" + (f"{p:g}")
+
+
+@dataclass(frozen=True)
+class RunHeader:
+    """The first line of a results file: what ran, where, with what.
+
+    :param run_id: e.g. ``"20261120-231500-quick"``; also the report folder name.
+    :param experiment: the experiment as loaded (a JSON-ready dict of its fields).
+    :param metadata: shared facts stored once: ``backend``, ``image``, ``packages``
+        (name -> version), ``cpu_model``, ``host_cores``, ``git_commit``, ``started_at``
+        (Unix seconds), limits (``server_cpus``, ``server_memory``, ``server_cpuset``,
+        ``loadgen_cpuset``).
+    """
+
+    run_id: str
+    experiment: dict[str, Any]
+    metadata: dict[str, Any]
+    kind: str = "run"
+    version: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measured cell: a variant × workload × load level × repetition.
+
+    Identity
+    :param run_id: the run this cell belongs to.
+    :param cell_id: ``"<variant>/<workload>/<level>/r<repetition>"``, unique in a run.
+    :param variant: server variant name (a ``servers/*.toml`` stem).
+    :param workload: workload name (``hello``, ``json``, ``cpu``, ``io``, ``mixed``).
+    :param workload_params: the workload's request parameters, e.g. ``{"n": 1000}``.
+    :param mode: one of :data:`MODES`.
+    :param level: the load level: users (closed), target RPS (open) or request count (requests).
+    :param users: concurrent Locust users (closed and requests modes; open mode: max in flight).
+    :param repetition: 1-based repetition number.
+    :param order: position of this cell in the run's (shuffled) execution order, 0-based.
+
+    Outcome
+    :param status: one of :data:`STATUSES`.
+    :param error: why the cell failed or was unverified; ``None`` when ``ok``.
+    :param started_at: Unix time (seconds) the measured period started.
+    :param warmup_s: warm-up length whose figures were discarded (seconds).
+    :param duration_s: the measured period (seconds): wall time from the end of the
+        warm-up to the last response (requests mode) or the end of the run.
+
+    Throughput and latency (from the lab's own HDR recorder, exact across processes)
+    :param requests: responses received in the measured period (failures included).
+    :param failures: of those, failed requests (errors, non-200 answers).
+    :param rps: ``requests / duration_s``.
+    :param latency_us: percentile key (see :func:`percentile_key`) -> microseconds,
+        plus ``"max"`` and ``"mean"``; empty when nothing was measured.
+    :param hdr: the merged HdrHistogram of response times in microseconds, base64
+        encoded (``HdrHistogram.encode()``); ``None`` when nothing was measured.
+    :param locust: Locust's own aggregate figures from its CSV (``rps``, ``p50_ms``,
+        ``p95_ms``, ``p99_ms``, ``requests``, ``failures``, ``avg_ms``), kept for
+        comparison: its percentiles are rounded (whole ms below 100 ms).
+
+    Resources
+    :param server_cpu_s: CPU seconds the server used during the measured period.
+    :param server_peak_memory_bytes: the server's peak memory (cgroup or RSS sum).
+    :param cpu_ms_per_request: ``server_cpu_s * 1000 / requests``.
+    :param loadgen_cpu_s: CPU seconds the load generator used in the measured period.
+    :param loadgen_cpu_budget: cores the load generator may use (its cpuset size).
+    :param loadgen_saturated: the generator's CPU was >= 90% of its budget or Locust
+        warned of high CPU: the figure then measures Locust, not the server.
+
+    Mode-specific
+    :param total_time_s: requests mode: wall time to complete all requests (seconds).
+    :param open_load: open mode: ``{"target_rps", "sent", "late_sends", "max_lag_ms",
+        "fell_behind"}``; ``None`` otherwise.
+    :param calibration: ``{"wrk_rps", "ratio"}`` when the variant was calibrated with wrk.
+    :param config: the effective configuration: the variant's record (workers,
+        threads, keep_alive, command, ...) plus ``server_cpus``, ``server_memory``,
+        ``server_cpuset``, ``loadgen_cpuset``, ``loadgen_processes``.
+    :param warnings: plain-language warnings about this cell.
+    """
+
+    run_id: str
+    cell_id: str
+    variant: str
+    workload: str
+    workload_params: dict[str, Any]
+    mode: str
+    level: int
+    users: int
+    repetition: int
+    order: int
+    status: str
+    error: str | None = None
+    started_at: float | None = None
+    warmup_s: float = 0.0
+    duration_s: float = 0.0
+    requests: int = 0
+    failures: int = 0
+    rps: float = 0.0
+    latency_us: dict[str, float] = field(default_factory=dict)
+    hdr: str | None = None
+    locust: dict[str, float] = field(default_factory=dict)
+    server_cpu_s: float | None = None
+    server_peak_memory_bytes: int | None = None
+    cpu_ms_per_request: float | None = None
+    loadgen_cpu_s: float | None = None
+    loadgen_cpu_budget: float | None = None
+    loadgen_saturated: bool = False
+    total_time_s: float | None = None
+    open_load: dict[str, Any] | None = None
+    calibration: dict[str, float] | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    kind: str = "cell"
+    version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ResultsError(f"cell {self.cell_id}: status {self.status!r} not in {STATUSES}")
+        if self.mode not in MODES:
+            raise ResultsError(f"cell {self.cell_id}: mode {self.mode!r} not in {MODES}")
+        if self.requests < 0 or self.failures < 0 or self.failures > self.requests:
+            raise ResultsError(f"cell {self.cell_id}: bad counts requests={self.requests} failures={self.failures}")
+        if self.status != "ok" and not self.error:
+            raise ResultsError(f"cell {self.cell_id}: status {self.status!r} needs an error message")
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        """The cell's identity without the repetition: (variant, workload, mode, level)."""
+        return (self.variant, self.workload, self.mode, self.level)
+
+    @property
+    def failure_ratio(self) -> float:
+        """Failed requests / requests (0.0 when nothing was measured)."""
+        return self.failures / self.requests if self.requests else 0.0
+
+    def to_json(self) -> str:
+        """One JSON line (sorted keys, no newline)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+_CELL_FIELDS = {f.name for f in fields(Cell)}
+_RUN_FIELDS = {f.name for f in fields(RunHeader)}
+
+
+class ResultsWriter:
+    """Append-only writer for one run's results file.
+
+    Creates the file with its :class:`RunHeader`, or (``resume=True``) opens an
+    existing one after checking its header has the same ``run_id``. Each
+    :meth:`append` writes, flushes and fsyncs one line.
+    """
+
+    def __init__(self, path: Path, header: RunHeader, resume: bool = False) -> None:
+        self.path = Path(path)
+        if resume:
+            existing = read_results(self.path)[0]
+            if existing.run_id != header.run_id:
+                raise ResultsError(f"{self.path}: holds run {existing.run_id!r}, not {header.run_id!r}")
+        else:
+            if self.path.exists():
+                raise ResultsError(f"{self.path}: already exists; use --resume to continue it")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._write_line(json.dumps(asdict(header), sort_keys=True))
+
+    def _write_line(self, line: str) -> None:
+        import os
+
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def append(self, cell: Cell) -> None:
+        """Append one cell as a JSON line, durably."""
+        self._write_line(cell.to_json())
+
+
+def _parse_line(path: Path, number: int, line: str) -> dict[str, Any]:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ResultsError(f"{path}:{number}: not JSON ({err.msg})") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}:{number}: a line must be a JSON object")
+    if data.get("version") != SCHEMA_VERSION:
+        raise ResultsError(f"{path}:{number}: schema version {data.get('version')!r}, this serverlab reads {SCHEMA_VERSION}")
+    return data
+
+
+def read_results(path: Path) -> tuple[RunHeader, list[Cell]]:
+    """Read one results file.
+
+    A truncated last line (a run killed mid-write) is ignored; any other bad line
+    is an error. Of cells with the same ``cell_id`` the last one wins (a resumed
+    run re-measures failed cells).
+
+    :return: the run header and its cells in file order.
+    :raises ResultsError: if the file is missing, empty, or malformed.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise ResultsError(f"{path}: {err.strerror}") from None
+    if not lines:
+        raise ResultsError(f"{path}: empty results file")
+    header_data = _parse_line(path, 1, lines[0])
+    if header_data.get("kind") != "run":
+        raise ResultsError(f"{path}:1: the first line must be the run header")
+    header = RunHeader(**{k: v for k, v in header_data.items() if k in _RUN_FIELDS})
+    cells: dict[str, Cell] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        try:
+            data = _parse_line(path, number, line)
+        except ResultsError:
+            if number == len(lines):
+                break  # a line cut short by an interrupted write
+            raise
+        if data.get("kind") != "cell":
+            raise ResultsError(f"{path}:{number}: expected a cell line, got kind {data.get('kind')!r}")
+        try:
+            cell = Cell(**{k: v for k, v in data.items() if k in _CELL_FIELDS})
+        except TypeError as err:
+            raise ResultsError(f"{path}:{number}: {err}") from None
+        cells.pop(cell.cell_id, None)
+        cells[cell.cell_id] = cell
+    return header, list(cells.values())
+
+
+def read_many(paths: Iterable[Path]) -> Iterator[tuple[RunHeader, list[Cell]]]:
+    """Read several results files (see :func:`read_results`), one (header, cells) each."""
+    for path in paths:
+        yield read_results(Path(path))
