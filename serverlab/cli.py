@@ -1,0 +1,133 @@
+"""The ``serverlab`` command: run experiments, render and compare reports.
+
+    serverlab run [EXPERIMENT] [--backend docker|local] [--resume RUN_ID]
+    serverlab run --list
+    serverlab report RESULTS.jsonl... [--out DIR]
+    serverlab compare OLD NEW
+
+Every failure ends as one ``error: ...`` line and exit status 2 (1 for a run that
+finished with failed cells, 130 when interrupted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from labapp.variants import load_variants
+from serverlab import LabError
+from serverlab.experiment import list_experiments, load_experiment
+from serverlab.workloads import WORKLOADS
+
+DEFAULT_REPORTS = Path("reports")
+
+
+def _listing() -> str:
+    lines = ["experiments (experiments/*.toml):"]
+    for name, path in list_experiments().items():
+        try:
+            experiment = load_experiment(str(path))
+            lines.append(f"  {name:12} {experiment.cell_count:4} cells, ~{experiment.estimated_seconds() / 60:.0f} min  {experiment.description}")
+        except LabError as err:
+            lines.append(f"  {name:12} INVALID: {err}")
+    lines.append("server variants (servers/*.toml):")
+    for variant in load_variants().values():
+        threads = "per-connection" if variant.threads == 0 else str(variant.threads)
+        lines.append(f"  {variant.name:18} {variant.model:14} workers={variant.workers} threads={threads} "
+                     f"keep-alive={'yes' if variant.keep_alive else 'no'}  {variant.description}")
+    lines.append("workloads:")
+    for workload in WORKLOADS.values():
+        lines.append(f"  {workload.name:8} {workload.summary}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="serverlab", description="Measure which way of serving a Flask app is fastest, and why.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  serverlab run quick\n  serverlab run default --backend local\n"
+               "  serverlab run default --resume latest\n  serverlab report reports/latest/results.jsonl\n"
+               "  serverlab compare reports/A/results.jsonl reports/B/results.jsonl")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run an experiment and write reports/<run-id>/",
+                         description="Run an experiment (servers × workloads × load levels × repetitions) headless.")
+    run.add_argument("experiment", nargs="?", default="default", help="experiment name or .toml path (default: default)")
+    run.add_argument("--backend", choices=("docker", "local"), default="docker",
+                     help="docker: compose services with CPU/memory limits (default); local: processes on 127.0.0.1")
+    run.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run (a run id or 'latest')")
+    run.add_argument("--reports-dir", type=Path, default=DEFAULT_REPORTS, help="where run folders go (default: reports)")
+    run.add_argument("--list", action="store_true", help="list experiments, server variants and workloads, then exit")
+
+    report = sub.add_parser("report", help="re-render a report from results files (nothing is re-run)")
+    report.add_argument("results", nargs="+", type=Path, help="results.jsonl file(s) of one experiment")
+    report.add_argument("--out", type=Path, help="output folder (default: the first file's folder)")
+
+    compare = sub.add_parser("compare", help="show the change per cell between two runs")
+    compare.add_argument("old", type=Path, help="results.jsonl (or run folder) of the baseline")
+    compare.add_argument("new", type=Path, help="results.jsonl (or run folder) of the new run")
+    return parser
+
+
+def _results_path(path: Path) -> Path:
+    return path / "results.jsonl" if path.is_dir() else path
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``serverlab run``: returns 0 when every cell is ok, 1 when some failed."""
+    if args.list:
+        print(_listing())
+        return 0
+    experiment = load_experiment(args.experiment)
+    from serverlab.report import write_report
+    from serverlab.runner import Runner, update_latest
+
+    runner = Runner(experiment, args.backend, args.reports_dir)
+    run_dir = runner.run(resume=args.resume)
+    files = write_report([run_dir / "results.jsonl"], run_dir)
+    update_latest(args.reports_dir, run_dir)
+    print()
+    print((run_dir / "summary.md").read_text())
+    print("report:", ", ".join(str(path) for path in files.values()))
+    from serverlab.results import read_results
+
+    _, cells = read_results(run_dir / "results.jsonl")
+    return 0 if all(cell.status == "ok" for cell in cells) else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``serverlab report``: render index.html, summary.md and report.json."""
+    from serverlab.report import write_report
+
+    paths = [_results_path(p) for p in args.results]
+    out = args.out or paths[0].parent
+    files = write_report(paths, out)
+    print("\n".join(str(path) for path in files.values()))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``serverlab compare``: print the per-cell change as Markdown."""
+    from serverlab.report import compare
+
+    print(compare(_results_path(args.old), _results_path(args.new)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse, dispatch, and turn every :class:`LabError` into ``error: ...``."""
+    args = build_parser().parse_args(argv)
+    handlers = {"run": cmd_run, "report": cmd_report, "compare": cmd_compare}
+    try:
+        return handlers[args.command](args)
+    except LabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Building load-generator command lines and reading what they leave behind.
+
+Locust is run headless with the lab's locustfile; each Locust process writes an
+``hdr-*.json`` file (see ``locustfiles/locustfile.py``) that this module merges
+exactly. Locust's own ``*_stats.csv`` is parsed too and kept beside the lab's
+figures for comparison (its percentiles are rounded to whole milliseconds below
+100 ms). wrk is the reference generator for calibration.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from serverlab import LabError
+from serverlab.results import PERCENTILES, percentile_key
+from serverlab.workloads import Workload
+
+#: Locust's own warning when a process is CPU-bound (its figures then measure Locust).
+LOCUST_CPU_WARNING = re.compile(r"CPU usage above \d+%")
+#: A load-generator process using this share of a core or more is saturated.
+SATURATION_SHARE = 0.9
+
+
+class LoadError(LabError):
+    """The load generator failed, or left no measurements behind."""
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """One Locust run: what to send, to where, for how long.
+
+    :param workload: the workload (its user class and parameter options).
+    :param params: the workload's parameters.
+    :param mode: ``"closed"``, ``"open"`` or ``"requests"``.
+    :param level: users (closed), target RPS (open) or request count (requests).
+    :param users: Locust users for open/requests modes.
+    :param duration_s: measured seconds (closed/open) or time cap (requests).
+    :param warmup_s: discarded seconds before the measured period.
+    :param processes: Locust processes (``--processes``); 1 runs a single process.
+    """
+
+    workload: Workload
+    params: dict[str, int]
+    mode: str
+    level: int
+    users: int
+    duration_s: float
+    warmup_s: float
+    processes: int = 1
+
+    @property
+    def locust_users(self) -> int:
+        """The ``-u`` Locust gets: the level (closed), users (requests), one per process (open)."""
+        if self.mode == "closed":
+            return self.level
+        if self.mode == "open":
+            return self.processes
+        return self.users
+
+    @property
+    def run_time_s(self) -> int:
+        """Locust's ``--run-time`` in whole seconds (warm-up included)."""
+        return int(round(self.warmup_s + self.duration_s))
+
+    def locust_args(self, locustfile: str, host: str, out_dir: str) -> list[str]:
+        """Return the full ``locust ...`` argv for this plan.
+
+        :param locustfile: path of the locustfile as the generator sees it.
+        :param host: base URL of the server as the generator sees it.
+        :param out_dir: folder (as the generator sees it) for CSV/HTML output.
+        """
+        users = self.locust_users
+        args = [
+            "locust", "-f", locustfile, "--headless", "--only-summary",
+            "-u", str(users), "-r", str(users), "--run-time", f"{self.run_time_s}s",
+            "--stop-timeout", "5", "--host", host,
+            "--csv", f"{out_dir}/locust", "--html", f"{out_dir}/locust.html",
+        ]
+        if self.processes > 1:
+            args += ["--processes", str(self.processes)]
+        if self.warmup_s > 0:
+            args += ["--warmup-seconds", str(self.warmup_s)]
+        if self.mode == "requests":
+            args += ["--max-requests", str(self.level)]
+        if self.mode == "open":
+            args += ["--open-rate", str(self.level)]
+        return args + self.workload.locust_args(self.params)
+
+    def environment(self, hdr_dir: str) -> dict[str, str]:
+        """Environment variables for the Locust process(es)."""
+        env = {"SERVERLAB_HDR_DIR": hdr_dir}
+        if self.mode == "open":
+            env["SERVERLAB_OPEN_MAX_IN_FLIGHT"] = str(max(1, self.users // self.processes))
+        return env
+
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    """What one Locust run measured, merged over its processes.
+
+    :param requests: responses in the measured window; :param failures: of them, failed.
+    :param duration_s: measured window (seconds): warm-up end to last response.
+    :param window: ``(start, end)`` Unix seconds of the measured window.
+    :param histogram: merged HDR histogram of latencies (µs), base64.
+    :param latency_us: percentiles (keys from :func:`serverlab.results.percentile_key`), max, mean (µs).
+    :param loadgen_cpu_s: CPU seconds all Locust processes used in the window.
+    :param busiest_process_share: the highest CPU share of one core any process used.
+    :param cpu_warning: Locust printed its "CPU usage above 90%" warning.
+    :param total_time_s: requests mode: first send to last response (seconds).
+    :param open_load: open mode: sent, late sends, max lag (ms), whether it fell behind.
+    :param locust: Locust's own aggregate row (``rps``, ``p50_ms`` ...), ``{}`` if absent.
+    """
+
+    requests: int
+    failures: int
+    duration_s: float
+    window: tuple[float, float]
+    histogram: str | None
+    latency_us: dict[str, float]
+    loadgen_cpu_s: float
+    busiest_process_share: float
+    cpu_warning: bool
+    total_time_s: float | None
+    open_load: dict[str, Any] | None
+    locust: dict[str, float]
+
+    @property
+    def rps(self) -> float:
+        """Responses per second over the measured window."""
+        return self.requests / self.duration_s if self.duration_s > 0 else 0.0
+
+
+def latency_summary(histogram: HdrHistogram) -> dict[str, float]:
+    """Return p50/p90/p95/p99/p99.9, max and mean of a histogram (µs)."""
+    if histogram.get_total_count() == 0:
+        return {}
+    summary = {percentile_key(p): float(histogram.get_value_at_percentile(p)) for p in PERCENTILES}
+    summary["max"] = float(histogram.get_max_value())
+    summary["mean"] = float(histogram.get_mean_value())
+    return summary
+
+
+def parse_locust_csv(path: Path) -> dict[str, float]:
+    """Read the ``Aggregated`` row of Locust's ``*_stats.csv``.
+
+    :return: ``{"requests", "failures", "rps", "avg_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms"}``,
+        or ``{}`` when the file is missing or has no aggregated row.
+    """
+    try:
+        with Path(path).open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError:
+        return {}
+    for row in rows:
+        if row.get("Name") == "Aggregated":
+            def num(key: str) -> float:
+                try:
+                    return float(row.get(key) or 0)
+                except ValueError:
+                    return 0.0
+            return {
+                "requests": num("Request Count"), "failures": num("Failure Count"), "rps": num("Requests/s"),
+                "avg_ms": num("Average Response Time"), "p50_ms": num("50%"), "p95_ms": num("95%"),
+                "p99_ms": num("99%"), "max_ms": num("Max Response Time"),
+            }
+    return {}
+
+
+def read_outcome(out_dir: Path, plan: LoadPlan, log_text: str = "") -> LoadOutcome:
+    """Merge the ``hdr-*.json`` files Locust left in ``out_dir`` into one outcome.
+
+    :raises LoadError: if no process recorded anything (the server never answered).
+    """
+    files = sorted(Path(out_dir).glob("hdr-*.json"))
+    dumps = [json.loads(path.read_text()) for path in files]
+    if not dumps:
+        tail = "\n".join(log_text.strip().splitlines()[-5:])
+        raise LoadError(f"Locust recorded no requests{': ' + tail if tail else ''}")
+    merged = HdrHistogram(1, 120_000_000, 3)
+    for dump in dumps:
+        merged.add(HdrHistogram.decode(dump["histogram"]))
+    requests = sum(d["requests"] for d in dumps)
+    failures = sum(d["failures"] for d in dumps)
+    start = min(d["window_start_at"] for d in dumps)
+    ends = [d["last_response_at"] or d["window_end_at"] for d in dumps]
+    end = max(ends)
+    duration = max(end - start, 1e-9)
+    cpu = sum(d["cpu_seconds"] for d in dumps)
+    share = max(d["cpu_seconds"] / max(d["window_end_at"] - d["window_start_at"], 1e-9) for d in dumps)
+    total_time = None
+    if plan.mode == "requests":
+        first = min(d["first_send_at"] for d in dumps if d["first_send_at"])
+        total_time = end - first
+    open_load = None
+    if plan.mode == "open":
+        sent = sum(d["sent"] for d in dumps)
+        late = sum(d["late_sends"] for d in dumps)
+        open_load = {
+            "target_rps": plan.level, "sent": sent, "late_sends": late,
+            "max_lag_ms": max(d["max_lag_ms"] for d in dumps),
+            "achieved_send_rps": sent / duration,
+            "fell_behind": bool(sent and late / sent > 0.01),
+        }
+    return LoadOutcome(
+        requests=requests, failures=failures, duration_s=duration, window=(start, end),
+        histogram=merged.encode().decode("ascii") if requests else None,
+        latency_us=latency_summary(merged), loadgen_cpu_s=cpu, busiest_process_share=share,
+        cpu_warning=bool(LOCUST_CPU_WARNING.search(log_text)), total_time_s=total_time,
+        open_load=open_load, locust=parse_locust_csv(Path(out_dir) / "locust_stats.csv"),
+    )
+
+
+_WRK_RPS = re.compile(r"Requests/sec:\s+([0-9.]+)")
+
+
+def parse_wrk(output: str) -> float:
+    """Return the ``Requests/sec`` figure of wrk's output.
+
+    :raises LoadError: if wrk printed none (it failed to connect or was not installed).
+    """
+    match = _WRK_RPS.search(output)
+    if not match:
+        raise LoadError(f"wrk printed no Requests/sec: {output.strip()[-300:]!r}")
+    return float(match.group(1))
+
+
+def wrk_args(url: str, connections: int, duration_s: float, threads: int = 1) -> list[str]:
+    """Return a ``wrk`` argv: ``threads`` threads, ``connections`` open connections."""
+    return ["wrk", "-t", str(threads), "-c", str(max(connections, threads)), "-d", f"{int(duration_s)}s", url]

@@ -1,0 +1,365 @@
+"""Running an experiment fairly, one cell at a time, keeping every result.
+
+For each cell (variant × workload × level × repetition) the runner:
+
+1. (re)starts the variant under the experiment's CPU/memory budget and waits
+   until it is healthy;
+2. verifies it answers the workload correctly (status, headers, body) — a wrong
+   answer marks the cell ``unverified`` and nothing is loaded;
+3. runs Locust on other CPUs: a warm-up whose figures are discarded, then the
+   measured period;
+4. reads the server's CPU seconds and peak memory and the generator's CPU;
+5. appends the cell to ``results.jsonl`` at once (a crash or Ctrl-C keeps every
+   finished cell; ``--resume`` re-runs only what is missing or failed).
+
+The order of cells is shuffled per repetition (seeded; the seed is recorded), so
+no variant always runs first, last, or after the same neighbour.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import subprocess
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+from labapp.variants import Variant
+from serverlab import LabError
+from serverlab.backends import ROOT, BackendError, DockerBackend, LocalBackend, RunningServer, make_backend
+from serverlab.experiment import Experiment
+from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadPlan, parse_wrk, read_outcome, wrk_args
+from serverlab.results import Cell, ResultsWriter, RunHeader, read_results
+from serverlab.workloads import WORKLOADS, VerificationError, verify
+
+#: Packages whose versions are recorded in every run header.
+RECORDED_PACKAGES = ("flask", "werkzeug", "gunicorn", "pyuwsgi", "gevent", "locust", "hdrhistogram")
+#: Concurrency (Locust users and wrk connections) of the calibration runs.
+CALIBRATION_CONNECTIONS = 32
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    """One cell of the run's plan, in execution order.
+
+    :param variant: variant name; :param workload: workload name; :param level: load level.
+    :param repetition: 1-based; :param order: 0-based position in the run.
+    """
+
+    variant: str
+    workload: str
+    level: int
+    repetition: int
+    order: int
+
+    @property
+    def cell_id(self) -> str:
+        """``"<variant>/<workload>/<level>/r<repetition>"``."""
+        return f"{self.variant}/{self.workload}/{self.level}/r{self.repetition}"
+
+
+def plan_cells(experiment: Experiment, seed: int) -> list[PlannedCell]:
+    """Every cell of ``experiment``, shuffled within each repetition by ``seed``.
+
+    :return: cells in execution order; repetition 1's cells all come before repetition 2's.
+    """
+    rng = random.Random(seed)
+    cells: list[PlannedCell] = []
+    for repetition in range(1, experiment.repetitions + 1):
+        combos = [(v, w, lvl) for v in experiment.servers for w in experiment.workloads for lvl in experiment.levels]
+        rng.shuffle(combos)
+        for variant, workload, level in combos:
+            cells.append(PlannedCell(variant, workload, level, repetition, len(cells)))
+    return cells
+
+
+def new_run_id(experiment: Experiment, now: datetime | None = None) -> str:
+    """A run id like ``20261120-231500-quick`` (UTC)."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{experiment.name}"
+
+
+def _git_commit() -> str | None:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if commit.returncode != 0:
+        return None
+    return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_metadata(experiment: Experiment, backend: LocalBackend | DockerBackend, seed: int) -> dict[str, object]:
+    """The facts stored once per run: host, versions, limits, commit, seed."""
+    packages = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return {
+        **backend.describe(),
+        "packages": packages,
+        "python": platform.python_version(),
+        "cpu_model": _cpu_model(),
+        "host_cores": os.cpu_count(),
+        "git_commit": _git_commit(),
+        "started_at": time.time(),
+        "seed": seed,
+        "server_cpus": experiment.budget.server_cpus,
+        "server_memory": experiment.budget.server_memory,
+        "server_cpuset": experiment.budget.server_cpuset,
+        "loadgen_cpuset": experiment.budget.loadgen_cpuset,
+        "loadgen_processes": experiment.budget.loadgen_processes,
+    }
+
+
+class Progress:
+    """Prints one line per cell: position, cell, outcome, and time left.
+
+    :param total: cells to run this time; :param write: where lines go.
+    """
+
+    def __init__(self, total: int, write: Callable[[str], None]) -> None:
+        self.total = total
+        self.done = 0
+        self.started = time.monotonic()
+        self.write = write
+
+    def starting(self, cell: PlannedCell, unit: str) -> None:
+        """Announce a cell before it runs."""
+        self.write(f"[{self.done + 1}/{self.total}] {cell.variant} · {cell.workload} · {cell.level} {unit} · r{cell.repetition} ...")
+
+    def finished(self, cell: Cell) -> None:
+        """Report a finished cell and the estimated time left."""
+        self.done += 1
+        elapsed = time.monotonic() - self.started
+        left = elapsed / self.done * (self.total - self.done)
+        if cell.status == "ok":
+            p99 = cell.latency_us.get("p99", 0) / 1000
+            what = f"{cell.rps:,.0f} RPS, p99 {p99:.2f} ms, {cell.failures} failures"
+            if cell.total_time_s is not None:
+                what += f", {cell.total_time_s:.2f} s total"
+        else:
+            what = f"{cell.status.upper()}: {cell.error}"
+        self.write(f"    {what}  ({self.done}/{self.total} done, ~{left / 60:.1f} min left)")
+
+
+class Runner:
+    """Runs one experiment with one backend into ``reports/<run-id>/``.
+
+    :param experiment: the validated experiment.
+    :param backend: ``"docker"`` or ``"local"``.
+    :param reports_dir: the parent of run folders.
+    :param write: progress output (``print`` by default).
+    """
+
+    def __init__(self, experiment: Experiment, backend: str, reports_dir: Path,
+                 write: Callable[[str], None] = print) -> None:
+        self.experiment = experiment
+        self.backend = make_backend(backend, experiment.budget)
+        self.reports_dir = Path(reports_dir)
+        self.write = write
+        self.variants: dict[str, Variant] = experiment.variants()
+        self.calibration: dict[str, dict[str, float]] = {}
+
+    def run(self, resume: str | None = None) -> Path:
+        """Run every planned cell not yet measured; return the run folder.
+
+        :param resume: a run id (or ``"latest"``) to continue instead of starting anew.
+        :raises LabError: on a backend that cannot start, or a bad resume target.
+        """
+        experiment = self.experiment
+        if resume:
+            run_dir = self._resolve_run(resume)
+            header, done_cells = read_results(run_dir / "results.jsonl")
+            if header.experiment.get("name") != experiment.name:
+                raise LabError(f"run {header.run_id} is of experiment {header.experiment.get('name')!r}, not {experiment.name!r}")
+            seed = int(header.metadata["seed"])
+            done = {c.cell_id for c in done_cells if c.status == "ok"}
+            for cell in done_cells:
+                if cell.calibration:
+                    self.calibration[cell.variant] = cell.calibration
+        else:
+            seed = experiment.seed if experiment.seed is not None else random.SystemRandom().randrange(2**32)
+            run_dir = self.reports_dir / new_run_id(experiment)
+            done = set()
+        plan = [cell for cell in plan_cells(experiment, seed) if cell.cell_id not in done]
+        if isinstance(self.backend, DockerBackend):
+            self.backend.prepare(list(experiment.servers), progress=self.write)
+        else:
+            self.backend.prepare()
+        header = RunHeader(run_id=run_dir.name, experiment=experiment.record(),
+                           metadata=run_metadata(experiment, self.backend, seed))
+        writer = ResultsWriter(run_dir / "results.jsonl", header, resume=bool(resume))
+        unit = {"closed": "users", "open": "RPS", "requests": "requests"}[experiment.mode]
+        self.write(f"run {run_dir.name}: {len(plan)} cells ({experiment.cell_count} planned), backend {self.backend.name}, "
+                   f"seed {seed}, results in {run_dir}/results.jsonl")
+        progress = Progress(len(plan), self.write)
+        try:
+            for planned in plan:
+                progress.starting(planned, unit)
+                cell = self.measure(planned, run_dir)
+                writer.append(cell)
+                progress.finished(cell)
+        except KeyboardInterrupt:
+            self.write(f"\ninterrupted: {progress.done} cells kept in {run_dir}/results.jsonl; "
+                       f"continue with: serverlab run {experiment.name} --resume {run_dir.name}")
+            raise
+        finally:
+            self.backend.close()
+        return run_dir
+
+    def _resolve_run(self, resume: str) -> Path:
+        run_dir = self.reports_dir / resume
+        if resume == "latest":
+            run_dir = (self.reports_dir / "latest").resolve()
+        if not (run_dir / "results.jsonl").is_file():
+            runs = sorted(p.name for p in self.reports_dir.glob("*/results.jsonl"))
+            raise LabError(f"no run {resume!r} under {self.reports_dir}; runs there: {', '.join(runs) or 'none'}")
+        return run_dir
+
+    # -- one cell -----------------------------------------------------------------
+
+    def _base_cell(self, planned: PlannedCell, run_dir: Path, variant: Variant) -> dict[str, object]:
+        experiment = self.experiment
+        budget = experiment.budget
+        config = {**variant.record(), "server_cpus": budget.server_cpus, "server_memory": budget.server_memory,
+                  "server_cpuset": budget.server_cpuset, "loadgen_cpuset": budget.loadgen_cpuset,
+                  "loadgen_processes": budget.loadgen_processes, "backend": self.backend.name}
+        return dict(
+            run_id=run_dir.name, cell_id=planned.cell_id, variant=planned.variant, workload=planned.workload,
+            workload_params=experiment.params[planned.workload], mode=experiment.mode, level=planned.level,
+            users=planned.level if experiment.mode == "closed" else experiment.users,
+            repetition=planned.repetition, order=planned.order, config=config, warmup_s=experiment.warmup,
+            loadgen_cpu_budget=float(min(budget.loadgen_processes, budget.loadgen_cores)),
+        )
+
+    def measure(self, planned: PlannedCell, run_dir: Path) -> Cell:
+        """Start, verify, load and stop one cell's server; never raises for a server's failure.
+
+        :return: an ``ok`` cell, or a ``failed``/``unverified`` one saying why.
+        """
+        variant = self.variants[planned.variant]
+        base = self._base_cell(planned, run_dir, variant)
+        cell_dir = run_dir / "cells" / planned.cell_id.replace("/", "_")
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            server = self.backend.start(variant)
+        except BackendError as err:
+            return Cell(**base, status="failed", error=f"server did not start: {err}")
+        try:
+            if self.experiment.calibrate and planned.variant not in self.calibration:
+                self.calibration[planned.variant] = self.calibrate(server, cell_dir)
+            base["calibration"] = self.calibration.get(planned.variant)
+            return self._load(planned, server, base, cell_dir)
+        finally:
+            self.backend.stop(server)
+
+    def _load(self, planned: PlannedCell, server: RunningServer, base: dict, cell_dir: Path) -> Cell:
+        experiment = self.experiment
+        workload = WORKLOADS[planned.workload]
+        params = experiment.params[planned.workload]
+        try:
+            verify(server.url_for_host, workload, params)
+        except VerificationError as err:
+            return Cell(**base, status="unverified", error=f"failed verification before load: {err}")
+        plan = LoadPlan(workload, params, experiment.mode, planned.level, experiment.users,
+                        experiment.duration, experiment.warmup, experiment.budget.loadgen_processes)
+        locustfile, host, out = self.backend.locust_paths(server, cell_dir)
+        timeout = plan.run_time_s + 120
+        result = self.backend.run_locust(plan.locust_args(locustfile, host, out), plan.environment(out), cell_dir, timeout)
+        (cell_dir / "locust.log").write_text(result.output)
+        died = self.backend.exit_status(server)
+        try:
+            outcome = read_outcome(cell_dir, plan, result.output)
+        except LoadError as err:
+            reason = died or (f"Locust exited with status {result.returncode}" if result.returncode not in (0, 1) else "")
+            return Cell(**base, status="failed", error=f"{reason + ': ' if reason else ''}{err}")
+        sampler = self.backend.sampler()
+        server_cpu = sampler.cpu_between(*outcome.window) if sampler else None
+        warnings: list[str] = []
+        saturated = outcome.busiest_process_share >= SATURATION_SHARE or outcome.cpu_warning
+        if saturated:
+            warnings.append(f"load generator saturated ({outcome.busiest_process_share:.0%} of a core"
+                            f"{', Locust warned of high CPU' if outcome.cpu_warning else ''}): this figure measures Locust, "
+                            "not the server; raise budget.loadgen_processes or give the generator more CPUs")
+        if outcome.failures:
+            warnings.append(f"{outcome.failures} of {outcome.requests} requests failed")
+        if outcome.open_load and outcome.open_load["fell_behind"]:
+            warnings.append(f"the generator fell behind its schedule: {outcome.open_load['late_sends']} late sends, "
+                            f"max lag {outcome.open_load['max_lag_ms']:.1f} ms")
+        status, error = "ok", None
+        if died:
+            status, error = "failed", f"{died} during the load"
+        elif experiment.mode == "requests" and outcome.requests < planned.level:
+            status, error = "failed", f"only {outcome.requests} of {planned.level} requests completed within {experiment.duration:g} s"
+        elif outcome.requests == 0:
+            status, error = "failed", "no responses in the measured period"
+        return Cell(
+            **base, status=status, error=error, started_at=outcome.window[0], duration_s=outcome.duration_s,
+            requests=outcome.requests, failures=outcome.failures, rps=outcome.rps, latency_us=outcome.latency_us,
+            hdr=outcome.histogram, locust=outcome.locust, server_cpu_s=server_cpu,
+            server_peak_memory_bytes=sampler.peak_memory() if sampler else None,
+            cpu_ms_per_request=(server_cpu * 1000 / outcome.requests) if server_cpu is not None and outcome.requests else None,
+            loadgen_cpu_s=outcome.loadgen_cpu_s, loadgen_saturated=saturated, total_time_s=outcome.total_time_s,
+            open_load=outcome.open_load, warnings=warnings,
+        )
+
+    def calibrate(self, server: RunningServer, cell_dir: Path) -> dict[str, float]:
+        """Measure the variant's hello ceiling with wrk and with Locust at the same concurrency.
+
+        :return: ``{"wrk_rps", "locust_rps", "ratio", "connections", "duration_s"}``;
+            ``{"error": ...}``-free: failures are reported as ``ratio`` ``nan``-less dicts with "note".
+        """
+        duration = max(3.0, min(self.experiment.duration, 10.0))
+        self.write(f"    calibrating {server.variant.name}: wrk vs Locust on hello, {CALIBRATION_CONNECTIONS} connections, {duration:g} s each")
+        wrk = self.backend.run_wrk(wrk_args(server.url_for_loadgen + "/", CALIBRATION_CONNECTIONS, duration), duration + 60)
+        calib_dir = cell_dir / "calibration"
+        calib_dir.mkdir(exist_ok=True)
+        (calib_dir / "wrk.log").write_text(wrk.output)
+        try:
+            wrk_rps = parse_wrk(wrk.output)
+        except LoadError as err:
+            return {"note": f"wrk failed: {err}"}  # type: ignore[dict-item]
+        hello = WORKLOADS["hello"]
+        plan = LoadPlan(hello, {}, "closed", CALIBRATION_CONNECTIONS, CALIBRATION_CONNECTIONS, duration, 1.0,
+                        self.experiment.budget.loadgen_processes)
+        locustfile, host, out = self.backend.locust_paths(server, calib_dir)
+        result = self.backend.run_locust(plan.locust_args(locustfile, host, out), plan.environment(out), calib_dir,
+                                         plan.run_time_s + 120)
+        (calib_dir / "locust.log").write_text(result.output)
+        try:
+            locust_rps = read_outcome(calib_dir, plan, result.output).rps
+        except LoadError as err:
+            return {"wrk_rps": wrk_rps, "note": f"Locust failed: {err}"}  # type: ignore[dict-item]
+        return {"wrk_rps": wrk_rps, "locust_rps": locust_rps, "ratio": locust_rps / wrk_rps if wrk_rps else 0.0,
+                "connections": CALIBRATION_CONNECTIONS, "duration_s": duration}
+
+
+def update_latest(reports_dir: Path, run_dir: Path) -> None:
+    """Point ``reports/latest`` at ``run_dir`` (a relative symlink)."""
+    link = Path(reports_dir) / "latest"
+    tmp = link.with_name(".latest.tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(run_dir.name)
+    os.replace(tmp, link)
