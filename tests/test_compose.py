@@ -1,0 +1,229 @@
+"""docker-compose.yml and app/Dockerfile, checked statically (no Docker needed).
+
+The compose file is parsed with PyYAML (``safe_load`` resolves the ``<<`` merge keys the
+file uses for its shared ``x-server`` / ``x-loadgen`` blocks).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse docker-compose.yml")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+DOCKERFILE = REPO_ROOT / "app" / "Dockerfile"
+SERVER_NAMES = {path.stem for path in (REPO_ROOT / "servers").glob("*.toml")}
+#: ``${VAR:-default}`` / ``${VAR-default}`` / ``${VAR}`` in a compose value.
+INTERPOLATION = re.compile(r"\$\{(?P<var>\w+)(?::?-(?P<default>[^}]*))?\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    with COMPOSE_FILE.open(encoding="utf-8") as stream:
+        return yaml.safe_load(stream)
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict[str, dict]:
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def servers(services) -> dict[str, dict]:
+    """The services that run a server variant through the launcher."""
+    return {name: service for name, service in services.items() if "labapp.serve" in [*service.get("entrypoint", []), *service.get("command", [])]}
+
+
+def interpolated_default(value: str) -> str:
+    """Resolve every ``${VAR:-default}`` in ``value`` to its default (as with an empty environment)."""
+    return INTERPOLATION.sub(lambda match: match.group("default") or "", str(value))
+
+
+def cpu_set(spec: str) -> set[int]:
+    """Parse a cpuset such as ``"0-2,5"``."""
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        low, _, high = part.strip().partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+def published_ports(service: dict) -> list[tuple[str | None, str]]:
+    """``(host_ip, raw)`` for each published port, short or long syntax."""
+    result = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            result.append((port.get("host_ip"), str(port)))
+        else:
+            text = str(port)
+            # host_ip:host:container has three parts at top level (a ${...} may contain ":").
+            parts = re.sub(r"\$\{[^}]*\}", "VAR", text).split(":")
+            result.append((parts[0] if len(parts) == 3 else None, text))
+    return result
+
+
+def test_helpers():
+    assert interpolated_default("${SERVER_CPUSET:-0}") == "0"
+    assert interpolated_default("127.0.0.1:${LOCUST_WEB_PORT:-8089}:8089") == "127.0.0.1:8089:8089"
+    assert interpolated_default("${X:-}") == ""
+    assert cpu_set("0-2,5") == {0, 1, 2, 5}
+    assert published_ports({"ports": ["127.0.0.1:${P:-1}:2", "8000:8000", {"host_ip": "0.0.0.0", "target": 1}]}) == [
+        ("127.0.0.1", "127.0.0.1:${P:-1}:2"),
+        (None, "8000:8000"),
+        ("0.0.0.0", "{'host_ip': '0.0.0.0', 'target': 1}"),
+    ]
+
+
+def test_no_obsolete_version_key(compose):
+    assert "version" not in compose
+
+
+def test_server_services_match_the_declarations(servers):
+    assert SERVER_NAMES, "servers/*.toml is empty"
+    assert set(servers) == SERVER_NAMES
+
+
+def test_each_server_runs_its_own_variant(servers):
+    for name, service in servers.items():
+        assert service["entrypoint"] == ["python", "-m", "labapp.serve"], name
+        assert service["command"] == [name], name
+
+
+def test_every_published_port_is_loopback_only(services):
+    published = 0
+    for name, service in services.items():
+        for host_ip, raw in published_ports(service):
+            assert host_ip == "127.0.0.1", f"{name} publishes {raw} beyond localhost"
+            published += 1
+    assert published >= len(SERVER_NAMES) + 1
+
+
+def test_server_host_ports_are_distinct(servers):
+    host_ports = []
+    for service in servers.values():
+        [port] = service["ports"]
+        _, host, container = interpolated_default(port).split(":")
+        assert container == "8000"
+        host_ports.append(host)
+    assert len(set(host_ports)) == len(host_ports)
+
+
+def test_servers_share_one_budget(servers):
+    budgets = {name: (str(service["cpus"]), str(service["cpuset"]), str(service["mem_limit"])) for name, service in servers.items()}
+    assert len(set(budgets.values())) == 1, budgets
+    cpus, cpuset, mem_limit = next(iter(budgets.values()))
+    # Each is configurable, with a default.
+    assert INTERPOLATION.fullmatch(cpus) and INTERPOLATION.fullmatch(cpuset) and INTERPOLATION.fullmatch(mem_limit)
+    assert float(interpolated_default(cpus)) > 0
+    assert cpu_set(interpolated_default(cpuset))
+    assert re.fullmatch(r"\d+[kmg]", interpolated_default(mem_limit))
+
+
+def test_servers_have_a_python_healthcheck(servers):
+    for name, service in servers.items():
+        check = service.get("healthcheck")
+        assert check, name
+        assert not check.get("disable", False), name
+        assert check["test"] == ["CMD", "python", "-m", "labapp.healthcheck"], name
+        assert check.get("retries", 0) >= 1
+
+
+def test_servers_take_worker_and_thread_overrides(servers):
+    # The compose file's header promises NAME_WORKERS / NAME_THREADS (upper case, "-" as "_").
+    for name, service in servers.items():
+        prefix = name.upper().replace("-", "_")
+        assert service["environment"] == {
+            "SERVERLAB_WORKERS": f"${{{prefix}_WORKERS:-}}",
+            "SERVERLAB_THREADS": f"${{{prefix}_THREADS:-}}",
+        }
+
+
+def test_locust_master_waits_for_every_healthy_server(services):
+    master = services["locust-master"]
+    depends_on = master["depends_on"]
+    assert isinstance(depends_on, dict)
+    assert set(depends_on) == SERVER_NAMES
+    for name, condition in depends_on.items():
+        assert condition == {"condition": "service_healthy"}, name
+
+
+def test_locust_web_ui_is_published_on_localhost(services):
+    ports = [interpolated_default(port) for port in services["locust-master"]["ports"]]
+    assert "127.0.0.1:8089:8089" in ports
+    assert "--web-port" in services["locust-master"]["command"]
+
+
+def test_loadgen_runs_on_other_cpus(services, servers):
+    [server_cpuset] = {str(service["cpuset"]) for service in servers.values()}
+    server_default = cpu_set(interpolated_default(server_cpuset))
+    loadgens = {name: service for name, service in services.items() if name not in servers}
+    assert {"locust-master", "locust-worker"} <= set(loadgens)
+    for name, service in loadgens.items():
+        assert "cpuset" in service, name
+        cpuset = str(service["cpuset"])
+        # Its own variable, and by default CPUs the servers do not use.
+        assert INTERPOLATION.fullmatch(cpuset).group("var") != INTERPOLATION.fullmatch(server_cpuset).group("var")
+        loadgen_default = cpu_set(interpolated_default(cpuset))
+        assert loadgen_default != server_default, name
+        assert loadgen_default.isdisjoint(server_default), name
+
+
+def test_init_everywhere(services):
+    for name, service in services.items():
+        assert service.get("init") is True, name
+
+
+def test_one_image_for_everything(services):
+    images = {service.get("image") for service in services.values()}
+    assert len(images) == 1
+    for name, service in services.items():
+        assert service["build"]["dockerfile"] == "app/Dockerfile", name
+        assert interpolated_default(service["build"]["args"]["PYTHON_IMAGE"]) == "python:3.12-slim", name
+
+
+# --- app/Dockerfile --------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """``(INSTRUCTION, arguments)`` pairs, continuation lines joined, comments dropped."""
+    instructions, pending = [], ""
+    for line in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        text = pending + stripped
+        pending = ""
+        keyword, _, arguments = text.partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+    return instructions
+
+
+def test_dockerfile_python_image_argument():
+    instructions = dockerfile_instructions()
+    assert instructions[0] == ("ARG", "PYTHON_IMAGE=python:3.12-slim")
+    assert ("FROM", "${PYTHON_IMAGE}") in instructions
+
+
+def test_dockerfile_runs_as_non_root():
+    users = [arguments for keyword, arguments in dockerfile_instructions() if keyword == "USER"]
+    assert users, "no USER instruction: the container would run as root"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0")
+
+
+def test_dockerfile_healthcheck_uses_python():
+    [healthcheck] = [arguments for keyword, arguments in dockerfile_instructions() if keyword == "HEALTHCHECK"]
+    assert "CMD" in healthcheck
+    command = healthcheck.split("CMD", 1)[1]
+    assert "python" in command
+    assert "labapp.healthcheck" in command
+    assert "curl" not in command

@@ -1,0 +1,553 @@
+"""Server declarations (servers/*.toml): loading, commands, overrides, refusals, and the launcher CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labapp import variants
+from labapp.variants import MODELS, SERVERS, Variant, VariantError, env_counts, get_variant, load_variant, load_variants
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SERVERS_DIR = REPO_ROOT / "servers"
+REQUIRED_NAMES = {
+    "werkzeug-single",
+    "werkzeug-threaded",
+    "gunicorn-sync",
+    "gunicorn-gthread",
+    "gunicorn-gevent",
+    "uwsgi-processes",
+    "uwsgi-threads",
+}
+#: The concurrency model each variant's name promises.
+EXPECTED_MODELS = {
+    "werkzeug-single": "single",
+    "werkzeug-threaded": "threaded",
+    "gunicorn-sync": "multi-process",
+    "gunicorn-gthread": "threaded",
+    "gunicorn-gevent": "gevent",
+    "uwsgi-processes": "multi-process",
+    "uwsgi-threads": "process-thread",
+}
+FAKE_PYTHON = "/opt/fake-env/bin/python3"
+
+
+@pytest.fixture(scope="module")
+def all_variants() -> dict[str, Variant]:
+    return load_variants(SERVERS_DIR)
+
+
+def by_name(name: str) -> Variant:
+    return load_variant(SERVERS_DIR / f"{name}.toml")
+
+
+def option_value(argv: list[str], option: str) -> str:
+    """The argument following ``option`` in ``argv``."""
+    assert option in argv, f"{option} missing from {argv}"
+    return argv[argv.index(option) + 1]
+
+
+# --- the declarations in servers/ ------------------------------------------------------
+
+
+def test_default_directory_is_the_repository_servers_folder():
+    assert variants.SERVERS_DIR.resolve() == SERVERS_DIR.resolve()
+    assert set(load_variants()) == set(load_variants(SERVERS_DIR))
+
+
+def test_every_file_is_loaded(all_variants):
+    stems = {path.stem for path in SERVERS_DIR.glob("*.toml")}
+    assert set(all_variants) == stems == REQUIRED_NAMES
+    assert list(all_variants) == sorted(all_variants)
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED_NAMES))
+def test_declaration_fields(name, all_variants):
+    variant = all_variants[name]
+    assert variant.name == name
+    assert isinstance(variant.description, str) and variant.description.strip()
+    assert variant.server in SERVERS
+    assert name.split("-")[0] == variant.server
+    assert variant.model == EXPECTED_MODELS[name]
+    assert isinstance(variant.keep_alive, bool)
+    assert isinstance(variant.workers, int) and variant.workers >= 1
+    assert isinstance(variant.threads, int) and variant.threads >= 0
+    assert isinstance(variant.command, tuple) and variant.command
+    assert all(isinstance(part, str) for part in variant.command)
+    assert (variant.connections is not None) == (variant.model == "gevent")
+
+
+def test_single_process_models_have_one_worker(all_variants):
+    for variant in all_variants.values():
+        if variant.model in ("single", "threaded", "gevent"):
+            assert variant.workers == 1, variant.name
+        if variant.model == "single":
+            assert variant.threads == 1, variant.name
+        if variant.model in ("multi-process", "process-thread"):
+            assert variant.workers > 1, variant.name
+
+
+def test_slots(all_variants):
+    assert all_variants["werkzeug-threaded"].threads == 0
+    assert all_variants["werkzeug-threaded"].slots is None
+    gevent = all_variants["gunicorn-gevent"]
+    assert gevent.slots == gevent.workers * gevent.connections == 1000
+    assert all_variants["werkzeug-single"].slots == 1
+    for name in ("gunicorn-sync", "gunicorn-gthread", "uwsgi-processes", "uwsgi-threads"):
+        variant = all_variants[name]
+        assert variant.slots == variant.workers * variant.threads
+    assert all_variants["uwsgi-threads"].slots == 8
+    assert all_variants["gunicorn-gthread"].slots == 8
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED_NAMES))
+def test_argv_fills_every_placeholder(name, all_variants):
+    variant = all_variants[name]
+    argv = variant.argv(port=12345, python=FAKE_PYTHON)
+    assert len(argv) == len(variant.command)
+    assert not any("{" in part or "}" in part for part in argv), argv
+    assert any("12345" in part for part in argv)
+    if variant.server == "werkzeug":
+        assert argv[:3] == [FAKE_PYTHON, "-m", "labapp.devserver"]
+    else:
+        assert argv[0] == f"/opt/fake-env/bin/{variant.server}"
+
+
+def test_argv_defaults_to_this_interpreter_and_port_8000(all_variants):
+    argv = all_variants["werkzeug-single"].argv()
+    assert argv[0] == sys.executable
+    assert option_value(argv, "--port") == str(variants.DEFAULT_PORT) == "8000"
+    gunicorn = all_variants["gunicorn-sync"].argv()
+    assert gunicorn[0] == str(Path(sys.executable).parent / "gunicorn")
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED_NAMES))
+def test_binds_all_interfaces_on_the_port(name, all_variants):
+    variant = all_variants[name]
+    argv = variant.argv(port=9001, python=FAKE_PYTHON)
+    if variant.server == "gunicorn":
+        assert option_value(argv, "--bind") == "0.0.0.0:9001"
+    elif variant.server == "uwsgi":
+        assert option_value(argv, "--http-socket") == "0.0.0.0:9001"
+    else:
+        # The dev server binds 0.0.0.0 by default (checked in test_app) and must not be told otherwise.
+        assert option_value(argv, "--port") == "9001"
+        assert "--host" not in argv
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED_NAMES))
+def test_logging_is_off(name, all_variants):
+    variant = all_variants[name]
+    argv = variant.argv(python=FAKE_PYTHON)
+    if variant.server == "uwsgi":
+        assert "--disable-logging" in argv
+    elif variant.server == "gunicorn":
+        # Gunicorn writes no access log unless asked to.
+        assert not any(part.startswith(("--access-logfile", "--access-logformat")) for part in argv)
+        assert "--capture-output" not in argv
+    else:
+        assert argv[1:3] == ["-m", "labapp.devserver"]  # which uses QuietRequestHandler (test_app)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in REQUIRED_NAMES if n.startswith("uwsgi")))
+def test_uwsgi_safety_options(name, all_variants):
+    argv = all_variants[name].argv()
+    for option in ("--die-on-term", "--master", "--need-app", "--strict"):
+        assert option in argv, option
+    assert option_value(argv, "--module") == "labapp.wsgi:app"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in REQUIRED_NAMES if n.startswith("gunicorn")))
+def test_gunicorn_worker_tmp_dir(name, all_variants):
+    argv = all_variants[name].argv()
+    assert option_value(argv, "--worker-tmp-dir") == "/dev/shm"
+    assert argv[-1] == "labapp.wsgi:app"
+
+
+def test_gunicorn_worker_classes(all_variants):
+    worker_class = {name: option_value(all_variants[name].argv(), "--worker-class") for name in ("gunicorn-sync", "gunicorn-gthread", "gunicorn-gevent")}
+    assert worker_class == {"gunicorn-sync": "sync", "gunicorn-gthread": "gthread", "gunicorn-gevent": "gevent"}
+
+
+def test_keep_alive_matches_the_command(all_variants):
+    for variant in all_variants.values():
+        if variant.server == "gunicorn":
+            assert variant.keep_alive == ("--keep-alive" in variant.command), variant.name
+
+
+# --- worker/thread overrides -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "option", "kind"),
+    [
+        ("gunicorn-sync", "--workers", "workers"),
+        ("gunicorn-gthread", "--workers", "workers"),
+        ("gunicorn-gthread", "--threads", "threads"),
+        ("gunicorn-gevent", "--workers", "workers"),
+        ("uwsgi-processes", "--processes", "workers"),
+        ("uwsgi-threads", "--processes", "workers"),
+        ("uwsgi-threads", "--threads", "threads"),
+    ],
+)
+def test_with_counts_reaches_the_command(name, option, kind):
+    variant = by_name(name)
+    declared = option_value(variant.argv(), option)
+    assert declared == str(getattr(variant, kind))
+    changed = variant.with_counts(**{kind: 7})
+    assert getattr(changed, kind) == 7
+    assert option_value(changed.argv(), option) == "7"
+    assert changed.environment()[f"SERVERLAB_{kind.upper()}"] == "7"
+
+
+def test_gevent_connections_reach_the_command():
+    variant = by_name("gunicorn-gevent")
+    assert option_value(variant.argv(), "--worker-connections") == str(variant.connections)
+
+
+def test_with_counts_keeps_declared_values_and_the_original():
+    variant = by_name("uwsgi-threads")
+    assert variant.with_counts() == variant
+    changed = variant.with_counts(workers=5)
+    assert (changed.workers, changed.threads) == (5, variant.threads)
+    assert (variant.workers, variant.threads) == (2, 4)  # frozen, untouched
+    assert changed.slots == 5 * variant.threads
+    assert by_name("uwsgi-threads").with_counts(threads=2).workers == variant.workers
+
+
+@pytest.mark.parametrize(
+    ("name", "counts", "message"),
+    [
+        ("gunicorn-sync", {"workers": 0}, "workers must be >= 1, got 0"),
+        ("gunicorn-sync", {"workers": -3}, "workers must be >= 1, got -3"),
+        ("gunicorn-gthread", {"threads": -1}, "threads must be >= 1, got -1"),
+        ("gunicorn-gthread", {"threads": 0}, "threads must be >= 1, got 0"),
+        ("werkzeug-threaded", {"threads": -1}, "got -1"),
+    ],
+)
+def test_with_counts_refuses_bad_counts(name, counts, message):
+    with pytest.raises(VariantError, match=name) as info:
+        by_name(name).with_counts(**counts)
+    assert message in str(info.value)
+
+
+def test_zero_threads_only_where_declared():
+    # 0 means "one thread per connection", which only the threaded dev server can do.
+    assert by_name("werkzeug-threaded").with_counts(threads=0).slots is None
+
+
+def test_overrides_are_applied_or_refused(all_variants):
+    ignored = []
+    for variant in all_variants.values():
+        for kind in ("workers", "threads"):
+            value = getattr(variant, kind) + 3
+            try:
+                changed = variant.with_counts(**{kind: value})
+            except VariantError:
+                continue
+            if changed.argv() == variant.argv():
+                ignored.append(f"{variant.name}:{kind}")
+    assert ignored == []
+
+
+def test_environment_and_record(all_variants):
+    variant = all_variants["gunicorn-gevent"]
+    assert variant.environment() == {
+        "SERVERLAB_VARIANT": "gunicorn-gevent",
+        "SERVERLAB_SERVER": "gunicorn",
+        "SERVERLAB_MODEL": "gevent",
+        "SERVERLAB_WORKERS": "1",
+        "SERVERLAB_THREADS": "1",
+        "SERVERLAB_KEEP_ALIVE": "1",
+    }
+    assert all_variants["gunicorn-sync"].environment()["SERVERLAB_KEEP_ALIVE"] == "0"
+    for variant in all_variants.values():
+        record = json.loads(json.dumps(variant.record()))
+        assert record["name"] == variant.name
+        assert record["command"] == list(variant.command)
+        assert record["slots"] == variant.slots
+
+
+def test_env_counts_unset_and_empty():
+    assert env_counts({}) == (None, None)
+    assert env_counts({"SERVERLAB_WORKERS": "", "SERVERLAB_THREADS": "  "}) == (None, None)
+
+
+def test_env_counts_values():
+    assert env_counts({"SERVERLAB_WORKERS": "4", "SERVERLAB_THREADS": " 2 "}) == (4, 2)
+    assert env_counts({"SERVERLAB_THREADS": "16"}) == (None, 16)
+
+
+def test_env_counts_reads_os_environ(monkeypatch):
+    monkeypatch.setenv("SERVERLAB_WORKERS", "3")
+    monkeypatch.delenv("SERVERLAB_THREADS", raising=False)
+    assert env_counts() == (3, None)
+
+
+@pytest.mark.parametrize(("var", "value"), [("SERVERLAB_WORKERS", "abc"), ("SERVERLAB_THREADS", "1.5"), ("SERVERLAB_WORKERS", "4 workers")])
+def test_env_counts_refuses_non_integers(var, value):
+    with pytest.raises(VariantError) as info:
+        env_counts({var: value})
+    assert f"{var}={value!r} is not an integer" in str(info.value)
+
+
+# --- malformed declarations are refused with a precise message -------------------------
+
+VALID = {
+    "description": "a test variant",
+    "server": "gunicorn",
+    "model": "threaded",
+    "keep_alive": True,
+    "workers": 1,
+    "threads": 4,
+    "command": ["{bin}/gunicorn", "--bind", "0.0.0.0:{port}", "--threads", "{threads}", "labapp.wsgi:app"],
+}
+
+
+def to_toml(data: dict) -> str:
+    """A tiny TOML writer for flat tables of str/bool/int/float/list values (JSON literals are TOML literals here)."""
+    lines = []
+    for key, value in data.items():
+        literal = ("true" if value else "false") if isinstance(value, bool) else json.dumps(value)
+        lines.append(f"{key} = {literal}")
+    return "\n".join(lines) + "\n"
+
+
+def write(tmp_path: Path, data: dict | str, name: str = "test-variant") -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(data if isinstance(data, str) else to_toml(data), encoding="utf-8")
+    return path
+
+
+def refusal(path: Path) -> str:
+    with pytest.raises(VariantError) as info:
+        load_variant(path)
+    message = str(info.value)
+    assert str(path) in message
+    return message
+
+
+def test_valid_declaration_loads(tmp_path):
+    # The baseline every refusal below mutates is itself valid.
+    variant = load_variant(write(tmp_path, VALID))
+    assert variant.name == "test-variant"
+    assert variant.command == tuple(VALID["command"])
+    assert variant.connections is None
+    assert variant.argv(port=1, python=FAKE_PYTHON) == ["/opt/fake-env/bin/gunicorn", "--bind", "0.0.0.0:1", "--threads", "4", "labapp.wsgi:app"]
+
+
+def test_declarations_with_comments_load(tmp_path):
+    text = to_toml(VALID).replace("workers = 1", "workers = 1   # one process")
+    assert load_variant(write(tmp_path, text)).workers == 1
+
+
+@pytest.mark.parametrize("key", list(VALID))
+def test_missing_key(tmp_path, key):
+    data = {k: v for k, v in VALID.items() if k != key}
+    message = refusal(write(tmp_path, data))
+    assert f"missing key {key!r}" in message
+    assert "required" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("description", 5),
+        ("server", ["gunicorn"]),
+        ("keep_alive", 1),
+        ("keep_alive", "yes"),
+        ("workers", "3"),
+        ("workers", True),
+        ("workers", 2.0),
+        ("threads", False),
+        ("command", "gunicorn labapp.wsgi:app"),
+    ],
+)
+def test_wrong_type(tmp_path, key, value):
+    message = refusal(write(tmp_path, {**VALID, key: value}))
+    assert repr(key) in message
+    assert "must be a" in message
+    assert repr(value) in message
+
+
+def test_unknown_key(tmp_path):
+    message = refusal(write(tmp_path, {**VALID, "worker_class": "gthread"}))
+    assert "unknown key 'worker_class'" in message
+    for key in (*VALID, "connections"):
+        assert key in message
+
+
+def test_bad_server(tmp_path):
+    message = refusal(write(tmp_path, {**VALID, "server": "nginx"}))
+    assert "'server'" in message
+    assert "'nginx'" in message
+    for server in SERVERS:
+        assert server in message
+
+
+def test_bad_model(tmp_path):
+    message = refusal(write(tmp_path, {**VALID, "model": "asyncio"}))
+    assert "'model'" in message
+    assert "'asyncio'" in message
+    for model in MODELS:
+        assert model in message
+
+
+@pytest.mark.parametrize(("workers", "threads"), [(0, 1), (-1, 1), (1, -1)])
+def test_bad_counts(tmp_path, workers, threads):
+    message = refusal(write(tmp_path, {**VALID, "workers": workers, "threads": threads}))
+    assert "workers must be >= 1 and threads >= 0" in message
+
+
+def test_gevent_needs_connections(tmp_path):
+    gevent = {**VALID, "model": "gevent"}
+    assert "connections" in refusal(write(tmp_path, gevent))
+    assert "connections" in refusal(write(tmp_path, {**gevent, "connections": 0}))
+    assert load_variant(write(tmp_path, {**gevent, "connections": 50})).slots == 50
+
+
+@pytest.mark.parametrize("connections", ["many", True, 1.5, -5], ids=["str", "bool", "float", "negative"])
+def test_connections_must_be_a_positive_int(tmp_path, connections):
+    message = refusal(write(tmp_path, {**VALID, "model": "gevent", "connections": connections}))
+    assert "'connections'" in message
+
+
+@pytest.mark.parametrize("command", [[], ["gunicorn", 5]])
+def test_bad_command(tmp_path, command):
+    assert "non-empty list of strings" in refusal(write(tmp_path, {**VALID, "command": command}))
+
+
+@pytest.mark.parametrize("part", ["--bind={host}:{port}", "{0}", "{port", "{bin!z}"])
+def test_bad_placeholder(tmp_path, part):
+    message = refusal(write(tmp_path, {**VALID, "command": ["{bin}/gunicorn", part]}))
+    assert repr(part) in message
+    assert "bad placeholder" in message
+    for placeholder in ("port", "workers", "threads", "connections", "python", "bin"):
+        assert placeholder in message
+
+
+def test_invalid_toml(tmp_path):
+    message = refusal(write(tmp_path, to_toml(VALID) + "workers = \n"))
+    assert len(message) > len(str(tmp_path))
+
+
+def test_unreadable_file(tmp_path):
+    refusal(tmp_path / "absent.toml")
+
+
+def test_one_bad_file_fails_the_folder(tmp_path):
+    write(tmp_path, VALID, "good")
+    write(tmp_path, {**VALID, "server": "nginx"}, "bad")
+    with pytest.raises(VariantError, match="bad.toml"):
+        load_variants(tmp_path)
+    (tmp_path / "bad.toml").unlink()
+    assert list(load_variants(tmp_path)) == ["good"]
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(VariantError, match="no server declarations"):
+        load_variants(tmp_path)
+
+
+def test_get_variant(tmp_path):
+    assert get_variant("gunicorn-sync").name == "gunicorn-sync"
+    write(tmp_path, VALID, "alpha")
+    write(tmp_path, VALID, "beta")
+    assert get_variant("beta", tmp_path).name == "beta"
+    with pytest.raises(VariantError) as info:
+        get_variant("gamma", tmp_path)
+    assert "'gamma'" in str(info.value)
+    assert "alpha, beta" in str(info.value)
+
+
+def test_get_unknown_variant_lists_every_valid_name():
+    with pytest.raises(VariantError) as info:
+        get_variant("nginx-async")
+    for name in REQUIRED_NAMES:
+        assert name in str(info.value)
+
+
+# --- the launcher: python -m labapp.serve ----------------------------------------------
+
+
+def serve(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m labapp.serve ARGS`` with this interpreter (the venv's) and a clean SERVERLAB_* env."""
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("SERVERLAB_")}
+    environ.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "labapp.serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.parametrize("name", ["gunicorn-sync", "werkzeug-threaded", "uwsgi-threads"])
+def test_serve_dry_run(name, tmp_path):
+    result = serve("--dry-run", name, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    expected = " ".join(by_name(name).argv(port=8000, python=sys.executable))
+    assert result.stdout.strip() == expected
+
+
+def test_serve_dry_run_port_and_overrides():
+    result = serve("--dry-run", "--port", "9123", "gunicorn-gthread", env={"SERVERLAB_WORKERS": "3", "SERVERLAB_THREADS": ""})
+    assert result.returncode == 0, result.stderr
+    argv = result.stdout.split()
+    assert option_value(argv, "--bind") == "0.0.0.0:9123"
+    assert option_value(argv, "--workers") == "3"
+    assert option_value(argv, "--threads") == "8"
+
+
+def test_serve_port_from_environment():
+    result = serve("--dry-run", "uwsgi-processes", env={"SERVERLAB_PORT": "8765"})
+    assert result.returncode == 0, result.stderr
+    assert option_value(result.stdout.split(), "--http-socket") == "0.0.0.0:8765"
+
+
+def test_serve_list():
+    result = serve("--list")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert {line.split()[0] for line in lines} == REQUIRED_NAMES
+    for variant in load_variants(SERVERS_DIR).values():
+        assert any(line.startswith(variant.name) and line.endswith(variant.description) for line in lines)
+
+
+def test_serve_without_a_name_lists_and_fails():
+    result = serve()
+    assert result.returncode == 2
+    assert "gunicorn-sync" in result.stdout
+
+
+def test_serve_unknown_name():
+    result = serve("--dry-run", "nginx-async")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error:")
+    assert "nginx-async" in result.stderr
+    assert "gunicorn-sync" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(("env", "fragment"), [({"SERVERLAB_WORKERS": "lots"}, "SERVERLAB_WORKERS='lots'"), ({"SERVERLAB_THREADS": "0"}, "threads must be >= 1")])
+def test_serve_bad_override(env, fragment):
+    result = serve("--dry-run", "gunicorn-gthread", env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error:")
+    assert fragment in result.stderr
+
+
+def test_serve_refuses_a_malformed_declaration(tmp_path):
+    write(tmp_path, {**VALID, "model": "asyncio"}, "broken")
+    result = serve("--list", env={"SERVERLAB_SERVERS_DIR": str(tmp_path)})
+    assert result.returncode == 2
+    assert result.stderr.startswith("error:")
+    assert "broken.toml" in result.stderr
