@@ -18,3 +18,32 @@ def app():
 def client(app):
     """Flask's test client for :func:`app`."""
     return app.test_client()
+
+
+def _docker_problem() -> str | None:
+    """Why Docker tests cannot run here, or ``None`` when the engine and Compose answer."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("docker"):
+        return "the docker CLI is not installed (make offline installs it)"
+    for argv, what in ((["docker", "info"], "the Docker engine"), (["docker", "compose", "version"], "docker compose")):
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return f"{what} does not answer: {err}"
+        if proc.returncode != 0:
+            return f"{what} does not answer: {(proc.stderr or proc.stdout).strip()[-200:]}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def docker_ready() -> None:
+    """Skip (with the reason) when Docker is missing; in CI (``CI=true``) fail instead."""
+    import os
+
+    problem = _docker_problem()
+    if problem:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true but Docker is unavailable: {problem}. .ci/run must provision it.")
+        pytest.skip(f"Docker unavailable: {problem}")
