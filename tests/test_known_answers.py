@@ -1,0 +1,53 @@
+"""Known-answer tests: the I/O workload obeys Little's law on real servers.
+
+With a sleep of S seconds and C concurrent slots (workers × threads; 1 for the
+single-threaded dev server), throughput under enough users is C / S (Little's law,
+L = λW, Little 1961). These tests run real short loads through the lab's runner and
+check the measured RPS is within 10% of that prediction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from serverlab.experiment import load_experiment
+from serverlab.results import read_results
+from serverlab.runner import Runner
+
+SLEEP_S = 0.1
+USERS = 24  # more than any variant's slots below, so every slot stays busy
+VARIANTS = ["werkzeug-single", "gunicorn-sync", "gunicorn-gthread", "uwsgi-threads"]
+pytestmark = pytest.mark.slow
+
+
+def _experiment(tmp_path: Path) -> Path:
+    path = tmp_path / "littles-law.toml"
+    servers = ", ".join(f'"{name}"' for name in VARIANTS)
+    path.write_text(
+        f'servers = [{servers}]\nworkloads = ["io"]\nusers = [{USERS}]\nduration = 5\nwarmup = 1\n'
+        f"[params.io]\nms = {int(SLEEP_S * 1000)}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize("backend", ["local", pytest.param("docker", marks=pytest.mark.docker)])
+def test_io_throughput_matches_littles_law(backend, tmp_path, request):
+    if backend == "docker":
+        request.getfixturevalue("docker_ready")
+    experiment = load_experiment(str(_experiment(tmp_path)))
+    run_dir = Runner(experiment, backend, tmp_path / "reports", write=lambda line: None).run()
+    _, cells = read_results(run_dir / "results.jsonl")
+    assert sorted(cell.variant for cell in cells) == sorted(VARIANTS)
+    for cell in cells:
+        assert cell.status == "ok", f"{cell.cell_id}: {cell.error}"
+        assert cell.failures == 0
+        slots = cell.config["slots"]
+        predicted = min(slots, USERS) / SLEEP_S
+        assert abs(cell.rps - predicted) <= 0.10 * predicted, (
+            f"{cell.variant}: {cell.rps:.1f} RPS, Little's law predicts {predicted:.1f} "
+            f"({slots} slots / {SLEEP_S} s)"
+        )
+        # latency is at least the sleep, measured in microseconds by the HDR recorder
+        assert cell.latency_us["p50"] >= SLEEP_S * 1e6 * 0.95
