@@ -147,6 +147,8 @@ def parse_cpuset(text: str) -> list[int]:
     cpus: list[int] = []
     for part in text.split(","):
         low, _, high = part.partition("-")
+        if int(high or low) < int(low):
+            raise ValueError(f"not a cpuset: {text!r} (range {part!r} runs backwards)")
         cpus.extend(range(int(low), int(high or low) + 1))
     return cpus
 
@@ -284,11 +286,13 @@ def load_experiment(name_or_path: str, directory: Path | None = None, variants_d
     for name in params_table:
         if name not in WORKLOADS:
             raise ExperimentError(f"{path}: key 'params.{name}': unknown workload {name!r}; valid: {', '.join(WORKLOADS)}")
-    for name in workloads:
+    for name in [*workloads, *(n for n in params_table if n not in workloads)]:
         try:
-            params[name] = WORKLOADS[name].params(params_table.get(name))
+            checked = WORKLOADS[name].params(params_table.get(name))
         except LabError as err:
             raise ExperimentError(f"{path}: key 'params.{name}': {err}") from None
+        if name in workloads:
+            params[name] = checked
 
     overrides_table = data.get("overrides", {})
     if not isinstance(overrides_table, dict):
@@ -327,7 +331,10 @@ def load_experiment(name_or_path: str, directory: Path | None = None, variants_d
         except ValueError:
             raise check.fail(f"budget.{key}", value, "a cpuset such as '0', '0-1' or '0,2'") from None
     if cpusets["server_cpuset"] & cpusets["loadgen_cpuset"]:
-        raise ExperimentError(f"{path}: budget.server_cpuset and budget.loadgen_cpuset overlap: the load generator must run on other CPUs than the server")
+        raise ExperimentError(
+            f"{path}: budget.server_cpuset = {budget_table.get('server_cpuset', defaults.server_cpuset)!r} and "
+            f"budget.loadgen_cpuset = {budget_table.get('loadgen_cpuset', defaults.loadgen_cpuset)!r} overlap on CPU(s) "
+            f"{sorted(cpusets['server_cpuset'] & cpusets['loadgen_cpuset'])}: the load generator must run on other CPUs than the server")
     budget = Budget(
         server_cpus=check.number("budget.server_cpus", budget_table.get("server_cpus", defaults.server_cpus), 0.1, 256),
         server_memory=memory,

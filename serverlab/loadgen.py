@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +67,8 @@ class LoadPlan:
 
     @property
     def run_time_s(self) -> int:
-        """Locust's ``--run-time`` in whole seconds (warm-up included)."""
-        return int(round(self.warmup_s + self.duration_s))
+        """Locust's ``--run-time`` in whole seconds (warm-up included, rounded up)."""
+        return int(math.ceil(self.warmup_s + self.duration_s))
 
     def locust_args(self, locustfile: str, host: str, out_dir: str) -> list[str]:
         """Return the full ``locust ...`` argv for this plan.

@@ -195,11 +195,19 @@ class ResultsWriter:
             existing = read_results(self.path)[0]
             if existing.run_id != header.run_id:
                 raise ResultsError(f"{self.path}: holds run {existing.run_id!r}, not {header.run_id!r}")
+            self._drop_partial_line()
         else:
             if self.path.exists():
                 raise ResultsError(f"{self.path}: already exists; use --resume to continue it")
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._write_line(json.dumps(asdict(header), sort_keys=True))
+
+    def _drop_partial_line(self) -> None:
+        """Cut a last line left unfinished by a run killed mid-write (read_results ignores it)."""
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with self.path.open("r+b") as handle:
+                handle.truncate(data.rfind(b"\n") + 1)
 
     def _write_line(self, line: str) -> None:
         import os
@@ -214,11 +222,15 @@ class ResultsWriter:
         self._write_line(cell.to_json())
 
 
+class _PartialLine(ResultsError):
+    """A line that is not JSON (as a write cut short leaves it)."""
+
+
 def _parse_line(path: Path, number: int, line: str) -> dict[str, Any]:
     try:
         data = json.loads(line)
     except json.JSONDecodeError as err:
-        raise ResultsError(f"{path}:{number}: not JSON ({err.msg})") from None
+        raise _PartialLine(f"{path}:{number}: not JSON ({err.msg})") from None
     if not isinstance(data, dict):
         raise ResultsError(f"{path}:{number}: a line must be a JSON object")
     if data.get("version") != SCHEMA_VERSION:
@@ -253,7 +265,7 @@ def read_results(path: Path) -> tuple[RunHeader, list[Cell]]:
             continue
         try:
             data = _parse_line(path, number, line)
-        except ResultsError:
+        except _PartialLine:
             if number == len(lines):
                 break  # a line cut short by an interrupted write
             raise
@@ -261,7 +273,7 @@ def read_results(path: Path) -> tuple[RunHeader, list[Cell]]:
             raise ResultsError(f"{path}:{number}: expected a cell line, got kind {data.get('kind')!r}")
         try:
             cell = Cell(**{k: v for k, v in data.items() if k in _CELL_FIELDS})
-        except TypeError as err:
+        except (TypeError, ResultsError) as err:
             raise ResultsError(f"{path}:{number}: {err}") from None
         cells.pop(cell.cell_id, None)
         cells[cell.cell_id] = cell

@@ -134,7 +134,8 @@ def verify(base_url: str, workload: Workload, params: Mapping[str, int], timeout
     length, and the body itself (for ``cpu``, the digest is recomputed here).
 
     :param base_url: e.g. ``"http://127.0.0.1:18001"``.
-    :return: ``{"status", "content_type", "content_length", "keep_alive"}`` as observed.
+    :return: ``{"status", "content_type", "content_length", "keep_alive_header"}`` as observed
+        (``keep_alive_header``: the response did not announce ``Connection: close``).
     :raises VerificationError: describing the first wrong thing seen.
     """
     parts = urlsplit(base_url)
@@ -148,7 +149,11 @@ def verify(base_url: str, workload: Workload, params: Mapping[str, int], timeout
         length = response.getheader("Content-Length")
         will_close = response.will_close
     except OSError as err:
-        raise VerificationError(f"{workload.url_path(params)}: no answer ({err})") from None
+        raise VerificationError(f"GET {workload.url_path(params)}: no answer ({err})") from None
+    except http.client.IncompleteRead as err:
+        raise VerificationError(f"GET {workload.url_path(params)}: body shorter than its Content-Length ({err!r})") from None
+    except http.client.HTTPException as err:
+        raise VerificationError(f"GET {workload.url_path(params)}: no valid HTTP answer ({err!r})") from None
     finally:
         conn.close()
     where = f"GET {workload.url_path(params)}"
@@ -156,10 +161,12 @@ def verify(base_url: str, workload: Workload, params: Mapping[str, int], timeout
         raise VerificationError(f"{where}: status {status}, expected 200: {body[:120]!r}")
     if content_type.split(";")[0].strip() != workload.content_type.split(";")[0]:
         raise VerificationError(f"{where}: Content-Type {content_type!r}, expected {workload.content_type!r}")
-    if length is None or int(length) != len(body):
+    if length is None or not length.strip().isdigit() or int(length) != len(body):
         raise VerificationError(f"{where}: Content-Length {length!r} but the body has {len(body)} bytes")
     try:
         _CHECKS[workload.name](body, params)
-    except (ValueError, KeyError, TypeError) as err:
-        raise VerificationError(f"{where}: malformed body ({err})") from None
+    except VerificationError as err:
+        raise VerificationError(f"{where}: {err}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise VerificationError(f"{where}: malformed body ({err!r})") from None
     return {"status": status, "content_type": content_type, "content_length": len(body), "keep_alive_header": not will_close}
