@@ -176,7 +176,7 @@ class Runner:
                  write: Callable[[str], None] = print) -> None:
         self.experiment = experiment
         self.backend = make_backend(backend, experiment.budget)
-        self.reports_dir = Path(reports_dir)
+        self.reports_dir = Path(reports_dir).resolve()
         self.write = write
         self.variants: dict[str, Variant] = experiment.variants()
         self.calibration: dict[str, dict[str, float]] = {}
