@@ -84,6 +84,7 @@ class Recorder:
         self.max_lag_s = 0.0
         self.first_send = None
         self.last_response = None
+        self.per_second: list[int] = []
         self.window_start = time.time()
         self.cpu_start = time.process_time()
 
@@ -91,6 +92,11 @@ class Recorder:
         """Record one response: its latency in seconds and its wall-clock end time."""
         self.requests += 1
         self.last_response = end
+        second = int(end - self.window_start)
+        if 0 <= second < 3600:
+            if second >= len(self.per_second):
+                self.per_second.extend([0] * (second + 1 - len(self.per_second)))
+            self.per_second[second] += 1
         if failed:
             self.failures += 1
         us = min(max(int(round(latency_s * 1_000_000)), HDR_LOWEST_US), HDR_HIGHEST_US)
@@ -118,6 +124,7 @@ class Recorder:
             "window_start_at": self.window_start,
             "window_end_at": time.time(),
             "cpu_seconds": time.process_time() - self.cpu_start,
+            "responses_per_second": self.per_second,
             "histogram": self.histogram.encode().decode("ascii"),
             "unit": "microseconds",
         }

@@ -117,6 +117,9 @@ class LoadOutcome:
     :param total_time_s: requests mode: first send to last response (seconds).
     :param open_load: open mode: sent, late sends, max lag (ms), whether it fell behind.
     :param locust: Locust's own aggregate row (``rps``, ``p50_ms`` ...), ``{}`` if absent.
+    :param rps_trend: relative change of throughput from the first to the last third
+        of the measured period (``0.15`` = 15% higher at the end), ``None`` if under 6 s;
+        a large value means the warm-up was too short (or the server degraded).
     """
 
     requests: int
@@ -131,11 +134,27 @@ class LoadOutcome:
     total_time_s: float | None
     open_load: dict[str, Any] | None
     locust: dict[str, float]
+    rps_trend: float | None = None
 
     @property
     def rps(self) -> float:
         """Responses per second over the measured window."""
         return self.requests / self.duration_s if self.duration_s > 0 else 0.0
+
+
+def throughput_trend(per_second: list[int]) -> float | None:
+    """Relative change of mean responses/s between the first and last thirds of a period.
+
+    :param per_second: responses completed in each whole second of the measured
+        period (the last, partial second is dropped).
+    :return: ``(last - first) / first``, or ``None`` with fewer than 6 whole seconds.
+    """
+    whole = per_second[:-1]
+    if len(whole) < 6:
+        return None
+    third = len(whole) // 3
+    first, last = sum(whole[:third]) / third, sum(whole[-third:]) / third
+    return (last - first) / first if first > 0 else None
 
 
 def latency_summary(histogram: HdrHistogram) -> dict[str, float]:
@@ -209,7 +228,11 @@ def read_outcome(out_dir: Path, plan: LoadPlan, log_text: str = "") -> LoadOutco
             "achieved_send_rps": sent / duration,
             "fell_behind": bool(sent and late / sent > 0.01),
         }
+    seconds = max((len(d.get("responses_per_second", [])) for d in dumps), default=0)
+    per_second = [sum(d.get("responses_per_second", [])[i] if i < len(d.get("responses_per_second", [])) else 0
+                      for d in dumps) for i in range(seconds)]
     return LoadOutcome(
+        rps_trend=throughput_trend(per_second),
         requests=requests, failures=failures, duration_s=duration, window=(start, end),
         histogram=merged.encode().decode("ascii") if requests else None,
         latency_us=latency_summary(merged), loadgen_cpu_s=cpu, busiest_process_share=share,

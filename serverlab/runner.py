@@ -302,6 +302,10 @@ class Runner:
             warnings.append(f"load generator saturated ({outcome.busiest_process_share:.0%} of a core"
                             f"{', Locust warned of high CPU' if outcome.cpu_warning else ''}): this figure measures Locust, "
                             "not the server; raise budget.loadgen_processes or give the generator more CPUs")
+        if outcome.rps_trend is not None and abs(outcome.rps_trend) > 0.10:
+            warnings.append(f"throughput {'rose' if outcome.rps_trend > 0 else 'fell'} {abs(outcome.rps_trend):.0%} from the "
+                            "first to the last third of the measured period: a warm-up trend (or a degrading server); "
+                            "raise warmup or duration")
         if outcome.failures:
             warnings.append(f"{outcome.failures} of {outcome.requests} requests failed")
         if outcome.open_load and outcome.open_load["fell_behind"]:

@@ -457,3 +457,13 @@ def test_real_locust_run_against_gunicorn_gthread(tmp_path):
         assert outcome.total_time_s <= outcome.duration_s + 1e-6
     finally:
         stop(server)
+
+
+def test_throughput_trend_flags_a_rising_period_and_ignores_the_partial_last_second():
+    from serverlab.loadgen import throughput_trend
+
+    assert throughput_trend([100] * 9 + [3]) == 0.0
+    rising = [50, 50, 50, 75, 75, 75, 100, 100, 100, 7]
+    assert throughput_trend(rising) == pytest.approx(1.0)  # (100 - 50) / 50
+    assert throughput_trend([100, 100, 100, 100, 100, 1]) is None  # only 5 whole seconds
+    assert throughput_trend([0, 0, 0, 5, 5, 5, 5]) is None  # no baseline to compare with
