@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hdrh.histogram import HdrHistogram
-
 from serverlab import LabError
-from serverlab.results import PERCENTILES, percentile_key
+from serverlab.stats import StatsError, latency_summary, merge_histograms
 from serverlab.workloads import Workload
 
 #: Locust's own warning when a process is CPU-bound (its figures then measure Locust).
@@ -157,16 +155,6 @@ def throughput_trend(per_second: list[int]) -> float | None:
     return (last - first) / first if first > 0 else None
 
 
-def latency_summary(histogram: HdrHistogram) -> dict[str, float]:
-    """Return p50/p90/p95/p99/p99.9, max and mean of a histogram (µs)."""
-    if histogram.get_total_count() == 0:
-        return {}
-    summary = {percentile_key(p): float(histogram.get_value_at_percentile(p)) for p in PERCENTILES}
-    summary["max"] = float(histogram.get_max_value())
-    summary["mean"] = float(histogram.get_mean_value())
-    return summary
-
-
 def parse_locust_csv(path: Path) -> dict[str, float]:
     """Read the ``Aggregated`` row of Locust's ``*_stats.csv``.
 
@@ -203,9 +191,10 @@ def read_outcome(out_dir: Path, plan: LoadPlan, log_text: str = "") -> LoadOutco
     if not dumps:
         tail = "\n".join(log_text.strip().splitlines()[-5:])
         raise LoadError(f"Locust recorded no requests{': ' + tail if tail else ''}")
-    merged = HdrHistogram(1, 120_000_000, 3)
-    for dump in dumps:
-        merged.add(HdrHistogram.decode(dump["histogram"]))
+    try:
+        merged = merge_histograms(dump["histogram"] for dump in dumps)
+    except StatsError as err:
+        raise LoadError(f"a Locust process left an unreadable histogram: {err}") from None
     requests = sum(d["requests"] for d in dumps)
     failures = sum(d["failures"] for d in dumps)
     start = min(d["window_start_at"] for d in dumps)

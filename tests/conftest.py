@@ -47,3 +47,25 @@ def docker_ready() -> None:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"CI=true but Docker is unavailable: {problem}. .ci/run must provision it.")
         pytest.skip(f"Docker unavailable: {problem}")
+
+
+@pytest.fixture(scope="module")
+def start_local_server():
+    """A factory: ``start_local_server("gunicorn-gthread")`` starts that variant on a free
+    127.0.0.1 port with the project's own local backend and returns its base URL; every
+    server started is stopped when the module's tests are done."""
+    from labapp.variants import get_variant
+    from serverlab.backends import LocalBackend
+    from serverlab.experiment import Budget
+
+    started = []
+
+    def start(name: str) -> str:
+        backend = LocalBackend(Budget())
+        server = backend.start(get_variant(name))
+        started.append((backend, server))
+        return server.url_for_host
+
+    yield start
+    for backend, server in started:
+        backend.stop(server)

@@ -8,7 +8,6 @@ the project's own containers only). They skip without Docker and fail in CI
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import time

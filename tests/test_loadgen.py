@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,13 +22,13 @@ from serverlab.loadgen import (
     LOCUST_CPU_WARNING,
     LoadError,
     LoadPlan,
-    latency_summary,
     parse_locust_csv,
     parse_wrk,
     read_outcome,
     wrk_args,
 )
 from serverlab.results import PERCENTILES, percentile_key
+from serverlab.stats import latency_summary
 from serverlab.workloads import WORKLOADS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -369,38 +366,6 @@ def test_latency_summary_of_an_empty_histogram():
 # --- one real Locust run -------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(process: subprocess.Popen, url: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}: {process.stdout.read()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} not healthy within {timeout} s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-    if process.stdout:
-        process.stdout.close()
-
-
 def run_locust(p: LoadPlan, host: str, out: Path) -> tuple[subprocess.CompletedProcess, str]:
     args = p.locust_args(str(LOCUSTFILE), host, str(out))
     args[0] = str(VENV_BIN / "locust")
@@ -410,53 +375,44 @@ def run_locust(p: LoadPlan, host: str, out: Path) -> tuple[subprocess.CompletedP
 
 
 @pytest.mark.slow
-def test_real_locust_run_against_gunicorn_gthread(tmp_path):
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "app")}
-    server = subprocess.Popen([sys.executable, "-m", "labapp.serve", "gunicorn-gthread", "--port", str(port)],
-                              env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    host = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(server, host)
+def test_real_locust_run_against_gunicorn_gthread(tmp_path, start_local_server):
+    host = start_local_server("gunicorn-gthread")
+    # closed: 4 users, 20 ms each, 8 threads -> Little's law: 4 / 0.020 s = 200 RPS at most
+    closed_dir = tmp_path / "closed"
+    closed_dir.mkdir()
+    closed = LoadPlan(WORKLOADS["io"], {"ms": 20}, "closed", 4, 4, 3, 1)
+    result, log = run_locust(closed, host, closed_dir)
+    assert result.returncode == 0, log[-3000:]
+    outcome = read_outcome(closed_dir, closed, log)
+    assert outcome.requests > 0 and outcome.failures == 0
+    # The warm-up second is not measured. The window is often a few tenths of a second short of 3 s:
+    # Locust arms its --run-time timer on gevent's cached loop clock, so it fires early.
+    assert 2.0 <= outcome.duration_s <= 3.5, outcome.duration_s
+    figures = (outcome.rps, outcome.duration_s, outcome.requests, outcome.latency_us)
+    assert HdrHistogram.decode(outcome.histogram).get_min_value() >= 20_000 * (1 - HDR_RELATIVE_PRECISION)  # slept 20 ms
+    # Little's law for a closed model without think time: throughput = users / mean latency
+    assert outcome.rps == pytest.approx(4 / (outcome.latency_us["mean"] / 1e6), rel=0.10), figures
+    # and never above the ideal 4 users / 20 ms = 200 RPS; the floor leaves room for per-request
+    # overhead on a busy 2-core machine (measured 24-27 ms per response under load, i.e. 150-170 RPS)
+    assert 0.7 * 200 <= outcome.rps <= 1.05 * 200, figures
+    # Locust's own CSV was written and parsed (its stats are reset at the warm-up's end too). Locust rewrites
+    # the CSV once a second and not at exit, so its counts lag; its RPS is a rate and agrees with the lab's.
+    assert 0 < outcome.locust["requests"] <= outcome.requests
+    assert outcome.locust["rps"] == pytest.approx(outcome.rps, rel=0.15), (outcome.locust, figures)
 
-        # closed: 4 users, 20 ms each, 8 threads -> Little's law: 4 / 0.020 s = 200 RPS at most
-        closed_dir = tmp_path / "closed"
-        closed_dir.mkdir()
-        closed = LoadPlan(WORKLOADS["io"], {"ms": 20}, "closed", 4, 4, 3, 1)
-        result, log = run_locust(closed, host, closed_dir)
-        assert result.returncode == 0, log[-3000:]
-        outcome = read_outcome(closed_dir, closed, log)
-        assert outcome.requests > 0 and outcome.failures == 0
-        # The warm-up second is not measured. The window is often a few tenths of a second short of 3 s:
-        # Locust arms its --run-time timer on gevent's cached loop clock, so it fires early.
-        assert 2.0 <= outcome.duration_s <= 3.5, outcome.duration_s
-        figures = (outcome.rps, outcome.duration_s, outcome.requests, outcome.latency_us)
-        assert HdrHistogram.decode(outcome.histogram).get_min_value() >= 20_000 * (1 - HDR_RELATIVE_PRECISION)  # slept 20 ms
-        # Little's law for a closed model without think time: throughput = users / mean latency
-        assert outcome.rps == pytest.approx(4 / (outcome.latency_us["mean"] / 1e6), rel=0.10), figures
-        # and never above the ideal 4 users / 20 ms = 200 RPS; the floor leaves room for per-request
-        # overhead on a busy 2-core machine (measured 24-27 ms per response under load, i.e. 150-170 RPS)
-        assert 0.7 * 200 <= outcome.rps <= 1.05 * 200, figures
-        # Locust's own CSV was written and parsed (its stats are reset at the warm-up's end too). Locust rewrites
-        # the CSV once a second and not at exit, so its counts lag; its RPS is a rate and agrees with the lab's.
-        assert 0 < outcome.locust["requests"] <= outcome.requests
-        assert outcome.locust["rps"] == pytest.approx(outcome.rps, rel=0.15), (outcome.locust, figures)
-
-        # requests mode: 50 requests by 5 users, then Locust quits
-        requests_dir = tmp_path / "requests"
-        requests_dir.mkdir()
-        counted = LoadPlan(WORKLOADS["cpu"], {"n": 1000}, "requests", 50, 5, 30, 0)
-        started = time.monotonic()
-        result, log = run_locust(counted, host, requests_dir)
-        assert result.returncode == 0, log[-3000:]
-        assert time.monotonic() - started < 25  # it quit after 50 responses, not at --run-time 30s
-        outcome = read_outcome(requests_dir, counted, log)
-        assert 50 <= outcome.requests <= 55
-        assert outcome.failures == 0
-        assert outcome.total_time_s > 0
-        assert outcome.total_time_s <= outcome.duration_s + 1e-6
-    finally:
-        stop(server)
+    # requests mode: 50 requests by 5 users, then Locust quits
+    requests_dir = tmp_path / "requests"
+    requests_dir.mkdir()
+    counted = LoadPlan(WORKLOADS["cpu"], {"n": 1000}, "requests", 50, 5, 30, 0)
+    started = time.monotonic()
+    result, log = run_locust(counted, host, requests_dir)
+    assert result.returncode == 0, log[-3000:]
+    assert time.monotonic() - started < 25  # it quit after 50 responses, not at --run-time 30s
+    outcome = read_outcome(requests_dir, counted, log)
+    assert 50 <= outcome.requests <= 55
+    assert outcome.failures == 0
+    assert outcome.total_time_s > 0
+    assert outcome.total_time_s <= outcome.duration_s + 1e-6
 
 
 def test_throughput_trend_flags_a_rising_period_and_ignores_the_partial_last_second():

@@ -5,14 +5,9 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -116,40 +111,10 @@ def test_paths_and_content_types_match_the_app(client, name):
 # --- verify() against a real server ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def real_server():
-    """``python -m labapp.serve werkzeug-threaded`` on a free port; yields its base URL."""
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "app")}
-    process = subprocess.Popen([sys.executable, "-m", "labapp.serve", "werkzeug-threaded", "--port", str(port)],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, f"server exited: {process.stderr.read()[-2000:]}"
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                assert time.monotonic() < deadline, f"{url} did not answer /healthz"
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        process.stderr.close()
+def real_server(start_local_server):
+    """werkzeug-threaded on a free 127.0.0.1 port (the local backend); yields its base URL."""
+    return start_local_server("werkzeug-threaded")
 
 
 @pytest.mark.parametrize("name", list(WORKLOADS))
@@ -316,7 +281,9 @@ def test_right_bodies_pass_the_body_checks(fake_server):
 
 
 def test_closed_port_is_no_answer():
-    port = free_port()  # nothing listens there any more
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there any more
     with pytest.raises(VerificationError) as info:
         verify(f"http://127.0.0.1:{port}", WORKLOADS["cpu"], {"n": 10}, timeout=2)
     assert "/cpu?n=10: no answer" in str(info.value)
