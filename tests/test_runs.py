@@ -70,6 +70,12 @@ def test_cli_run_writes_results_and_report(backend, tmp_path, request):
     subprocess.run([sys.executable, "-m", "serverlab.cli", "report", str(run_dir / "results.jsonl"), "--out", str(out)],
                    cwd=ROOT, check=True, capture_output=True, timeout=120)
     assert (out / "summary.md").read_text() == summary
+    # compare a run with itself: every cell matches, none only on one side
+    compared = subprocess.run([sys.executable, "-m", "serverlab.cli", "compare", str(run_dir), str(run_dir)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert compared.returncode == 0, compared.stderr
+    for name in ("gunicorn-gthread", "werkzeug-single"):
+        assert name in compared.stdout
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
