@@ -13,6 +13,7 @@ if it died, and stop it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -34,6 +35,17 @@ from serverlab.experiment import Budget
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = ROOT / "locustfiles" / "locustfile.py"
+
+
+#: Prints the versions of the packages that matter, as a JSON object (run inside the image).
+_VERSIONS_PROBE = (
+    "import json, platform, importlib.metadata as m\n"
+    "def v(n):\n"
+    "    try:\n        return m.version(n)\n"
+    "    except m.PackageNotFoundError:\n        return None\n"
+    "print(json.dumps({'python': platform.python_version(), 'packages': {n: v(n) for n in\n"
+    "    ('flask', 'werkzeug', 'gunicorn', 'pyuwsgi', 'gevent', 'locust', 'hdrhistogram')}}))"
+)
 
 
 class BackendError(LabError):
@@ -294,6 +306,7 @@ class DockerBackend:
         self._override = Path(tempfile.mkdtemp(prefix="serverlab-compose-")) / "run.yml"
         self._sampler: Sampler | None = None
         self.image_id: str | None = None
+        self.image_facts: dict[str, object] | None = None
 
     def _compose(self, *args: str) -> list[str]:
         return ["docker", "compose", "-p", self.project, "-f", str(ROOT / "docker-compose.yml"),
@@ -315,7 +328,11 @@ class DockerBackend:
 
     def describe(self) -> dict[str, object]:
         """Facts for the results header."""
-        return {"backend": "docker", "project": self.project, "image": self.image_id, "limits_enforced": True}
+        facts: dict[str, object] = {"backend": "docker", "project": self.project, "image": self.image_id,
+                                    "limits_enforced": True}
+        if self.image_facts:
+            facts.update(self.image_facts)  # packages and Python as installed in the image the servers run
+        return facts
 
     def prepare(self, variants: list[str] | None = None, progress: Callable[[str], None] = print) -> None:
         """Check Docker and Compose, write the port override, build the image once.
@@ -342,6 +359,12 @@ class DockerBackend:
             raise BackendError(f"docker compose build failed:\n{build.output.strip()[-2000:]}")
         inspect = _run(["docker", "image", "inspect", "--format", "{{.Id}}", "serverlab:" + os.environ.get("SERVERLAB_TAG", "latest")], 30)
         self.image_id = inspect.output.strip() if inspect.returncode == 0 else None
+        probe = _run(self._compose("run", "--rm", "-T", "--no-deps", "loadgen", "python", "-c", _VERSIONS_PROBE),
+                     120, env=self._env(), cwd=ROOT)
+        try:
+            self.image_facts = json.loads(probe.output.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            self.image_facts = None
 
     def start(self, variant: Variant, timeout: float = 90.0) -> RunningServer:
         """(Re)create the variant's container and wait until it is healthy.

@@ -116,9 +116,9 @@ def run_metadata(experiment: Experiment, backend: LocalBackend | DockerBackend, 
         except metadata.PackageNotFoundError:
             packages[name] = None
     return {
-        **backend.describe(),
-        "packages": packages,
+        "packages": packages,  # this environment's; the Docker backend replaces them with the image's
         "python": platform.python_version(),
+        **backend.describe(),
         "cpu_model": _cpu_model(),
         "host_cores": os.cpu_count(),
         "git_commit": _git_commit(),

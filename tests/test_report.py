@@ -204,6 +204,25 @@ def test_requests_mode_table():
     assert "For 1000 requests: werkzeug-single took 2.5 s, werkzeug-threaded took 1.25 s." in md
 
 
+def test_threading_article_claim_is_checked_against_the_measurements():
+    # single 100 RPS, threaded 105 RPS (threads barely help CPU work), 3 processes 150 RPS
+    cells = [make_cell(v, "cpu", "requests", level, rep, rps=rps, samples=100)
+             for v, rps in (("werkzeug-single", 100.0), ("gunicorn-gthread", 105.0), ("gunicorn-sync", 150.0))
+             for level in (10, 100, 1_000) for rep in (1, 2, 3)]
+    md = render_markdown(make_header(), aggregate(make_header(), cells))
+    assert "### The Flask threading articles' claim, checked" in md
+    line = next(line for line in md.splitlines() if line.startswith("| 1000 |") and "343.74" in line)
+    assert "96.02" in line and "3.58×" in line  # the articles' figures and speed-up, quoted
+    assert "gunicorn-gthread: 1.05×" in line and "gunicorn-sync: 1.50×" in line  # measured speed-ups
+    assert "here, against werkzeug-single: threads (gunicorn-gthread) 1.05×, processes (gunicorn-sync) 1.50×" in md
+
+
+def test_threading_article_table_needs_the_cpu_workload_and_a_single_threaded_baseline():
+    cells = [make_cell(v, "hello", "requests", 100, rep, rps=100.0 + rep, samples=50)
+             for v in ("werkzeug-single", "gunicorn-gthread") for rep in (1, 2)]
+    assert "articles' claim" not in render_markdown(make_header(), aggregate(make_header(), cells))
+
+
 def test_open_mode_sustainable_throughput():
     cells = []
     # (target RPS, median latency µs, fell behind): 400 misses the p99 bound, 800 falls behind
