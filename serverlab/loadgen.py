@@ -25,6 +25,11 @@ from serverlab.workloads import Workload
 LOCUST_CPU_WARNING = re.compile(r"CPU usage above \d+%")
 #: A load-generator process using this share of a core or more is saturated.
 SATURATION_SHARE = 0.9
+#: Open model: the generator "fell behind" when more than this share of its sends
+#: left over 5 ms after their scheduled time (the locustfile's LATE_SEND_S). Single
+#: hiccups of tens of ms are normal on a shared core and are already inside the
+#: latencies, which are measured from the intended send time.
+FELL_BEHIND_LATE_SHARE = 0.05
 
 
 class LoadError(LabError):
@@ -215,7 +220,7 @@ def read_outcome(out_dir: Path, plan: LoadPlan, log_text: str = "") -> LoadOutco
             "target_rps": plan.level, "sent": sent, "late_sends": late,
             "max_lag_ms": max(d["max_lag_ms"] for d in dumps),
             "achieved_send_rps": sent / duration,
-            "fell_behind": bool(sent and late / sent > 0.01),
+            "fell_behind": bool(sent and late / sent > FELL_BEHIND_LATE_SHARE),
         }
     seconds = max((len(d.get("responses_per_second", [])) for d in dumps), default=0)
     per_second = [sum(d.get("responses_per_second", [])[i] if i < len(d.get("responses_per_second", [])) else 0
