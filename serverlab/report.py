@@ -1017,17 +1017,22 @@ def render_charts(rows: Sequence[Row]) -> list[Chart]:
     def series(variant: str, get: Callable[[Row], Estimate | None]) -> list[tuple[int, Estimate]]:
         return [(r.level, e) for r in rows if r.variant == variant and (e := get(r)) is not None]
 
-    fig, ax = _new_figure()
-    for variant in variants:
-        points = series(variant, lambda r: r.rps)
-        if points:
-            _errorbar(ax, points, 1.0, color=colors[variant], label=variant)
-    _level_axis(ax, levels, mode)
-    ax.set_ylabel("RPS (median, 95% CI)")
-    ax.set_ylim(bottom=0)
-    ax.set_title(f"{workload} ({mode}): throughput")
-    _legend(ax)
-    charts.append(Chart(f"{workload} ({mode}): RPS vs load", _svg(fig, salt + "-rps")))
+    def per_variant_chart(get: Callable[[Row], Estimate | None], ylabel: str, title: str, caption: str,
+                          suffix: str) -> None:
+        """One line per variant of ``get(row)`` against the load level, y from 0."""
+        fig, ax = _new_figure()
+        for variant in variants:
+            points = series(variant, get)
+            if points:
+                _errorbar(ax, points, 1.0, color=colors[variant], label=variant)
+        _level_axis(ax, levels, mode)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{workload} ({mode}): {title}")
+        _legend(ax)
+        charts.append(Chart(f"{workload} ({mode}): {caption}", _svg(fig, f"{salt}-{suffix}")))
+
+    per_variant_chart(lambda r: r.rps, "RPS (median, 95% CI)", "throughput", "RPS vs load", "rps")
 
     fig, ax = _new_figure()
     latencies: list[float] = []
@@ -1050,17 +1055,8 @@ def render_charts(rows: Sequence[Row]) -> list[Chart]:
     charts.append(Chart(f"{workload} ({mode}): p50 and p99 latency vs load", _svg(fig, salt + "-latency")))
 
     if any(r.cpu_ms_per_request for r in rows):
-        fig, ax = _new_figure()
-        for variant in variants:
-            points = series(variant, lambda r: r.cpu_ms_per_request)
-            if points:
-                _errorbar(ax, points, 1.0, color=colors[variant], label=variant)
-        _level_axis(ax, levels, mode)
-        ax.set_ylabel("server CPU ms per request")
-        ax.set_ylim(bottom=0)
-        ax.set_title(f"{workload} ({mode}): CPU cost per request")
-        _legend(ax)
-        charts.append(Chart(f"{workload} ({mode}): CPU ms per request vs load", _svg(fig, salt + "-cpu")))
+        per_variant_chart(lambda r: r.cpu_ms_per_request, "server CPU ms per request", "CPU cost per request",
+                          "CPU ms per request vs load", "cpu")
 
     top = max(r.level for r in rows)
     top_rows = [r for r in rows if r.level == top and r.latency_distribution]
