@@ -423,7 +423,7 @@ class DockerBackend:
         """Run Locust in a one-off loadgen container on the load-generator cpuset."""
         out_dir.mkdir(parents=True, exist_ok=True)
         out_dir.chmod(0o777)  # the container runs as an unprivileged user
-        env_args = [item for key, value in env.items() for item in ("-e", f"{key}={value.replace(str(out_dir), '/out')}")]
+        env_args = [item for key, value in env.items() for item in ("-e", f"{key}={value}")]
         argv = self._compose("run", "--rm", "-T", "--no-deps", "-v", f"{out_dir}:/out", *env_args, "loadgen", *args)
         return _run(argv, timeout, env=self._env(), cwd=ROOT)
 

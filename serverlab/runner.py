@@ -331,8 +331,8 @@ class Runner:
     def calibrate(self, server: RunningServer, cell_dir: Path) -> dict[str, float]:
         """Measure the variant's hello ceiling with wrk and with Locust at the same concurrency.
 
-        :return: ``{"wrk_rps", "locust_rps", "ratio", "connections", "duration_s"}``;
-            ``{"error": ...}``-free: failures are reported as ``ratio`` ``nan``-less dicts with "note".
+        :return: ``{"wrk_rps", "locust_rps", "ratio", "connections", "duration_s"}`` (RPS, seconds);
+            when wrk or Locust fails, a dict with a ``"note"`` saying which and why, and no ratio.
         """
         duration = max(3.0, min(self.experiment.duration, 10.0))
         self.write(f"    calibrating {server.variant.name}: wrk vs Locust on hello, {CALIBRATION_CONNECTIONS} connections, {duration:g} s each")
