@@ -39,12 +39,8 @@ LOCUSTFILE = ROOT / "locustfiles" / "locustfile.py"
 
 #: Prints the versions of the packages that matter, as a JSON object (run inside the image).
 _VERSIONS_PROBE = (
-    "import json, platform, importlib.metadata as m\n"
-    "def v(n):\n"
-    "    try:\n        return m.version(n)\n"
-    "    except m.PackageNotFoundError:\n        return None\n"
-    "print(json.dumps({'python': platform.python_version(), 'packages': {n: v(n) for n in\n"
-    "    ('flask', 'werkzeug', 'gunicorn', 'pyuwsgi', 'gevent', 'locust', 'hdrhistogram')}}))"
+    "import json, platform; from labapp import package_versions; "
+    "print(json.dumps({'python': platform.python_version(), 'packages': package_versions()}))"
 )
 
 

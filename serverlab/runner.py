@@ -26,10 +26,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+from labapp import package_versions
 from labapp.variants import Variant
 from serverlab import LabError
 from serverlab.backends import ROOT, BackendError, DockerBackend, LocalBackend, RunningServer, make_backend
@@ -38,8 +38,6 @@ from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadPlan, parse_wrk, 
 from serverlab.results import Cell, ResultsWriter, RunHeader, read_results
 from serverlab.workloads import WORKLOADS, VerificationError, verify
 
-#: Packages whose versions are recorded in every run header.
-RECORDED_PACKAGES = ("flask", "werkzeug", "gunicorn", "pyuwsgi", "gevent", "locust", "hdrhistogram")
 #: Concurrency (Locust users and wrk connections) of the calibration runs.
 CALIBRATION_CONNECTIONS = 32
 
@@ -109,14 +107,8 @@ def _cpu_model() -> str:
 
 def run_metadata(experiment: Experiment, backend: LocalBackend | DockerBackend, seed: int) -> dict[str, object]:
     """The facts stored once per run: host, versions, limits, commit, seed."""
-    packages = {}
-    for name in RECORDED_PACKAGES:
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = None
     return {
-        "packages": packages,  # this environment's; the Docker backend replaces them with the image's
+        "packages": package_versions(),  # this environment's; the Docker backend replaces them with the image's
         "python": platform.python_version(),
         **backend.describe(),
         "cpu_model": _cpu_model(),

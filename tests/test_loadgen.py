@@ -423,3 +423,16 @@ def test_throughput_trend_flags_a_rising_period_and_ignores_the_partial_last_sec
     assert throughput_trend(rising) == pytest.approx(1.0)  # (100 - 50) / 50
     assert throughput_trend([100, 100, 100, 100, 100, 1]) is None  # only 5 whole seconds
     assert throughput_trend([0, 0, 0, 5, 5, 5, 5]) is None  # no baseline to compare with
+
+
+def test_locustfile_records_histograms_with_the_range_the_lab_merges_with():
+    """The locustfile runs in the image without serverlab, so it keeps its own copy of the HDR range."""
+    import ast
+
+    from serverlab import stats
+
+    tree = ast.parse(LOCUSTFILE.read_text())
+    assign = next(node for node in tree.body if isinstance(node, ast.Assign)
+                  and isinstance(node.targets[0], ast.Tuple)
+                  and [t.id for t in node.targets[0].elts] == ["HDR_LOWEST_US", "HDR_HIGHEST_US", "HDR_DIGITS"])
+    assert ast.literal_eval(assign.value) == (stats.HDR_LOWEST_US, stats.HDR_HIGHEST_US, stats.HDR_SIGNIFICANT_FIGURES)

@@ -32,7 +32,7 @@ INFO_ENV = {
     "keep_alive": "SERVERLAB_KEEP_ALIVE",
 }
 #: Packages whose versions ``/lab/info`` reports.
-REPORTED_PACKAGES = ("flask", "werkzeug", "gunicorn", "pyuwsgi", "gevent", "locust")
+REPORTED_PACKAGES = ("flask", "werkzeug", "gunicorn", "pyuwsgi", "gevent", "locust", "hdrhistogram")
 #: At most this many background jobs are remembered; older finished ones are dropped.
 MAX_BACKGROUND_JOBS = 1000
 #: At most this many background jobs may run at once (a 429 beyond that).
@@ -75,7 +75,11 @@ def int_param(bound: Bound, source: Mapping[str, Any] | None = None) -> int:
     return value
 
 
-def _package_versions() -> dict[str, str | None]:
+def package_versions() -> dict[str, str | None]:
+    """Return the installed version of each of :data:`REPORTED_PACKAGES` (``None`` if absent).
+
+    Used by ``/lab/info``, by run headers, and (inside the image) by the Docker backend.
+    """
     versions: dict[str, str | None] = {}
     for name in REPORTED_PACKAGES:
         try:
@@ -152,7 +156,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = True
     jobs = BackgroundJobs()
     app.extensions["labapp.jobs"] = jobs
-    versions = _package_versions()
+    versions = package_versions()
 
     @app.errorhandler(ParameterError)
     def _bad_parameter(err: ParameterError):
