@@ -347,7 +347,8 @@ class DockerBackend:
 
         lines = ["services:"]
         for name in variants or list(load_variants()):
-            lines += [f"  {name}:", '    ports: !override ["127.0.0.1::8000"]']
+            # restart "no": a crashed server must fail its cell, not come back mid-run.
+            lines += [f"  {name}:", '    ports: !override ["127.0.0.1::8000"]', '    restart: "no"']
         self._override.write_text("\n".join(lines) + "\n")
         progress("building the lab image (cached after the first time)...")
         build = _run(self._compose("build", "loadgen"), 1800, env=self._env(), cwd=ROOT)

@@ -227,3 +227,103 @@ def test_dockerfile_healthcheck_uses_python():
     assert "python" in command
     assert "labapp.healthcheck" in command
     assert "curl" not in command
+
+
+# --- hardening (issue 8) ----------------------------------------------------------------
+
+
+def size_in_bytes(text: str) -> int:
+    """``"512m"`` -> bytes (k, m, g suffixes, binary units)."""
+    match = re.fullmatch(r"(\d+)([kmg]?)b?", str(text).strip().lower())
+    assert match, text
+    return int(match.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[match.group(2)]
+
+
+def test_every_service_is_hardened(services):
+    for name, service in services.items():
+        assert service.get("cap_drop") == ["ALL"], name
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        assert service.get("read_only") is True, name
+        assert any(str(mount).split(":")[0] == "/tmp" for mount in service.get("tmpfs", [])), f"{name}: no writable /tmp"
+        pids = int(interpolated_default(service.get("pids_limit", "0")))
+        assert 64 <= pids <= 4096, f"{name}: pids_limit {pids}"
+
+
+def test_every_service_has_cpu_and_memory_limits(services):
+    for name, service in services.items():
+        assert INTERPOLATION.fullmatch(str(service.get("cpus", ""))), f"{name}: no configurable cpus"
+        assert INTERPOLATION.fullmatch(str(service.get("mem_limit", ""))), f"{name}: no configurable mem_limit"
+        assert 0 < float(interpolated_default(service["cpus"])) <= 2, name  # sized for a 2-core machine
+        assert 64 << 20 <= size_in_bytes(interpolated_default(service["mem_limit"])) <= 4 << 30, name
+
+
+def test_servers_restart_in_the_lab_but_not_in_runs(servers, services):
+    for name, service in servers.items():
+        assert service.get("restart") in ("unless-stopped", "on-failure", "always"), name
+    for name, service in services.items():
+        if name not in servers:
+            assert service.get("restart", "no") == "no", f"{name}: a load generator should not restart"
+
+
+def test_dockerfile_strips_setuid_bits():
+    runs = " ".join(arguments for keyword, arguments in dockerfile_instructions() if keyword == "RUN")
+    assert re.search(r"find / -xdev -perm /6000 -type f -exec chmod a-s \{\} \+", runs)
+
+
+def compose_config(argv: list[str], env: dict[str, str] | None = None) -> dict:
+    """``docker compose ... config --format json`` (Compose's own resolution of anchors,
+    merge keys, defaults and override files) as a dict."""
+    import json
+    import os
+    import subprocess
+
+    env = env or {key: value for key, value in os.environ.items()
+                  if not key.startswith(("SERVER_", "LOADGEN_", "SERVERLAB_"))}
+    proc = subprocess.run([*argv, "config", "--format", "json"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def assert_hardened(name: str, service: dict) -> None:
+    """The hardening every service must carry, as ``docker compose config`` resolves it."""
+    assert service.get("cap_drop") == ["ALL"], name
+    assert "no-new-privileges:true" in service.get("security_opt", []), name
+    assert service.get("read_only") is True, name
+    assert any(mount.split(":")[0] == "/tmp" for mount in service.get("tmpfs", [])), name
+    assert 64 <= int(service.get("pids_limit", 0)) <= 4096, name
+    assert 0 < float(service.get("cpus", 0)) <= 2, name
+    assert 64 << 20 <= int(service.get("mem_limit", 0)) <= 4 << 30, name
+    assert str(service.get("user", "")) not in ("0", "root"), name
+
+
+@pytest.mark.docker
+def test_docker_compose_config_is_hardened(docker_ready):
+    """Compose itself (not PyYAML) resolves every server and Locust service to the hardened settings."""
+    config = compose_config(["docker", "compose", "-f", str(COMPOSE_FILE)])
+    services = config["services"]
+    assert {"locust-master", "locust-worker", "loadgen"} | SERVER_NAMES <= set(services)
+    for name, service in services.items():
+        assert_hardened(name, service)
+        expected = ("unless-stopped",) if name in SERVER_NAMES else (None, "no")
+        assert service.get("restart") in expected, (name, service.get("restart"))
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_docker_backend_runs_servers_without_restart(docker_ready):
+    """``make report``'s backend: its override keeps the hardening and sets restart "no",
+    so a crashed server fails its cell instead of coming back mid-measurement."""
+    from serverlab.backends import DockerBackend
+    from serverlab.experiment import Budget
+
+    backend = DockerBackend(Budget(), project="serverlab-test-config")
+    try:
+        backend.prepare(progress=lambda _: None)
+        config = compose_config(backend._compose(), env=backend._env())
+    finally:
+        backend.close()
+    for name in SERVER_NAMES:
+        service = config["services"][name]
+        assert service.get("restart") == "no", name
+        assert_hardened(name, service)
