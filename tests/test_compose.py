@@ -300,7 +300,7 @@ def assert_hardened(name: str, service: dict) -> None:
 @pytest.mark.docker
 def test_docker_compose_config_is_hardened(docker_ready):
     """Compose itself (not PyYAML) resolves every server and Locust service to the hardened settings."""
-    config = compose_config(["docker", "compose", "-f", str(COMPOSE_FILE)])
+    config = compose_config(["docker", "compose", "-f", str(COMPOSE_FILE), "--profile", "tools"])
     services = config["services"]
     assert {"locust-master", "locust-worker", "loadgen"} | SERVER_NAMES <= set(services)
     for name, service in services.items():
