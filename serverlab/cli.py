@@ -1,6 +1,6 @@
 """The ``serverlab`` command: run experiments, render and compare reports.
 
-    serverlab run [EXPERIMENT] [--backend docker|local] [--resume RUN_ID]
+    serverlab run [EXPERIMENT] [--backend docker|local] [--resume RUN_ID] [--retry-busy N]
     serverlab run --list
     serverlab report RESULTS.jsonl... [--out DIR]
     serverlab compare OLD NEW
@@ -42,6 +42,17 @@ def _listing() -> str:
     return "\n".join(lines)
 
 
+def _retries(text: str) -> int:
+    """``--retry-busy``: an integer in 0..10."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; expected 0..10")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -58,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=("docker", "local"), default="docker",
                      help="docker: compose services with CPU/memory limits (default); local: processes on 127.0.0.1")
     run.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run (a run id or 'latest')")
+    run.add_argument("--retry-busy", type=_retries, default=0, metavar="N",
+                     help="re-measure a cell up to N times (0..10) while other programs use the lab's CPUs "
+                          "(interference above 5%%); default 0: flag it and move on")
     run.add_argument("--reports-dir", type=Path, default=DEFAULT_REPORTS, help="where run folders go (default: reports)")
     run.add_argument("--list", action="store_true", help="list experiments, server variants and workloads, then exit")
 
@@ -84,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from serverlab.report import write_report
     from serverlab.runner import Runner, update_latest
 
-    runner = Runner(experiment, args.backend, args.reports_dir)
+    runner = Runner(experiment, args.backend, args.reports_dir, retry_busy=args.retry_busy)
     run_dir = runner.run(resume=args.resume)
     files = write_report([run_dir / "results.jsonl"], run_dir)
     update_latest(args.reports_dir, run_dir)

@@ -22,7 +22,7 @@ Example (``experiments/quick.toml``)::
     server_memory = "512m"
     server_cpuset = "0"
     loadgen_cpuset = "1"
-    loadgen_processes = 1
+    loadgen_processes = "auto"   # one Locust process per load-generator CPU (or an integer)
 
 Open mode takes ``rates = [...]`` (target RPS) and ``p99_bound_ms``; requests mode
 takes ``requests = [...]`` (request counts) and needs ``warmup = 0``. Every
@@ -31,6 +31,7 @@ refusal names the file, the key, the bad value and the valid choices.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -66,6 +67,9 @@ class Budget:
     :param server_cpuset: CPUs the server may run on (``"0"``).
     :param loadgen_cpuset: CPUs the load generator runs on (``"1"``); must not overlap the server's.
     :param loadgen_processes: Locust processes (``--processes``); 1 = a single process.
+        An experiment's ``"auto"`` (the default) is resolved when it is loaded, by
+        :func:`auto_loadgen_processes`; :attr:`loadgen_auto` then records that.
+    :param loadgen_auto: ``loadgen_processes`` was chosen automatically for this machine.
     """
 
     server_cpus: float = 1.0
@@ -73,6 +77,7 @@ class Budget:
     server_cpuset: str = "0"
     loadgen_cpuset: str = "1"
     loadgen_processes: int = 1
+    loadgen_auto: bool = False
 
     @property
     def loadgen_cores(self) -> int:
@@ -126,15 +131,44 @@ class Experiment:
         return len(self.servers) * len(self.workloads) * len(self.levels) * self.repetitions
 
     def estimated_seconds(self, overhead_s: float = 6.0) -> float:
-        """A rough run time: per cell warm-up + duration + ``overhead_s`` (start, verify, stop)."""
+        """A rough run time (seconds): per cell warm-up + duration + ``overhead_s`` (start,
+        verify, stop), plus, with ``calibrate``, one wrk and one Locust run per variant
+        (each ``max(3, min(duration, 10))`` s, Locust with a 1 s warm-up) and their overhead,
+        plus the 2 s quietness probe."""
         per_cell = self.warmup + (self.duration if self.mode != "requests" else 10.0) + overhead_s
-        return self.cell_count * per_cell
+        calibration = 0.0
+        if self.calibrate:
+            each = max(3.0, min(self.duration, 10.0))
+            calibration = len(self.servers) * (2 * each + 1.0 + overhead_s)
+        return self.cell_count * per_cell + calibration + 2.0
 
     def record(self) -> dict[str, Any]:
         """The experiment as a JSON-ready dict (stored in the results header)."""
         data = asdict(self)
         data["budget"] = asdict(self.budget)
         return data
+
+
+def auto_loadgen_processes(loadgen_cpuset: str, mode: str = "closed") -> int:
+    """Locust processes for ``loadgen_processes = "auto"``: one per CPU the generator may use.
+
+    The CPUs are those of ``loadgen_cpuset`` (never the servers': the cpusets may not
+    overlap) that this machine has and this process may run on. Locust runs one
+    single-threaded event loop per process, so one process per free CPU is the most
+    load it can offer without two processes sharing a core. Requests mode needs one
+    process (one process counts the requests).
+
+    :param loadgen_cpuset: the generator's cpuset, e.g. ``"1"`` or ``"1-3"``.
+    :param mode: the experiment's load model.
+    :return: at least 1.
+    """
+    if mode == "requests":
+        return 1
+    try:
+        available = set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        available = set(range(os.cpu_count() or 1))
+    return max(1, len(set(parse_cpuset(loadgen_cpuset)) & available))
 
 
 def parse_cpuset(text: str) -> list[int]:
@@ -217,6 +251,15 @@ class _Checker:
         if len(set(value)) != len(value):
             raise self.fail(key, value, "no repeated names")
         return tuple(value)
+
+
+def _loadgen_processes(check: _Checker, value: Any, loadgen_cpuset: str, mode: str) -> dict[str, Any]:
+    """``budget.loadgen_processes``: ``"auto"`` (resolved for this machine) or an integer in 1..64."""
+    if value == "auto":
+        return {"loadgen_processes": auto_loadgen_processes(loadgen_cpuset, mode), "loadgen_auto": True}
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+        raise check.fail("budget.loadgen_processes", value, 'an integer in 1..64, or "auto" (one per load-generator CPU)')
+    return {"loadgen_processes": value}
 
 
 def load_experiment(name_or_path: str, directory: Path | None = None, variants_dir: Path | None = None) -> Experiment:
@@ -340,7 +383,8 @@ def load_experiment(name_or_path: str, directory: Path | None = None, variants_d
         server_memory=memory,
         server_cpuset=str(budget_table.get("server_cpuset", defaults.server_cpuset)),
         loadgen_cpuset=str(budget_table.get("loadgen_cpuset", defaults.loadgen_cpuset)),
-        loadgen_processes=check.integer("budget.loadgen_processes", budget_table.get("loadgen_processes", 1), 1, 64),
+        **_loadgen_processes(check, budget_table.get("loadgen_processes", "auto"),
+                             str(budget_table.get("loadgen_cpuset", defaults.loadgen_cpuset)), mode),
     )
     if budget.server_cpus > len(cpusets["server_cpuset"]):
         raise check.fail("budget.server_cpus", budget.server_cpus, f"at most the {len(cpusets['server_cpuset'])} CPU(s) of server_cpuset")

@@ -34,6 +34,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator  # noqa: E402
 
 from serverlab import LabError, __version__  # noqa: E402
+from serverlab import bottleneck as _bottleneck  # noqa: E402
+from serverlab import verdict as _verdict  # noqa: E402
+from serverlab.interference import describe_probe  # noqa: E402
 from serverlab.results import MODES, Cell, RunHeader, read_results  # noqa: E402
 from serverlab.stats import (  # noqa: E402
     NO_CI_NOTE,
@@ -134,6 +137,10 @@ class Row:
         "max_lag_ms", "fell_behind"}`` (sums, maxima, any) over repetitions.
     :param warnings: plain-language warnings (cells' own, instability, saturation).
     :param failed_cells: the cells of this key that were not measured, with why.
+    :param bottleneck: what limited the repetitions (:func:`serverlab.bottleneck.summarize`):
+        ``{"class", "counts", "server_utilization", "generator_utilization", "interference_share"}``.
+    :param cost_capacity_rps: capacity implied by CPU cost, ``server_cpus ÷ CPU s per request``
+        per repetition (RPS), median with 95% CI (:func:`serverlab.verdict.cost_capacity`).
     """
 
     variant: str
@@ -162,6 +169,8 @@ class Row:
     open_load: dict[str, Any] | None
     warnings: tuple[str, ...] = ()
     failed_cells: tuple[FailedCell, ...] = ()
+    bottleneck: dict[str, Any] | None = None
+    cost_capacity_rps: Estimate | None = None
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -258,6 +267,17 @@ def _aggregate_key(cells: list[Cell]) -> Row:
             "fell_behind": any(bool(d.get("fell_behind")) for d in loads),
         }
 
+    summary = _bottleneck.summarize(ok)
+    if summary and summary["class"] == "interference":
+        add_warning(f"{label}: other programs used up to {summary['interference_share'] or 0:.0%} of the lab's CPUs "
+                    f"during this cell (interference); it is left out of verdicts. Rerun on a quiet machine or "
+                    f"with --retry-busy N.")
+    try:
+        server_cpus = float(first.config.get("server_cpus") or 0)
+    except (TypeError, ValueError):
+        server_cpus = 0.0
+    capacity = _verdict.cost_capacity([c.cpu_ms_per_request for c in ok if c.cpu_ms_per_request], server_cpus) \
+        if server_cpus > 0 else None
     memory = [c.server_peak_memory_bytes for c in ok if c.server_peak_memory_bytes is not None]
     return Row(
         variant=variant, workload=workload, mode=mode, level=level, users=first.users,
@@ -275,6 +295,7 @@ def _aggregate_key(cells: list[Cell]) -> Row:
         total_time_s=_estimate([c.total_time_s for c in ok if c.total_time_s is not None]),
         open_load=open_load, warnings=tuple(warnings),
         failed_cells=tuple(FailedCell(c.cell_id, c.status, c.error or "") for c in cells if c.status != "ok"),
+        bottleneck=summary, cost_capacity_rps=capacity,
     )
 
 
@@ -404,47 +425,8 @@ def _reason(workload: str, rows: list[Row]) -> str:
 
 
 def _verdict_rate(workload: str, mode: str, rows: list[Row]) -> str:
-    levels = sorted({r.level for r in rows}, reverse=True)
-    for level in levels:
-        at_level = [r for r in rows if r.level == level]
-        candidates = [r for r in at_level if r.clean and r.rps is not None]
-        if candidates:
-            break
-    else:
-        return (f"No winner ({mode} mode): no variant completed any load level without failed requests "
-                f"or failed repetitions; see the failed cells.")
-    candidates.sort(key=lambda r: r.rps.median, reverse=True)  # type: ignore[union-attr]
-    winner = candidates[0]
-    assert winner.rps is not None
-    parts = [f"{winner.variant} wins ({mode} mode, {_level_text(mode, level)}): "
-             f"median {_fmt_rps(winner.rps.median)} RPS"]
-    if level != levels[0]:
-        parts.append(f" at the highest level where some variant had no failures (at "
-                     f"{_level_text(mode, levels[0])} every variant had failures)")
-    if len(candidates) > 1:
-        runner = candidates[1]
-        assert runner.rps is not None
-        comparison = compare_samples(runner.rps.samples, winner.rps.samples, higher_is_better=True)
-        runner_text = f"{runner.variant} ({_fmt_rps(runner.rps.median)} RPS)"
-        if comparison.significant:
-            parts.append(f", {comparison.text} than the runner-up {runner_text}.")
-        elif comparison.text == NO_DIFFERENCE:
-            parts.append(f", but there is no significant difference from the runner-up {runner_text}: "
-                         f"treat them as tied.")
-        else:
-            parts.append(f"; against the runner-up {runner_text}: {comparison.text}.")
-    else:
-        parts.append(", the only variant without failures at this level.")
-    excluded = [r.variant for r in at_level if not r.clean]
-    if excluded:
-        parts.append(f" Not considered (failed requests or repetitions at this level): {', '.join(excluded)}.")
-    if winner.loadgen_saturated:
-        parts.append(" Caution: the load generator was saturated for the winner, so its figure may be "
-                     "Locust's limit.")
-    reason = _reason(workload, candidates)
-    if reason:
-        parts.append(" " + reason)
-    return "".join(parts)
+    """Closed/requests mode: the physics-aware verdict of :func:`serverlab.verdict.rate_verdict`."""
+    return _verdict.rate_verdict(workload, mode, rows, _reason, _level_text)
 
 
 def sustainable_throughput(rows: Iterable[Row], p99_bound_ms: float = DEFAULT_P99_BOUND_MS) -> dict[tuple[str, str], int | None]:
@@ -497,12 +479,14 @@ def _verdict_open(workload: str, rows: list[Row], p99_bound_ms: float) -> str:
 def verdicts(rows: Sequence[Row], p99_bound_ms: float = DEFAULT_P99_BOUND_MS) -> dict[str, str]:
     """A plain-language verdict per workload.
 
-    The winner is the variant with the highest median RPS at the highest load
-    level measured, among rows without failed requests or repetitions (falling
-    back to lower levels when every variant failed at the top). Its lead over
-    the runner-up is stated with :func:`serverlab.stats.compare_samples` and a
-    reason drawn from the variants' configuration (model, workers, threads,
-    keep-alive) and the measured ratios between those groups, so a reader can check it.
+    Closed and requests modes (:func:`serverlab.verdict.rate_verdict`): at the highest
+    load level where some variant had no failed requests or repetitions, variants
+    are ordered on the evidence valid for their bottleneck class — measured RPS only
+    where Locust was not the limit, wrk's ceiling and CPU-cost capacity (with CIs)
+    where it was; cells flagged for interference are left out. A winner is named only
+    when it is ahead of every other variant; otherwise the verdict says it cannot
+    tell on this machine and what would. A reason drawn from the variants'
+    configuration (model, workers, threads, keep-alive) and measured ratios follows.
     When a workload ran in several modes, closed mode decides, then requests, then
     open (whose winner has the highest :func:`sustainable_throughput`).
 
@@ -592,7 +576,7 @@ def _row_notes(row: Row) -> str:
     value = spread(row.rps.samples) if row.rps else None
     if value is not None and value > INSTABILITY_THRESHOLD:
         notes.append(f"unstable: repetitions spread {value:.1%}")
-    if row.loadgen_saturated:
+    if row.loadgen_saturated and (row.bottleneck or {}).get("class") != "generator-bound":
         notes.append("load generator saturated")
     if row.calibration and row.calibration["ratio"] < CALIBRATION_MIN_RATIO:
         notes.append(f"Locust/wrk {row.calibration['ratio']:.2f}")
@@ -691,6 +675,10 @@ def _metadata(header: RunHeader) -> list[tuple[str, str]]:
               if meta.get(k) is not None]
     if limits:
         out.append(("limits", ", ".join(limits)))
+    if meta.get("loadgen_processes_chosen"):
+        out.append(("load generator", str(meta["loadgen_processes_chosen"])))
+    if isinstance(meta.get("quietness_probe"), dict):
+        out.append(("quietness", describe_probe(meta["quietness_probe"])))
     packages = meta.get("packages")
     if isinstance(packages, dict) and packages:
         out.append(("packages", ", ".join(f"{k} {v}" for k, v in sorted(packages.items()))))
@@ -713,7 +701,7 @@ def _metadata(header: RunHeader) -> list[tuple[str, str]]:
 def _main_table(rows: list[Row], mode: str) -> Table:
     level_name = {"closed": "users", "open": "target RPS", "requests": "requests (users)"}[mode]
     headers = ["server", "model", "workers×threads", "keep-alive", level_name, "RPS [95% CI]",
-               "p50 ms", "p99 ms", "p99.9 ms", "failures", "CPU ms/req", "notes"]
+               "p50 ms", "p99 ms", "p99.9 ms", "failures", "CPU ms/req", "bottleneck", "notes"]
     table = Table(headers, [])
     for row in rows:
         level = f"{row.level} ({row.users})" if mode == "requests" else str(row.level)
@@ -727,7 +715,8 @@ def _main_table(rows: list[Row], mode: str) -> Table:
             table.failed_rows.add(len(table.rows))
         table.rows.append([
             row.variant, _model(row), _workers_threads(row.config), _yes_no(row.config.get("keep_alive")),
-            level, rps, *(_fmt_ms(row.hdr_us.get(p)) for p in TABLE_PERCENTILES), failures, cpu, _row_notes(row),
+            level, rps, *(_fmt_ms(row.hdr_us.get(p)) for p in TABLE_PERCENTILES), failures, cpu,
+            _bottleneck.describe(row.bottleneck), _row_notes(row),
         ])
     return table
 
@@ -846,16 +835,19 @@ def _calibration_table(rows: list[Row]) -> Table | None:
     calibrated = [r for r in rows if r.calibration]
     if not calibrated:
         return None
-    table = Table(["server", "workload", "level", "Locust RPS", "wrk RPS", "Locust/wrk", ""], [],
+    table = Table(["server", "workload", "level", "Locust RPS", "wrk RPS", "Locust/wrk",
+                   "CPU-cost capacity RPS [95% CI]", "bottleneck", ""], [],
                   title="Calibration against wrk")
     table.intro.append(f"wrk, a C load generator, measured each calibrated variant as well. A ratio below "
                        f"{CALIBRATION_MIN_RATIO:g} (marked ⚠) means Locust could not generate the load "
-                       f"the server can take, so Locust's figure understates the server.")
+                       f"the server can take, so Locust's figure understates the server. CPU-cost capacity is "
+                       f"server_cpus ÷ CPU seconds per request (a second estimate of the ceiling).")
     for row in calibrated:
         cal = row.calibration or {}
         low = cal["ratio"] < CALIBRATION_MIN_RATIO
         table.rows.append([row.variant, row.workload, _level_text(row.mode, row.level),
                            _fmt_rps(cal["locust_rps"]), _fmt_rps(cal["wrk_rps"]), f"{cal['ratio']:.2f}",
+                           _fmt_estimate(row.cost_capacity_rps, _fmt_rps), _bottleneck.describe(row.bottleneck),
                            "⚠ below 0.9" if low else ""])
     return table
 
@@ -1297,7 +1289,10 @@ def compare(old_path: Path, new_path: Path) -> str:
     new_rows = {r.key: r for r in aggregate(new_header, new_cells)}
     lines = [f"# Comparison: {old_header.run_id} → {new_header.run_id}", "",
              f"Old: {old_path}; new: {new_path}. RPS are medians over repetitions with 95% bootstrap CIs; "
-             f"change is new vs old (ratio of medians with a bootstrap CI); p99 from merged HDR histograms.", ""]
+             f"change is new vs old (ratio of medians with a bootstrap CI); p99 from merged HDR histograms. "
+             f"Bottleneck: what limited each side (server-bound, generator-bound, below-saturation, "
+             f"interference); a change where a side is generator-bound or interference is marked, since it "
+             f"measures Locust or the machine rather than the server.", ""]
     for key in ("backend", "cpu_model", "host_cores", "server_cpus", "server_memory", "git_commit"):
         a, b = old_header.metadata.get(key), new_header.metadata.get(key)
         if a != b:
@@ -1307,8 +1302,9 @@ def compare(old_path: Path, new_path: Path) -> str:
                      f"{new_header.experiment.get('name')!r}")
     if lines[-1].startswith("- note"):
         lines.append("")
-    lines += ["| variant | workload | mode | level | old RPS | new RPS | change | old p99 ms | new p99 ms |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| variant | workload | mode | level | old RPS | new RPS | change | old p99 ms | new p99 ms "
+              "| old bottleneck | new bottleneck |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     common = [k for k in new_rows if k in old_rows]
     for key in common:
         old, new = old_rows[key], new_rows[key]
@@ -1318,13 +1314,17 @@ def compare(old_path: Path, new_path: Path) -> str:
                                                          else "failed in the new run")
         else:
             change = compare_samples(old.rps.samples, new.rps.samples, higher_is_better=True).text
+            suspect = sorted({(r.bottleneck or {}).get("class") for r in (old, new)} & {"generator-bound", "interference"})
+            if suspect:
+                change += f" (not the server's: {' and '.join(suspect)})"
         cells = [key[0], key[1], key[2], str(key[3]),
                  "failed" if old.failed else _fmt_estimate(old.rps, _fmt_rps),
                  "failed" if new.failed else _fmt_estimate(new.rps, _fmt_rps), change,
-                 _fmt_ms(old.hdr_us.get("p99")), _fmt_ms(new.hdr_us.get("p99"))]
+                 _fmt_ms(old.hdr_us.get("p99")), _fmt_ms(new.hdr_us.get("p99")),
+                 _bottleneck.describe(old.bottleneck), _bottleneck.describe(new.bottleneck)]
         lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
     if not common:
-        lines.append("| (no cells in common) | | | | | | | | |")
+        lines.append("| (no cells in common) | | | | | | | | | | |")
     lines.append("")
     for title, mine, other in (("Only in the old run", old_rows, new_rows), ("Only in the new run", new_rows, old_rows)):
         only = [r for k, r in mine.items() if k not in other]

@@ -4,8 +4,8 @@ A results file (``results.jsonl``) starts with one **run header** line and then 
 one **cell** line per measured (or failed) cell, appended and flushed the moment
 the cell finishes, so an interrupted run keeps everything already measured::
 
-    {"kind": "run", "version": 1, "run_id": ..., "experiment": {...}, "metadata": {...}}
-    {"kind": "cell", "version": 1, "cell_id": ..., "variant": ..., ...}
+    {"kind": "run", "version": 2, "run_id": ..., "experiment": {...}, "metadata": {...}}
+    {"kind": "cell", "version": 2, "cell_id": ..., "variant": ..., ...}
 
 Every report format is rendered from :class:`Cell` rows read back with
 :func:`read_results`. Modelled on pyperf: versioned, sorted keys, validated on load.
@@ -23,8 +23,11 @@ from typing import Any, Iterable, Iterator
 
 from serverlab import LabError
 
-#: Schema version written into every line; readers refuse other versions.
-SCHEMA_VERSION = 1
+#: Schema version written into every line. Version 2 added the cell fields
+#: ``loadgen_busiest_share``, ``interference`` and ``bottleneck`` (all optional).
+SCHEMA_VERSION = 2
+#: Versions this serverlab reads; older cells get the new fields' defaults.
+READABLE_VERSIONS = (1, 2)
 #: Cell statuses: measured; server failed or crashed; server answered wrongly before load.
 STATUSES = ("ok", "failed", "unverified")
 #: Load models: Locust's closed model, constant-arrival open model, or a fixed request count.
@@ -105,6 +108,15 @@ class Cell:
     :param loadgen_cpu_budget: cores the load generator may use (its cpuset size).
     :param loadgen_saturated: the generator's CPU was >= 90% of its budget or Locust
         warned of high CPU: the figure then measures Locust, not the server.
+    :param loadgen_busiest_share: the busiest Locust process's CPU share of one core in
+        the window (0.99 = 99%); ``None`` in files before version 2.
+    :param interference: CPU time other programs used on the server's and generator's
+        CPUs in the window (see :func:`serverlab.interference.interference_figures`):
+        ``{"share", "flagged", "server_share", "loadgen_share", "steal_s", ...}``; ``None``
+        when not measured.
+    :param bottleneck: what limited the cell (see :func:`serverlab.bottleneck.classify`):
+        ``{"class", "server_utilization", "generator_utilization", "interference_share",
+        "reason"}``; ``None`` for unmeasured cells and files before version 2.
 
     Mode-specific
     :param total_time_s: requests mode: wall time to complete all requests (seconds).
@@ -144,6 +156,9 @@ class Cell:
     loadgen_cpu_s: float | None = None
     loadgen_cpu_budget: float | None = None
     loadgen_saturated: bool = False
+    loadgen_busiest_share: float | None = None
+    interference: dict[str, Any] | None = None
+    bottleneck: dict[str, Any] | None = None
     total_time_s: float | None = None
     open_load: dict[str, Any] | None = None
     calibration: dict[str, float] | None = None
@@ -233,8 +248,9 @@ def _parse_line(path: Path, number: int, line: str) -> dict[str, Any]:
         raise _PartialLine(f"{path}:{number}: not JSON ({err.msg})") from None
     if not isinstance(data, dict):
         raise ResultsError(f"{path}:{number}: a line must be a JSON object")
-    if data.get("version") != SCHEMA_VERSION:
-        raise ResultsError(f"{path}:{number}: schema version {data.get('version')!r}, this serverlab reads {SCHEMA_VERSION}")
+    if data.get("version") not in READABLE_VERSIONS:
+        raise ResultsError(f"{path}:{number}: schema version {data.get('version')!r}, this serverlab reads "
+                           f"{', '.join(map(str, READABLE_VERSIONS))}")
     return data
 
 

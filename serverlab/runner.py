@@ -24,7 +24,7 @@ import random
 import subprocess
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -33,7 +33,9 @@ from labapp import package_versions
 from labapp.variants import Variant
 from serverlab import LabError
 from serverlab.backends import ROOT, BackendError, DockerBackend, LocalBackend, RunningServer, make_backend
-from serverlab.experiment import Experiment
+from serverlab.bottleneck import classify
+from serverlab.experiment import Experiment, parse_cpuset
+from serverlab.interference import CpuMonitor, describe_probe, interference_figures, quietness_probe
 from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadPlan, parse_wrk, read_outcome, wrk_args
 from serverlab.results import Cell, ResultsWriter, RunHeader, read_results
 from serverlab.workloads import WORKLOADS, VerificationError, verify
@@ -121,6 +123,10 @@ def run_metadata(experiment: Experiment, backend: LocalBackend | DockerBackend, 
         "server_cpuset": experiment.budget.server_cpuset,
         "loadgen_cpuset": experiment.budget.loadgen_cpuset,
         "loadgen_processes": experiment.budget.loadgen_processes,
+        "loadgen_processes_chosen": (
+            f"{experiment.budget.loadgen_processes} Locust process(es)"
+            + (f" (auto: one per CPU of loadgen_cpuset {experiment.budget.loadgen_cpuset!r} on this machine)"
+               if experiment.budget.loadgen_auto else " (set in the experiment)")),
     }
 
 
@@ -162,16 +168,20 @@ class Runner:
     :param backend: ``"docker"`` or ``"local"``.
     :param reports_dir: the parent of run folders.
     :param write: progress output (``print`` by default).
+    :param retry_busy: re-measure a cell flagged for interference up to this many times.
     """
 
     def __init__(self, experiment: Experiment, backend: str, reports_dir: Path,
-                 write: Callable[[str], None] = print) -> None:
+                 write: Callable[[str], None] = print, retry_busy: int = 0) -> None:
         self.experiment = experiment
         self.backend = make_backend(backend, experiment.budget)
         self.reports_dir = Path(reports_dir).resolve()
         self.write = write
         self.variants: dict[str, Variant] = experiment.variants()
         self.calibration: dict[str, dict[str, float]] = {}
+        self.retry_busy = max(0, int(retry_busy))
+        self.server_cpus = parse_cpuset(experiment.budget.server_cpuset)
+        self.loadgen_cpus = parse_cpuset(experiment.budget.loadgen_cpuset)
 
     def run(self, resume: str | None = None) -> Path:
         """Run every planned cell not yet measured; return the run folder.
@@ -199,8 +209,10 @@ class Runner:
             self.backend.prepare(list(experiment.servers), progress=self.write)
         else:
             self.backend.prepare()
+        probe = quietness_probe(self.server_cpus, self.loadgen_cpus)
+        self.write(describe_probe(probe))
         header = RunHeader(run_id=run_dir.name, experiment=experiment.record(),
-                           metadata=run_metadata(experiment, self.backend, seed))
+                           metadata={**run_metadata(experiment, self.backend, seed), "quietness_probe": probe})
         writer = ResultsWriter(run_dir / "results.jsonl", header, resume=bool(resume))
         unit = {"closed": "users", "open": "RPS", "requests": "requests"}[experiment.mode]
         self.write(f"run {run_dir.name}: {len(plan)} cells ({experiment.cell_count} planned), backend {self.backend.name}, "
@@ -209,7 +221,7 @@ class Runner:
         try:
             for planned in plan:
                 progress.starting(planned, unit)
-                cell = self.measure(planned, run_dir)
+                cell = self.measure_retrying_busy(planned, run_dir)
                 writer.append(cell)
                 progress.finished(cell)
         except KeyboardInterrupt:
@@ -245,6 +257,21 @@ class Runner:
             loadgen_cpu_budget=float(min(budget.loadgen_processes, budget.loadgen_cores)),
         )
 
+    def measure_retrying_busy(self, planned: PlannedCell, run_dir: Path) -> Cell:
+        """:meth:`measure`, again up to ``retry_busy`` times while the cell is flagged for interference.
+
+        :return: the first cell not flagged, or the last attempt (flagged, with a warning saying so).
+        """
+        cell = self.measure(planned, run_dir)
+        for attempt in range(1, self.retry_busy + 1):
+            if not (cell.interference or {}).get("flagged"):
+                break
+            self.write(f"    other programs used {cell.interference['share']:.0%} of the lab's CPUs: "  # type: ignore[index]
+                       f"re-measuring (retry {attempt} of {self.retry_busy})")
+            time.sleep(2.0)
+            cell = self.measure(planned, run_dir)
+        return cell
+
     def measure(self, planned: PlannedCell, run_dir: Path) -> Cell:
         """Start, verify, load and stop one cell's server; never raises for a server's failure.
 
@@ -278,7 +305,8 @@ class Runner:
                         experiment.duration, experiment.warmup, experiment.budget.loadgen_processes)
         locustfile, host, out = self.backend.locust_paths(server, cell_dir)
         timeout = plan.run_time_s + 120
-        result = self.backend.run_locust(plan.locust_args(locustfile, host, out), plan.environment(out), cell_dir, timeout)
+        with CpuMonitor() as monitor:
+            result = self.backend.run_locust(plan.locust_args(locustfile, host, out), plan.environment(out), cell_dir, timeout)
         (cell_dir / "locust.log").write_text(result.output)
         died = self.backend.exit_status(server)
         try:
@@ -298,6 +326,16 @@ class Runner:
             warnings.append(f"throughput {'rose' if outcome.rps_trend > 0 else 'fell'} {abs(outcome.rps_trend):.0%} from the "
                             "first to the last third of the measured period: a warm-up trend (or a degrading server); "
                             "raise warmup or duration")
+        interference = None
+        window = monitor.between(*outcome.window)
+        if window is not None:
+            loadgen_rate = outcome.loadgen_cpu_s / outcome.duration_s if outcome.duration_s > 0 else 0.0
+            interference = interference_figures(window[0], window[1], self.server_cpus, self.loadgen_cpus,
+                                                server_cpu, loadgen_rate * (window[1].at - window[0].at))
+        if interference and interference["flagged"]:
+            warnings.append(f"other programs used {interference['share']:.0%} of the lab's CPUs during the window "
+                            f"(interference; threshold {interference['threshold']:.0%}): this figure is not the "
+                            "server's alone; rerun on a quiet machine or with --retry-busy N")
         if outcome.failures:
             warnings.append(f"{outcome.failures} of {outcome.requests} requests failed")
         if outcome.open_load and outcome.open_load["fell_behind"]:
@@ -310,7 +348,7 @@ class Runner:
             status, error = "failed", f"only {outcome.requests} of {planned.level} requests completed within {experiment.duration:g} s"
         elif outcome.requests == 0:
             status, error = "failed", "no responses in the measured period"
-        return Cell(
+        cell = Cell(
             **base, status=status, error=error, started_at=outcome.window[0], duration_s=outcome.duration_s,
             requests=outcome.requests, failures=outcome.failures, rps=outcome.rps, latency_us=outcome.latency_us,
             hdr=outcome.histogram, locust=outcome.locust, server_cpu_s=server_cpu,
@@ -318,7 +356,9 @@ class Runner:
             cpu_ms_per_request=(server_cpu * 1000 / outcome.requests) if server_cpu is not None and outcome.requests else None,
             loadgen_cpu_s=outcome.loadgen_cpu_s, loadgen_saturated=saturated, total_time_s=outcome.total_time_s,
             open_load=outcome.open_load, warnings=warnings,
+            loadgen_busiest_share=round(outcome.busiest_process_share, 4), interference=interference,
         )
+        return replace(cell, bottleneck=classify(cell)) if cell.status == "ok" else cell
 
     def calibrate(self, server: RunningServer, cell_dir: Path) -> dict[str, float]:
         """Measure the variant's hello ceiling with wrk and with Locust at the same concurrency.

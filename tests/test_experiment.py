@@ -8,6 +8,7 @@ value and (where there is a set of choices) the valid choices.
 from __future__ import annotations
 
 import collections
+import os
 import json
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 from labapp.variants import load_variants
 from serverlab.experiment import (
     EXPERIMENTS_DIR,
+    auto_loadgen_processes,
     Budget,
     ExperimentError,
     find_experiment,
@@ -27,6 +29,9 @@ from serverlab.experiment import (
     parse_cpuset,
 )
 from serverlab.runner import plan_cells
+
+#: The default budget as loaded on this machine: loadgen_processes = "auto" resolved.
+AUTO_BUDGET = Budget(loadgen_processes=auto_loadgen_processes("1"), loadgen_auto=True)
 from serverlab.workloads import WORKLOADS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -115,7 +120,8 @@ def test_shipped_experiment_loads(name):
     assert set(experiment.workloads) <= set(WORKLOADS)
     assert set(experiment.params) == set(experiment.workloads)
     assert experiment.cell_count == len(experiment.servers) * len(experiment.workloads) * len(experiment.levels) * experiment.repetitions
-    assert experiment.budget == Budget()  # the shipped ones use the default 2-core budget
+    # the shipped ones use the default 2-core budget, with Locust sized to the machine
+    assert experiment.budget == AUTO_BUDGET
     assert experiment.variants().keys() == set(experiment.servers)
     record = experiment.record()
     assert record["name"] == name and record["budget"]["server_cpuset"] == "0"
@@ -133,8 +139,31 @@ def test_default_fits_twenty_minutes():
     default = load_experiment("default")
     assert default.servers == tuple(VARIANT_NAMES)
     assert {"hello", "cpu", "io", "mixed"} <= set(default.workloads)
-    assert len(default.levels) >= 2
-    assert default.estimated_seconds() < 1200
+    # at least 3 repetitions (confidence intervals), within 20 minutes including
+    # server restarts and the wrk calibration (one load level keeps it there)
+    assert default.repetitions >= 3
+    assert default.calibrate
+    assert default.estimated_seconds() <= 1200
+
+
+def test_estimate_counts_the_calibration(tmp_path):
+    plain = load_experiment(str(write(tmp_path, with_changes(BASE, servers=["gunicorn-sync"]))))
+    calibrated = load_experiment(str(write(tmp_path, with_changes(BASE, servers=["gunicorn-sync"], calibrate=True))))
+    assert calibrated.estimated_seconds() > plain.estimated_seconds()
+
+
+def test_loadgen_processes_auto_is_one_per_loadgen_cpu(tmp_path):
+    cpus = len(os.sched_getaffinity(0))
+    experiment = load_experiment(str(write(tmp_path, with_changes(BASE, budget={"loadgen_processes": "auto"}))))
+    assert experiment.budget.loadgen_auto and experiment.budget.loadgen_processes == 1  # loadgen_cpuset "1"
+    if cpus >= 3:
+        wide = load_experiment(str(write(tmp_path, with_changes(BASE, budget={"loadgen_cpuset": "1-2"}))))
+        assert wide.budget.loadgen_processes == 2
+    # a cpuset naming CPUs this machine lacks gets one process per CPU it has (at least 1)
+    assert auto_loadgen_processes("1-200") == len(set(range(1, 201)) & os.sched_getaffinity(0))
+    assert auto_loadgen_processes("1-200", mode="requests") == 1
+    requests = load_experiment(str(write(tmp_path, REQUESTS_BASE)))
+    assert requests.budget.loadgen_processes == 1
 
 
 def test_threading_reproduces_the_article_experiment():
@@ -162,7 +191,7 @@ def test_defaults_of_a_minimal_file(tmp_path):
     assert experiment.levels == (4,) and experiment.users == 4
     assert (experiment.duration, experiment.warmup, experiment.repetitions) == (10.0, 2.0, 1)
     assert experiment.calibrate is False and experiment.seed is None
-    assert experiment.budget == Budget()
+    assert experiment.budget == AUTO_BUDGET
 
 
 def test_a_full_valid_file(tmp_path):

@@ -1,0 +1,182 @@
+"""Bottleneck attribution: what limited each cell's throughput.
+
+Every measured cell gets one class, with the figures that decided it:
+
+* ``interference`` — something other than the lab used at least
+  :data:`serverlab.interference.INTERFERENCE_THRESHOLD` of the server's or the
+  generator's CPUs during the window: the figure is not the server's, whatever else holds;
+* ``server-bound`` — the server used at least :data:`SERVER_BOUND_UTILIZATION`
+  of its CPU budget: its RPS is its capacity at this budget, and can be ranked;
+* ``generator-bound`` — a load-generator process used at least
+  :data:`GENERATOR_BOUND_UTILIZATION` of a core (or fell behind its schedule)
+  while the server had CPU to spare: the RPS measures Locust and is only a floor
+  of the server's capacity;
+* ``below-saturation`` — neither: a closed loop whose users wait on latency; the
+  RPS describes the server at that concurrency, not its capacity.
+
+Utilizations are fractions: server ``CPU s ÷ window s ÷ server_cpus``; generator
+the busiest Locust process's ``CPU s ÷ window s`` (of one core).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from serverlab.loadgen import SATURATION_SHARE
+from serverlab.results import Cell
+
+#: The server is the bottleneck at or above this share of its CPU budget. Where it
+#: comes from: on the quiet machine (measuring-here.md, the issue's table) servers that
+#: Locust could saturate measured 98% busy, the ones it could not 41–49%; a CPU quota
+#: enforced in 100 ms periods, the sampling interval (0.2 s) and start/stop edges of
+#: the window cost a few per cent, so 90% separates the two with room on both sides.
+SERVER_BOUND_UTILIZATION = 0.90
+#: A Locust process at or above this share of one core is the bottleneck: Locust is
+#: single-threaded per process, and at 90%+ its event loop, not the server, sets the
+#: pace (the uWSGI rows of the issue's table: Locust 99%, wrk 2.2× higher). The same
+#: figure as :data:`serverlab.loadgen.SATURATION_SHARE`.
+GENERATOR_BOUND_UTILIZATION = SATURATION_SHARE
+#: The classes, in the order a report explains them.
+CLASSES = ("server-bound", "generator-bound", "below-saturation", "interference")
+#: When repetitions disagree, the class a row takes on a tie: the least flattering one first.
+_TIE_ORDER = ("interference", "generator-bound", "below-saturation", "server-bound")
+
+
+def server_utilization(cell: Cell) -> float | None:
+    """Server CPU seconds ÷ window seconds ÷ CPU budget (cores); ``None`` when not measured."""
+    cpus = cell.config.get("server_cpus")
+    try:
+        budget = float(cpus) if cpus is not None else None
+    except (TypeError, ValueError):
+        budget = None
+    if cell.server_cpu_s is None or not cell.duration_s or not budget:
+        return None
+    return cell.server_cpu_s / cell.duration_s / budget
+
+
+def generator_utilization(cell: Cell) -> float | None:
+    """The busiest Locust process's share of one core; ``None`` when not measured.
+
+    Cells written before results version 2 have no per-process figure: the
+    average over the generator's processes (``loadgen_cpu_s ÷ window ÷ processes``)
+    stands in for it.
+    """
+    if cell.loadgen_busiest_share is not None:
+        return cell.loadgen_busiest_share
+    if cell.loadgen_cpu_s is None or not cell.duration_s:
+        return None
+    processes = cell.loadgen_cpu_budget or cell.config.get("loadgen_processes") or 1
+    try:
+        return cell.loadgen_cpu_s / cell.duration_s / float(processes)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def classify(cell: Cell) -> dict[str, Any] | None:
+    """The bottleneck class of a measured cell and the figures that decided it.
+
+    Rules, first match wins: interference flagged → ``interference``; server
+    utilization ≥ :data:`SERVER_BOUND_UTILIZATION` → ``server-bound``; generator
+    utilization ≥ :data:`GENERATOR_BOUND_UTILIZATION`, Locust's own high-CPU
+    warning, or an open-model generator that fell behind → ``generator-bound``;
+    otherwise ``below-saturation``.
+
+    :param cell: a cell; only ``ok`` cells are classified.
+    :return: ``{"class", "server_utilization", "generator_utilization",
+        "interference_share", "reason"}`` (fractions; ``None`` where not measured),
+        or ``None`` for a cell that was not measured.
+    """
+    if cell.status != "ok":
+        return None
+    server = server_utilization(cell)
+    generator = generator_utilization(cell)
+    interference = cell.interference or {}
+    share = interference.get("share")
+    fell_behind = bool(cell.open_load and cell.open_load.get("fell_behind"))
+    if interference.get("flagged"):
+        kind = "interference"
+        reason = (f"other programs used {float(share or 0):.0%} of the lab's CPUs "
+                  f"(threshold {float(interference.get('threshold', 0.05)):.0%})")
+    elif server is not None and server >= SERVER_BOUND_UTILIZATION:
+        kind = "server-bound"
+        reason = f"server at {server:.0%} of its CPU budget"
+    elif (generator is not None and generator >= GENERATOR_BOUND_UTILIZATION) or fell_behind or (
+            generator is None and cell.loadgen_saturated):
+        kind = "generator-bound"
+        reason = ("load generator fell behind its schedule" if fell_behind and (generator or 0) < GENERATOR_BOUND_UTILIZATION
+                  else f"Locust at {generator:.0%} of a core" if generator is not None else "Locust saturated")
+        if server is not None:
+            reason += f" while the server used {server:.0%} of its budget"
+    else:
+        kind = "below-saturation"
+        reason = "neither the server nor the generator at its CPU limit: users wait on latency"
+        if server is not None and generator is not None:
+            reason = f"server at {server:.0%}, Locust at {generator:.0%}: users wait on latency"
+    return {
+        "class": kind,
+        "server_utilization": None if server is None else round(server, 4),
+        "generator_utilization": None if generator is None else round(generator, 4),
+        "interference_share": None if share is None else float(share),
+        "reason": reason,
+    }
+
+
+def cell_bottleneck(cell: Cell) -> dict[str, Any] | None:
+    """The bottleneck the runner stored with the cell, or :func:`classify` for older files."""
+    return cell.bottleneck if cell.bottleneck else classify(cell)
+
+
+def summarize(cells: list[Cell]) -> dict[str, Any] | None:
+    """One class for the repetitions of a (variant, workload, mode, level).
+
+    Any repetition with interference makes the row ``interference`` (so it stays out
+    of verdicts); otherwise the most common class, ties going to the least
+    flattering (generator-bound, then below-saturation, then server-bound).
+
+    :param cells: the ``ok`` repetitions.
+    :return: ``{"class", "counts": {class: n}, "server_utilization", "generator_utilization",
+        "interference_share"}`` (medians; the interference share is the maximum), or ``None``
+        when no repetition was classified.
+    """
+    found = [b for b in (cell_bottleneck(c) for c in cells) if b]
+    if not found:
+        return None
+    counts: dict[str, int] = {}
+    for b in found:
+        counts[b["class"]] = counts.get(b["class"], 0) + 1
+    if counts.get("interference"):
+        kind = "interference"
+    else:
+        top = max(counts.values())
+        kind = next(k for k in _TIE_ORDER if counts.get(k) == top)
+
+    def median(key: str) -> float | None:
+        values = sorted(float(b[key]) for b in found if b.get(key) is not None)
+        if not values:
+            return None
+        mid = len(values) // 2
+        return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+    shares = [float(b["interference_share"]) for b in found if b.get("interference_share") is not None]
+    return {"class": kind, "counts": counts, "server_utilization": median("server_utilization"),
+            "generator_utilization": median("generator_utilization"),
+            "interference_share": max(shares) if shares else None}
+
+
+def describe(summary: dict[str, Any] | None) -> str:
+    """A short table text: ``"server-bound (server 98%, Locust 73%)"``; ``"—"`` when unknown."""
+    if not summary:
+        return "—"
+    parts = []
+    if summary.get("server_utilization") is not None:
+        parts.append(f"server {summary['server_utilization']:.0%}")
+    if summary.get("generator_utilization") is not None:
+        parts.append(f"Locust {summary['generator_utilization']:.0%}")
+    if summary.get("interference_share") is not None:
+        parts.append(f"other {summary['interference_share']:.0%}")
+    counts = summary.get("counts") or {}
+    mixed = len(counts) > 1
+    text = summary["class"] + (f" ({', '.join(parts)})" if parts else "")
+    if mixed:
+        text += " [" + ", ".join(f"{n}× {k}" for k, n in sorted(counts.items())) + "]"
+    return text
