@@ -155,10 +155,8 @@ def rank(rows: Sequence[Any], workload: str) -> tuple[list[list[Any]], dict[tupl
     decisions: dict[tuple[str, str], PairDecision] = {}
     for i, a in enumerate(rows):
         for b in rows[i + 1:]:
-            d = compare_pair(a, b, workload)
-            decisions[(a.variant, b.variant)] = d
-            decisions[(b.variant, a.variant)] = PairDecision(
-                -d.sign, tuple(Evidence(e.source, -e.sign, -e.lean, e.text) for e in d.evidence), d.conflict)
+            decisions[(a.variant, b.variant)] = compare_pair(a, b, workload)
+            decisions[(b.variant, a.variant)] = compare_pair(b, a, workload)  # its texts name b first
 
     def ahead(x: Any, y: Any) -> bool:
         return decisions[(x.variant, y.variant)].sign > 0
@@ -298,9 +296,17 @@ def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable
                              f"{runner.variant}: " + "; ".join(e.text for e in decisive) + ".")
     else:
         names = ", ".join(dict.fromkeys(x.variant for pair in unresolved for x in pair))
-        parts.append(f"Cannot tell on this machine which of {names} is fastest ({where}): "
-                     + "; ".join(f"{a.variant} vs {b.variant}: {_why_not(decisions[(a.variant, b.variant)])}"
-                                 for a, b in unresolved) + ".")
+        why = "; ".join(f"{a.variant} vs {b.variant}: {_why_not(decisions[(a.variant, b.variant)])}"
+                        for a, b in unresolved)
+        second = tiers[1] if len(tiers) > 1 else []
+        if len(top) > 1 and second and all(decisions[(a.variant, b.variant)].sign > 0 for a in top for b in second):
+            sources = dict.fromkeys(e.source for a in top for b in second
+                                    for e in decisions[(a.variant, b.variant)].evidence if e.sign > 0)
+            parts.append(f"{', '.join(r.variant for r in top)} rank first ({where}), ahead of "
+                         f"{', '.join(r.variant for r in second)} on {' and '.join(sources)}; but cannot tell on "
+                         f"this machine which of {names} is fastest: {why}.")
+        else:
+            parts.append(f"Cannot tell on this machine which of {names} is fastest ({where}): {why}.")
         gen_involved = any(_generator_bound(x) for pair in unresolved for x in pair)
         if gen_involved:
             what_would_tell.append("more CPUs for the load generator (a larger budget.loadgen_cpuset, with "
