@@ -470,3 +470,133 @@ def test_healthcheck_unhealthy_without_server(capsys):
         port = sock.getsockname()[1]
     assert healthcheck.main([str(port)]) == 1
     assert "unhealthy" in capsys.readouterr().err
+
+
+# --- hostile bodies: size limit, undecodable / malformed / too-deep JSON (issue 8) -------
+
+
+def assert_json_error(response, status: int, *words: str) -> dict:
+    """The response is ``status`` with a JSON ``{"error", "status"}`` naming each of ``words``."""
+    assert response.status_code == status, response.get_data(as_text=True)[:300]
+    assert response.is_json
+    body = response.get_json()
+    assert body["status"] == status
+    for word in words:
+        assert word in body["error"], body
+    return body
+
+
+def test_body_limit_is_one_mebibyte():
+    assert labapp.MAX_BODY_BYTES == 1 << 20
+    assert labapp.create_app().config["MAX_CONTENT_LENGTH"] == labapp.MAX_BODY_BYTES
+
+
+@pytest.mark.parametrize("path", ["/background", "/"])
+def test_body_over_the_limit_is_413_naming_the_limit(client, path):
+    body = b"{" + b" " * labapp.MAX_BODY_BYTES + b"}"
+    response = client.post(path, data=body, content_type="application/json")
+    error = assert_json_error(response, 413, str(labapp.MAX_BODY_BYTES), "bytes")
+    assert error["limit_bytes"] == labapp.MAX_BODY_BYTES
+    assert client.get("/healthz").status_code == 200
+
+
+def test_body_at_the_limit_is_read(client):
+    body = b'{"ms": 0' + b" " * (labapp.MAX_BODY_BYTES - 9) + b"}"
+    assert len(body) == labapp.MAX_BODY_BYTES
+    response = client.post("/background", data=body, content_type="application/json")
+    assert response.status_code == 202
+    wait_for_job(client, response.headers["Location"])
+
+
+def test_chunked_body_over_the_limit_is_413(client):
+    """No Content-Length (a chunked upload, already de-chunked by the server): counted as read."""
+    import io
+
+    stream = io.BytesIO(b'{"ms": 0,' + b" " * (2 * labapp.MAX_BODY_BYTES) + b"}")
+    response = client.post("/background", input_stream=stream, content_type="application/json",
+                           environ_overrides={"wsgi.input_terminated": True})
+    assert_json_error(response, 413, str(labapp.MAX_BODY_BYTES))
+
+
+def test_deeply_nested_json_is_400(client):
+    response = client.post("/background", data="[" * 100_000, content_type="application/json")
+    assert_json_error(response, 400, "nested too deeply")
+    response = client.post("/background", data='{"a":' * 50_000 + "0" + "}" * 50_000, content_type="application/json")
+    assert_json_error(response, 400, "nested too deeply")
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    (b"\xff\xfe\x00{", ("not valid JSON",)),
+    (b'{"ms"', ("not valid JSON",)),
+    (b'{"ms": 5,}', ("not valid JSON",)),
+    (b"", ("not valid JSON",)),
+    (b"[1, 2]", ("must be an object", "list")),
+    (b'"5"', ("must be an object", "str")),
+], ids=["undecodable", "truncated", "trailing-comma", "empty", "array", "string"])
+def test_unusable_json_bodies_are_400(client, body, words):
+    assert_json_error(client.post("/background", data=body, content_type="application/json"), 400, *words)
+    assert client.get("/background/none").status_code == 404  # and nothing was started
+
+
+def test_bodies_without_json_content_type_are_not_read(client):
+    response = client.post("/background?ms=0", data=b"[" * 1000, content_type="text/plain")
+    assert response.status_code == 202
+    wait_for_job(client, response.headers["Location"])
+
+
+def test_an_unreadable_body_is_400_not_500(client):
+    """What a server's input stream raises on a broken chunked body (each server its own
+    exception type) is the client's fault: 400."""
+
+    import io
+
+    class BrokenChunks(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, _buffer) -> int:
+            raise OSError("Invalid chunk header")
+
+    response = client.post("/background", content_type="application/json",
+                           environ_overrides={"wsgi.input": BrokenChunks(), "wsgi.input_terminated": True})
+    assert_json_error(response, 400, "could not be read")
+
+
+def test_background_cap_is_exact_under_a_flood(app, monkeypatch):
+    """64 requests at once (a barrier releases them together) against a cap of 32: exactly
+    32 start. Counting the running jobs is made slow (as on a busy, preempted server) to
+    widen any gap between the cap check and the admission."""
+    jobs = app.extensions["labapp.jobs"]
+    original = type(jobs).running
+
+    def slow_running(self):
+        count = original(self)
+        time.sleep(0.02)
+        return count
+
+    monkeypatch.setattr(type(jobs), "running", slow_running)
+    flood = 2 * labapp.MAX_RUNNING_BACKGROUND_JOBS
+    barrier = threading.Barrier(flood)
+    statuses: list[int] = []
+
+    def post() -> None:
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(client.post("/background?ms=3000").status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(flood)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(POLL_TIMEOUT_S)
+    assert len(statuses) == flood
+    assert statuses.count(202) == labapp.MAX_RUNNING_BACKGROUND_JOBS, sorted(statuses)
+    assert statuses.count(429) == flood - labapp.MAX_RUNNING_BACKGROUND_JOBS
+    assert original(jobs) == labapp.MAX_RUNNING_BACKGROUND_JOBS
+
+
+def test_background_jobs_start_refuses_at_the_cap(app):
+    jobs = app.extensions["labapp.jobs"]
+    assert jobs.start(app, 2000, max_running=1) is not None
+    assert jobs.start(app, 0, max_running=1) is None
+    assert jobs.running() == 1

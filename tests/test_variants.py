@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,8 @@ def test_declaration_fields(name, all_variants):
     assert isinstance(variant.threads, int) and variant.threads >= 0
     assert isinstance(variant.command, tuple) and variant.command
     assert all(isinstance(part, str) for part in variant.command)
-    assert (variant.connections is not None) == (variant.model == "gevent")
+    # gevent: greenlets per worker; thread per connection: the bound on those threads.
+    assert (variant.connections is not None) == (variant.model == "gevent" or variant.threads == 0)
 
 
 def test_single_process_models_have_one_worker(all_variants):
@@ -93,8 +95,11 @@ def test_single_process_models_have_one_worker(all_variants):
 
 
 def test_slots(all_variants):
-    assert all_variants["werkzeug-threaded"].threads == 0
-    assert all_variants["werkzeug-threaded"].slots is None
+    threaded = all_variants["werkzeug-threaded"]
+    assert threaded.threads == 0
+    assert threaded.slots == threaded.connections == 256  # one thread per connection, at most 256
+    assert threaded.with_counts().slots == 256
+    assert replace(threaded, connections=None).slots is None  # unbounded, as flask run
     gevent = all_variants["gunicorn-gevent"]
     assert gevent.slots == gevent.workers * gevent.connections == 1000
     assert all_variants["werkzeug-single"].slots == 1
@@ -238,7 +243,7 @@ def test_with_counts_refuses_bad_counts(name, counts, message):
 
 def test_zero_threads_only_where_declared():
     # 0 means "one thread per connection", which only the threaded dev server can do.
-    assert by_name("werkzeug-threaded").with_counts(threads=0).slots is None
+    assert by_name("werkzeug-threaded").with_counts(threads=0).slots == by_name("werkzeug-threaded").connections
 
 
 def test_overrides_are_applied_or_refused(all_variants):

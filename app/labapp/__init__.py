@@ -6,6 +6,7 @@ WSGI entry point the servers load.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -17,6 +18,7 @@ from importlib import metadata
 from typing import Any, Mapping
 
 from flask import Flask, current_app, jsonify, request
+from werkzeug.exceptions import BadRequest, ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from . import workloads
 from .workloads import Bound
@@ -37,8 +39,55 @@ REPORTED_PACKAGES = ("flask", "werkzeug", "gunicorn", "pyuwsgi", "gevent", "locu
 MAX_BACKGROUND_JOBS = 1000
 #: At most this many background jobs may run at once (a 429 beyond that).
 MAX_RUNNING_BACKGROUND_JOBS = 32
+#: The largest request body any endpoint reads, in bytes (1 MiB; the largest body the lab
+#: needs is a few bytes of JSON). Larger bodies get 413 before a byte of them is read.
+MAX_BODY_BYTES = 1 << 20
 #: An integer parameter: optional sign, 1-12 ASCII digits (checked before ``int()``).
 _INTEGER = re.compile(r"[+-]?[0-9]{1,12}")
+
+
+class BodyError(BadRequest):
+    """A request body that cannot be used: undecodable, malformed or too deeply nested
+    JSON, a JSON value that is not an object, or a broken chunked transfer encoding.
+
+    Rendered as HTTP 400 with ``{"error", "status"}``.
+    """
+
+
+def json_object_body() -> dict[str, Any] | None:
+    """Read the request's JSON body as an object, within :data:`MAX_BODY_BYTES`.
+
+    :return: the decoded object, or ``None`` when the request does not declare a JSON
+        body (no ``application/json`` content type): such a body is never read.
+    :raises RequestEntityTooLarge: (413) if the body is longer than the app's
+        ``MAX_CONTENT_LENGTH`` (declared or, when chunked, as read).
+    :raises BodyError: (400) if the body is cut short, its chunked encoding is broken,
+        or it is not one JSON object (bad bytes, bad syntax, nesting beyond Python's
+        recursion limit).
+    """
+    if not request.is_json:
+        return None
+    try:
+        raw = request.get_data(cache=True)
+    except ClientDisconnected:  # Werkzeug's input stream: cut short, or a broken chunk it reported
+        raise BodyError("the request body could not be read: cut short or badly chunked") from None
+    except HTTPException:  # 413 over the limit
+        raise
+    except Exception as err:
+        # What the server's input stream raises for a broken body differs per server:
+        # Werkzeug's dev server an OSError ("Invalid chunk header"), Gunicorn its
+        # ParseException subclasses (InvalidChunkSize, ChunkMissingTerminator) or
+        # NoMoreData. All of them are the client's fault: 400, never 500.
+        raise BodyError(f"the request body could not be read ({type(err).__name__}: {str(err)[:80]})") from None
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise BodyError("the JSON body is nested too deeply") from None
+    except ValueError as err:  # includes UnicodeDecodeError and JSONDecodeError
+        raise BodyError(f"the body is not valid JSON: {str(err)[:100]}") from None
+    if not isinstance(body, dict):
+        raise BodyError(f"the JSON body must be an object, got {type(body).__name__}")
+    return body
 
 
 class ParameterError(ValueError):
@@ -103,16 +152,27 @@ class BackgroundJobs:
     def running(self) -> int:
         """Return how many jobs are queued or running now."""
         with self._lock:
-            return sum(1 for job in self._jobs.values() if job["state"] in ("queued", "running"))
+            return self._running_locked()
 
-    def start(self, app: Flask, ms: int) -> dict[str, Any]:
+    def _running_locked(self) -> int:
+        return sum(1 for job in self._jobs.values() if job["state"] in ("queued", "running"))
+
+    def start(self, app: Flask, ms: int, max_running: int | None = None) -> dict[str, Any] | None:
         """Start a job that sleeps ``ms`` milliseconds on a new thread.
 
-        :return: a copy of the job record (``id``, ``state``, ``ms``, ``pid``).
+        The cap check and the admission happen under one lock, so no flood of
+        concurrent requests can start more than ``max_running`` jobs.
+
+        :param max_running: refuse when this many jobs are already queued or running
+            (``None``: no cap).
+        :return: a copy of the job record (``id``, ``state``, ``ms``, ``pid``), or
+            ``None`` when refused by the cap.
         """
         job_id = uuid.uuid4().hex
         job = {"id": job_id, "state": "queued", "ms": ms, "pid": os.getpid(), "result": None}
         with self._lock:
+            if max_running is not None and self._running_locked() >= max_running:
+                return None
             self._jobs[job_id] = job
             while len(self._jobs) > MAX_BACKGROUND_JOBS:
                 oldest = next(iter(self._jobs))
@@ -149,6 +209,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     :return: the application; the debugger is never enabled.
     """
     app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config.from_prefixed_env("LABAPP")
     if test_config:
         app.config.update(test_config)
@@ -168,9 +229,25 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         }
         return jsonify(body), 400
 
+    @app.before_request
+    def _refuse_large_bodies():
+        # Every route, before any body is read: a declared length over the limit is 413
+        # even where the view would ignore the body (chunked bodies are counted as read).
+        limit = request.max_content_length
+        if limit is not None and (request.content_length or 0) > limit:
+            raise RequestEntityTooLarge()
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(err):
+        limit = request.max_content_length
+        body = {"error": f"the request body is larger than the limit of {limit} bytes", "limit_bytes": limit,
+                "status": 413}
+        return jsonify(body), 413
+
+    @app.errorhandler(BadRequest)
     @app.errorhandler(404)
     @app.errorhandler(405)
-    def _http_error(err):
+    def _http_error(err: HTTPException):
         return jsonify({"error": err.description, "status": err.code}), err.code
 
     @app.get("/")
@@ -200,12 +277,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.post("/background")
     def background_start():
-        body = request.get_json(silent=True) if request.is_json else None
-        params = {**request.args.to_dict(), **(body if isinstance(body, dict) else {})}
+        params = {**request.args.to_dict(), **(json_object_body() or {})}
         ms = int_param(workloads.BACKGROUND_MS, params)
-        if jobs.running() >= MAX_RUNNING_BACKGROUND_JOBS:
+        job = jobs.start(current_app._get_current_object(), ms, MAX_RUNNING_BACKGROUND_JOBS)  # type: ignore[attr-defined]
+        if job is None:
             return jsonify(error=f"at most {MAX_RUNNING_BACKGROUND_JOBS} background jobs may run at once"), 429
-        job = jobs.start(current_app._get_current_object(), ms)  # type: ignore[attr-defined]
         return jsonify(job), 202, {"Location": f"/background/{job['id']}"}
 
     @app.get("/background/<job_id>")

@@ -1,33 +1,91 @@
 """Run the app on Werkzeug's development server, the way ``flask run`` does, minus the risks.
 
-``python -m labapp.devserver --port 8000 [--threaded]``. The debugger and the
-reloader are never enabled, and per-request logging is off (the lab's fairness
-rule: no server pays for logging).
+``python -m labapp.devserver --port 8000 [--threaded [--max-connections N]]``. The
+debugger and the reloader are never enabled, and per-request logging is off (the
+lab's fairness rule: no server pays for logging). A connection that sends nothing for
+:data:`READ_TIMEOUT_S` seconds is closed, so idle connections cannot hold the
+single-threaded server (or a bounded threaded one) forever.
 """
 
 from __future__ import annotations
 
 import argparse
+import threading
+from typing import Any
 
-from werkzeug.serving import WSGIRequestHandler, run_simple
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler, run_simple
+
+#: Seconds a connection may stay silent (while the server waits to read a request or
+#: its body, or to write a response) before the server closes it.
+READ_TIMEOUT_S = 10.0
 
 
 class QuietRequestHandler(WSGIRequestHandler):
-    """Werkzeug's handler with the per-request access log line turned off."""
+    """Werkzeug's handler with the per-request access log line turned off and a
+    :data:`READ_TIMEOUT_S` socket timeout on each connection."""
+
+    timeout = READ_TIMEOUT_S
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:  # noqa: D401
         """Do nothing: access logging is off for every server in the lab."""
 
 
+class BoundedThreadedWSGIServer(ThreadedWSGIServer):
+    """Werkzeug's thread-per-connection server with at most ``max_connections`` connection
+    threads at once. When all are busy the accept loop waits for one to finish, and
+    further connections wait in the kernel's listen backlog instead of each getting a
+    thread (300 idle connections made 300 threads before).
+
+    :param max_connections: connection threads at most, ``>= 1``.
+    :raises ValueError: if ``max_connections < 1``.
+    """
+
+    def __init__(self, *args: Any, max_connections: int, **kwargs: Any) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        super().__init__(*args, **kwargs)
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Wait for a free slot, then serve the connection on a new thread."""
+        self._slots.acquire()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()  # the thread never started
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve one connection (on its own thread) and give its slot back."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Parse ``--host/--port/--threaded`` and serve ``labapp.wsgi:app`` until SIGTERM."""
+    """Parse ``--host/--port/--threaded/--max-connections`` and serve ``labapp.wsgi:app`` until SIGTERM.
+
+    :raises SystemExit: (argparse) for ``--max-connections`` below 0 or without ``--threaded``.
+    """
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="0.0.0.0", help="bind address (default: 0.0.0.0, inside a container)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--threaded", action="store_true", help="one thread per connection (flask run's default)")
+    parser.add_argument("--max-connections", type=int, default=0,
+                        help="with --threaded: connection threads at most (default 0: unbounded, as flask run)")
     args = parser.parse_args(argv)
+    if args.max_connections < 0 or (args.max_connections and not args.threaded):
+        parser.error("--max-connections must be >= 0 and needs --threaded")
     from labapp.wsgi import app
 
+    if args.max_connections:
+        server = BoundedThreadedWSGIServer(args.host, args.port, app, QuietRequestHandler,
+                                           max_connections=args.max_connections)
+        server.log_startup()
+        server.serve_forever()
+        return
     run_simple(
         args.host,
         args.port,

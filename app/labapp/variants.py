@@ -58,7 +58,8 @@ class Variant:
     :param keep_alive: whether the server keeps HTTP/1.1 connections open between requests.
     :param workers: worker processes (1 for single-process servers).
     :param threads: threads per worker; ``0`` means one thread per connection, unbounded.
-    :param connections: for gevent, concurrent connections (greenlets) per worker; else ``None``.
+    :param connections: concurrent connections per worker: greenlets for gevent, connection
+        threads at most for one thread per connection (``threads == 0``); else ``None``.
     :param command: argv template with the placeholders listed in this module's docstring.
     """
 
@@ -76,13 +77,14 @@ class Variant:
     def slots(self) -> int | None:
         """Requests this variant can serve at once (workers × threads, or × connections for gevent).
 
-        ``None`` when unbounded (one thread per connection). Used for Little's-law
+        For one thread per connection (``threads == 0``), ``workers × connections``
+        when ``connections`` bounds the threads, else ``None`` (unbounded). Used for Little's-law
         predictions: an I/O workload sleeping S seconds peaks at ``slots / S`` requests/s.
         """
         if self.model == "gevent":
             return self.workers * (self.connections or 1)
         if self.threads == 0:
-            return None
+            return self.workers * self.connections if self.connections else None
         return self.workers * self.threads
 
     def with_counts(self, workers: int | None = None, threads: int | None = None) -> "Variant":

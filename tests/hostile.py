@@ -1,0 +1,121 @@
+"""Hostile HTTP requests over raw sockets, shared by the local and the Docker tests (issue 8).
+
+Real bytes on a real TCP connection: a body far over the app's limit, a JSON body nested
+100 000 deep, chunked bodies with broken framing.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import time
+import urllib.request
+
+#: A body far beyond the app's 1 MiB limit (the size that OOM-killed werkzeug-single), bytes.
+HUGE_BODY_BYTES = 200 * 1024 * 1024
+#: ``[`` × 100 000: RecursionError in json.loads before issue 8.
+NESTED_JSON = b"[" * 100_000
+#: Chunked bodies whose framing is broken: a non-hex size, a size longer than the chunk.
+BAD_CHUNKED_BODIES = {
+    "non-hex-size": b"zz\r\n{}\r\n0\r\n\r\n",
+    "size-too-long": b"5\r\n{}\r\n0\r\n\r\n",
+}
+
+
+def split_address(url: str) -> tuple[str, int]:
+    """``http://127.0.0.1:8001`` -> ``("127.0.0.1", 8001)``."""
+    host, port = url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
+    return host, int(port)
+
+
+def read_response(sock: socket.socket, deadline: float) -> tuple[int, dict[str, str], bytes]:
+    """Read one HTTP response: ``(status, lower-cased headers, body)``.
+
+    :raises AssertionError: if the connection closes (or ``deadline`` passes) before a
+        complete response arrived.
+    """
+    data = b""
+    while b"\r\n\r\n" not in data:
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before a response: {data[:200]!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", -1))
+    while length < 0 or len(body) < length:
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        body += chunk
+    assert length < 0 or len(body) >= length, f"short body: {len(body)} of {length}"
+    return int(status_line.split()[1]), headers, body
+
+
+def raw_request(url: str, request: bytes, timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` bytes as they are on a new connection and read the response."""
+    with socket.create_connection(split_address(url), timeout=timeout) as sock:
+        sock.sendall(request)
+        return read_response(sock, time.monotonic() + timeout)
+
+
+def post_json_bytes(url: str, body: bytes, path: str = "/background") -> tuple[int, dict[str, str], bytes]:
+    """POST ``body`` with ``Content-Type: application/json`` and a Content-Length."""
+    head = (f"POST {path} HTTP/1.1\r\nHost: lab\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    return raw_request(url, head + body)
+
+
+def post_chunked(url: str, framed_body: bytes) -> tuple[int, dict[str, str], bytes]:
+    """POST an already chunk-framed body with ``Transfer-Encoding: chunked``."""
+    head = (b"POST /background HTTP/1.1\r\nHost: lab\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+    return raw_request(url, head + framed_body)
+
+
+def post_huge_body(url: str, size: int = HUGE_BODY_BYTES, timeout: float = 60) -> tuple[int, dict[str, str], bytes, int]:
+    """Announce and start sending a ``size``-byte JSON body to ``POST /background``, the way
+    a careless client would, stopping as soon as the server answers.
+
+    :return: ``(status, headers, body, bytes of the body sent)``.
+    :raises AssertionError: if no response arrives within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    block = b" " * 65536
+    sent = 0
+    with socket.create_connection(split_address(url), timeout=timeout) as sock:
+        sock.sendall((f"POST /background HTTP/1.1\r\nHost: lab\r\nContent-Type: application/json\r\n"
+                      f"Content-Length: {size}\r\n\r\n").encode())
+        try:
+            while sent < size and time.monotonic() < deadline:
+                readable, writable, _ = select.select([sock], [sock], [], 1.0)
+                if readable:
+                    break  # the server answered (or closed) before taking the whole body
+                if writable:
+                    sent += sock.send(block[: size - sent])
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server closed its side; its answer may already be buffered
+        status, headers, body = read_response(sock, deadline)
+    return status, headers, body, sent
+
+
+def healthy(url: str, timeout: float = 30) -> bool:
+    """True if ``GET /healthz`` answers ``{"status": "ok"}`` within ``timeout`` seconds (retrying)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=5) as response:
+                return json.loads(response.read()) == {"status": "ok"}
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
