@@ -22,7 +22,8 @@ The lab's own recorder keeps every response time, in microseconds, in an HDR
 histogram per Locust process. ``--warmup-seconds W`` discards (and resets Locust's
 stats for) the first W seconds. When ``SERVERLAB_HDR_DIR`` is set each process
 writes ``hdr-<host>-<pid>.json`` there at test stop (histogram, counts, measured
-window, the process's CPU seconds), for exact merging across processes.
+window, the process's CPU seconds, requests still unanswered when the test
+stopped), for exact merging across processes.
 
 The server's host name is resolved once per process (as wrk does), so a DNS lookup
 is not part of every request to the servers that close each connection.
@@ -103,6 +104,9 @@ class Recorder:
     """Per-process HDR histogram of response times (µs), counts and the measured window."""
 
     def __init__(self) -> None:
+        #: Requests sent and not yet answered (never reset: a request sent in the warm-up
+        #: and answered in the measured period settles here too).
+        self.in_flight = 0
         self.reset()
 
     def reset(self) -> None:
@@ -122,6 +126,7 @@ class Recorder:
     def record(self, latency_s: float, end: float, failed: bool) -> None:
         """Record one response: its latency in seconds and its wall-clock end time."""
         self.requests += 1
+        self.in_flight = max(0, self.in_flight - 1)
         self.last_response = end
         second = int(end - self.window_start)
         if 0 <= second < 3600:
@@ -136,6 +141,7 @@ class Recorder:
     def note_send(self, lag_s: float = 0.0) -> None:
         """Count one request about to be sent, ``lag_s`` seconds after its scheduled time."""
         self.sent += 1
+        self.in_flight += 1
         self.first_send = self.first_send or time.time()
         if lag_s > LATE_SEND_S:
             self.late_sends += 1
@@ -148,6 +154,7 @@ class Recorder:
             "requests": self.requests,
             "failures": self.failures,
             "sent": self.sent,
+            "unanswered": self.in_flight,
             "late_sends": self.late_sends,
             "max_lag_ms": self.max_lag_s * 1000.0,
             "first_send_at": self.first_send,
@@ -201,7 +208,7 @@ def _on_request(response_time, exception, start_time=None, context=None, **_kwar
 @events.test_stop.add_listener
 def _on_test_stop(environment, **_kwargs) -> None:
     directory = os.environ.get("SERVERLAB_HDR_DIR")
-    if directory and (RECORDER.requests or RECORDER.sent):
+    if directory and (RECORDER.requests or RECORDER.sent or RECORDER.in_flight):
         RECORDER.dump(directory)
 
 

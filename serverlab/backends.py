@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -261,16 +262,17 @@ class LocalBackend:
         return _run(self._pin(self.budget.loadgen_cpuset, args), timeout)
 
     def stop(self, server: RunningServer) -> None:
-        """SIGTERM the server's process group; SIGKILL after 10 s."""
+        """SIGTERM the server's process group (and SIGCONT it, should it be stopped); SIGKILL after 10 s."""
         if self._sampler:
             self._sampler.stop()
         proc: subprocess.Popen = server.handle  # type: ignore[assignment]
         if proc.poll() is None:
             try:
-                os.killpg(proc.pid, 15)
+                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, signal.SIGCONT)  # a stopped (SIGSTOP) group would never see the SIGTERM
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
             except ProcessLookupError:
                 pass

@@ -120,6 +120,8 @@ class LoadOutcome:
     :param total_time_s: requests mode: first send to last response (seconds).
     :param open_load: open mode: sent, late sends, max lag (ms), whether it fell behind.
     :param locust: Locust's own aggregate row (``rps``, ``p50_ms`` ...), ``{}`` if absent.
+    :param unanswered: requests sent (warm-up included) that had no answer when Locust
+        stopped, summed over processes: a server that hangs leaves them.
     :param rps_trend: relative change of throughput from the first to the last third
         of the measured period (``0.15`` = 15% higher at the end), ``None`` if under 6 s;
         a large value means the warm-up was too short (or the server degraded).
@@ -138,6 +140,7 @@ class LoadOutcome:
     open_load: dict[str, Any] | None
     locust: dict[str, float]
     rps_trend: float | None = None
+    unanswered: int = 0
 
     @property
     def rps(self) -> float:
@@ -226,7 +229,7 @@ def read_outcome(out_dir: Path, plan: LoadPlan, log_text: str = "") -> LoadOutco
     per_second = [sum(d.get("responses_per_second", [])[i] if i < len(d.get("responses_per_second", [])) else 0
                       for d in dumps) for i in range(seconds)]
     return LoadOutcome(
-        rps_trend=throughput_trend(per_second),
+        rps_trend=throughput_trend(per_second), unanswered=sum(int(d.get("unanswered", 0)) for d in dumps),
         requests=requests, failures=failures, duration_s=duration, window=(start, end),
         histogram=merged.encode().decode("ascii") if requests else None,
         latency_us=latency_summary(merged), loadgen_cpu_s=cpu, busiest_process_share=share,

@@ -18,12 +18,13 @@ no variant always runs first, last, or after the same neighbour.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import random
 import subprocess
-
 import time
+import urllib.request
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,12 +37,26 @@ from serverlab.backends import ROOT, BackendError, DockerBackend, LocalBackend, 
 from serverlab.bottleneck import classify
 from serverlab.experiment import Experiment, parse_cpuset
 from serverlab.interference import CpuMonitor, describe_probe, interference_figures, quietness_probe
-from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadPlan, parse_wrk, read_outcome, wrk_args
+from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadOutcome, LoadPlan, parse_wrk, read_outcome, wrk_args
 from serverlab.results import Cell, ResultsWriter, RunHeader, read_results
 from serverlab.workloads import WORKLOADS, VerificationError, verify
 
 #: Concurrency (Locust users and wrk connections) of the calibration runs.
 CALIBRATION_CONNECTIONS = 32
+#: A measured window (warm-up end to last response) shorter than planned by more than
+#: this share, or by more than :data:`SHORT_WINDOW_SLACK_S` if that is larger, fails the
+#: cell: the server stopped answering (hung, stopped, overloaded) before the end, so the
+#: figures cover less than the planned period. A healthy window comes out 0.1-0.4 s
+#: short of the plan here (Locust's run-time timer starts before its test_start event,
+#: more so on a busy machine); the issue's hung server cut an 8 s window to 5 s.
+SHORT_WINDOW_TOLERANCE = 0.10
+#: The absolute floor of the shortfall allowed (seconds): covers Locust's start-up skew on 1-3 s cells.
+SHORT_WINDOW_SLACK_S = 0.5
+#: After the load, the server must answer ``/healthz`` within this many seconds, or the
+#: cell fails as hung. Long enough to drain a full backlog (64 queued 50 ms requests on a
+#: single-threaded server take 3.2 s); a hung server is thus named at most this long
+#: after Locust's own end (its run time plus its 5 s stop timeout).
+HUNG_AFTER_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -217,6 +232,8 @@ class Runner:
         unit = {"closed": "users", "open": "RPS", "requests": "requests"}[experiment.mode]
         self.write(f"run {run_dir.name}: {len(plan)} cells ({experiment.cell_count} planned), backend {self.backend.name}, "
                    f"seed {seed}, results in {run_dir}/results.jsonl")
+        if resume and not plan:
+            self.write(f"run {run_dir.name} is complete: every planned cell is ok, nothing to resume")
         progress = Progress(len(plan), self.write)
         try:
             for planned in plan:
@@ -233,13 +250,21 @@ class Runner:
         return run_dir
 
     def _resolve_run(self, resume: str) -> Path:
-        run_dir = self.reports_dir / resume
+        """The run folder ``resume`` names; ``"latest"`` is the newest run of this experiment
+        started (finished or not; ``reports/latest`` moves only when a run completes).
+
+        :raises LabError: naming the runs there when there is no such run.
+        """
+        runs = list_runs(self.reports_dir)
         if resume == "latest":
-            run_dir = (self.reports_dir / "latest").resolve()
-        if not (run_dir / "results.jsonl").is_file():
-            runs = sorted(p.name for p in self.reports_dir.glob("*/results.jsonl"))
-            raise LabError(f"no run {resume!r} under {self.reports_dir}; runs there: {', '.join(runs) or 'none'}")
-        return run_dir
+            mine = [run for run in runs if run.experiment == self.experiment.name]
+            if mine:
+                return mine[-1].path
+        elif (self.reports_dir / resume / "results.jsonl").is_file() and resume != "latest":
+            return self.reports_dir / resume
+        names = ", ".join(f"{run.path.name} ({run.experiment})" for run in runs) or "none"
+        what = f"no run of experiment {self.experiment.name!r}" if resume == "latest" else f"no run {resume!r}"
+        raise LabError(f"{what} under {self.reports_dir}; runs there: {names}")
 
     # -- one cell -----------------------------------------------------------------
 
@@ -275,12 +300,14 @@ class Runner:
     def measure(self, planned: PlannedCell, run_dir: Path) -> Cell:
         """Start, verify, load and stop one cell's server; never raises for a server's failure.
 
+        Each call measures into a fresh ``cells/<cell>/attempt-<N>/`` folder and reads only
+        what that attempt left there (an interrupted earlier attempt's files are never merged).
+
         :return: an ``ok`` cell, or a ``failed``/``unverified`` one saying why.
         """
         variant = self.variants[planned.variant]
         base = self._base_cell(planned, run_dir, variant)
-        cell_dir = run_dir / "cells" / planned.cell_id.replace("/", "_")
-        cell_dir.mkdir(parents=True, exist_ok=True)
+        cell_dir = new_attempt_dir(run_dir / "cells" / planned.cell_id.replace("/", "_"))
         try:
             server = self.backend.start(variant)
         except BackendError as err:
@@ -309,10 +336,11 @@ class Runner:
             result = self.backend.run_locust(plan.locust_args(locustfile, host, out), plan.environment(out), cell_dir, timeout)
         (cell_dir / "locust.log").write_text(result.output)
         died = self.backend.exit_status(server)
+        hung = None if died else self._hung(server)
         try:
             outcome = read_outcome(cell_dir, plan, result.output)
         except LoadError as err:
-            reason = died or (f"Locust exited with status {result.returncode}" if result.returncode not in (0, 1) else "")
+            reason = died or hung or (f"Locust exited with status {result.returncode}" if result.returncode not in (0, 1) else "")
             return Cell(**base, status="failed", error=f"{reason + ': ' if reason else ''}{err}")
         sampler = self.backend.sampler()
         server_cpu = sampler.cpu_between(*outcome.window) if sampler else None
@@ -336,18 +364,23 @@ class Runner:
             warnings.append(f"other programs used {interference['share']:.0%} of the lab's CPUs during the window "
                             f"(interference; threshold {interference['threshold']:.0%}): this figure is not the "
                             "server's alone; rerun on a quiet machine or with --retry-busy N")
+        if outcome.unanswered and experiment.mode == "open":
+            warnings.append(f"{outcome.unanswered} request(s) sent but not answered when Locust stopped")
         if outcome.failures:
             warnings.append(f"{outcome.failures} of {outcome.requests} requests failed")
         if outcome.open_load and outcome.open_load["fell_behind"]:
             warnings.append(f"the generator fell behind its schedule: {outcome.open_load['late_sends']} late sends, "
                             f"max lag {outcome.open_load['max_lag_ms']:.1f} ms")
         status, error = "ok", None
+        problems = self._window_problems(outcome)
         if died:
             status, error = "failed", f"{died} during the load"
         elif experiment.mode == "requests" and outcome.requests < planned.level:
             status, error = "failed", f"only {outcome.requests} of {planned.level} requests completed within {experiment.duration:g} s"
         elif outcome.requests == 0:
             status, error = "failed", "no responses in the measured period"
+        elif hung or problems:
+            status, error = "failed", "; ".join(filter(None, [hung, *problems]))
         cell = Cell(
             **base, status=status, error=error, started_at=outcome.window[0], duration_s=outcome.duration_s,
             requests=outcome.requests, failures=outcome.failures, rps=outcome.rps, latency_us=outcome.latency_us,
@@ -359,6 +392,32 @@ class Runner:
             loadgen_busiest_share=round(outcome.busiest_process_share, 4), interference=interference,
         )
         return replace(cell, bottleneck=classify(cell)) if cell.status == "ok" else cell
+
+    def _hung(self, server: RunningServer) -> str | None:
+        """``None`` if the server answers ``/healthz`` within :data:`HUNG_AFTER_S`, else why not."""
+        if not server.url_for_host:
+            return None
+        try:
+            with urllib.request.urlopen(server.url_for_host + "/healthz", timeout=HUNG_AFTER_S) as response:
+                if response.status == 200:
+                    return None
+                return f"server hung: /healthz answered {response.status} after the load"
+        except OSError as err:
+            return (f"server hung: it did not answer /healthz within {HUNG_AFTER_S:g} s after the load "
+                    f"({getattr(err, 'reason', err)}; stopped, deadlocked or overloaded)")
+
+    def _window_problems(self, outcome: LoadOutcome) -> list[str]:
+        """Why a measured window is not trustworthy: cut short, or requests left unanswered."""
+        experiment = self.experiment
+        problems = []
+        allowed = max(experiment.duration * SHORT_WINDOW_TOLERANCE, SHORT_WINDOW_SLACK_S)
+        if experiment.mode != "requests" and experiment.duration - outcome.duration_s > allowed:
+            problems.append(f"measured window {outcome.duration_s:.2f} s of {experiment.duration:g} s planned "
+                            f"(shorter by more than {allowed:.2g} s): the server stopped answering "
+                            f"{experiment.duration - outcome.duration_s:.1f} s before the end")
+        if outcome.unanswered and experiment.mode != "open":
+            problems.append(f"{outcome.unanswered} request(s) sent but never answered when Locust stopped")
+        return problems
 
     def calibrate(self, server: RunningServer, cell_dir: Path) -> dict[str, float]:
         """Measure the variant's hello ceiling with wrk and with Locust at the same concurrency.
@@ -389,6 +448,50 @@ class Runner:
             return {"wrk_rps": wrk_rps, "note": f"Locust failed: {err}"}  # type: ignore[dict-item]
         return {"wrk_rps": wrk_rps, "locust_rps": locust_rps, "ratio": locust_rps / wrk_rps if wrk_rps else 0.0,
                 "connections": CALIBRATION_CONNECTIONS, "duration_s": duration}
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A run folder found under the reports folder.
+
+    :param path: the folder; :param experiment: its experiment's name;
+    :param started_at: Unix seconds it started (its header's, else the file's change time).
+    """
+
+    path: Path
+    experiment: str
+    started_at: float
+
+
+def list_runs(reports_dir: Path) -> list[RunFolder]:
+    """Every run folder under ``reports_dir`` (the ``latest`` link excluded), oldest first.
+
+    A folder whose ``results.jsonl`` has an unreadable header is left out.
+    """
+    runs = []
+    for results in Path(reports_dir).glob("*/results.jsonl"):
+        if results.parent.is_symlink():
+            continue
+        try:
+            with results.open(encoding="utf-8") as handle:
+                header = json.loads(handle.readline())
+            started = float(header.get("metadata", {}).get("started_at") or results.stat().st_ctime)
+            runs.append(RunFolder(results.parent, str(header.get("experiment", {}).get("name")), started))
+        except (OSError, ValueError, AttributeError, TypeError):
+            continue
+    return sorted(runs, key=lambda run: (run.started_at, run.path.name))
+
+
+def new_attempt_dir(cell_root: Path) -> Path:
+    """Create and return ``cell_root/attempt-<N>``, N one more than any attempt there (1 first).
+
+    :raises OSError: if the folder cannot be created.
+    """
+    cell_root.mkdir(parents=True, exist_ok=True)
+    numbers = [int(p.name.split("-", 1)[1]) for p in cell_root.glob("attempt-*") if p.name.split("-", 1)[1].isdigit()]
+    attempt = cell_root / f"attempt-{max(numbers, default=0) + 1}"
+    attempt.mkdir()
+    return attempt
 
 
 def update_latest(reports_dir: Path, run_dir: Path) -> None:
