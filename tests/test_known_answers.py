@@ -3,7 +3,9 @@
 With a sleep of S seconds and C concurrent slots (workers × threads; 1 for the
 single-threaded dev server), throughput under enough users is C / S (Little's law,
 L = λW, Little 1961). These tests run real short loads through the lab's runner and
-check the measured RPS is within 10% of that prediction.
+check the measured RPS is within 10% of that prediction. On a busy machine a cell
+flagged for interference (other programs on the lab's CPUs) is re-measured; if it
+still misses, the test skips and prints why instead of failing.
 """
 
 from __future__ import annotations
@@ -37,17 +39,29 @@ def test_io_throughput_matches_littles_law(backend, tmp_path, request):
     if backend == "docker":
         request.getfixturevalue("docker_ready")
     experiment = load_experiment(str(_experiment(tmp_path)))
-    run_dir = Runner(experiment, backend, tmp_path / "reports", write=lambda line: None).run()
+    # a cell disturbed by other programs on the lab's CPUs is re-measured twice
+    run_dir = Runner(experiment, backend, tmp_path / "reports", write=lambda line: None, retry_busy=2).run()
     _, cells = read_results(run_dir / "results.jsonl")
     assert sorted(cell.variant for cell in cells) == sorted(VARIANTS)
+    busy: list[str] = []
     for cell in cells:
         assert cell.status == "ok", f"{cell.cell_id}: {cell.error}"
         assert cell.failures == 0
         slots = cell.config["slots"]
         predicted = min(slots, USERS) / SLEEP_S
-        assert abs(cell.rps - predicted) <= 0.10 * predicted, (
+        within = abs(cell.rps - predicted) <= 0.10 * predicted
+        interference = cell.interference or {}
+        if not within and interference.get("flagged"):
+            busy.append(f"{cell.variant}: {cell.rps:.1f} RPS vs {predicted:.1f} predicted while other programs used "
+                        f"{interference['share']:.0%} of the lab's CPUs")
+            continue
+        assert within, (
             f"{cell.variant}: {cell.rps:.1f} RPS, Little's law predicts {predicted:.1f} "
-            f"({slots} slots / {SLEEP_S} s)"
+            f"({slots} slots / {SLEEP_S} s); interference {interference.get('share', 'not measured')}"
         )
         # latency is at least the sleep, measured in microseconds by the HDR recorder
         assert cell.latency_us["p50"] >= SLEEP_S * 1e6 * 0.95
+    if busy:
+        message = "interference, not a wrong answer (retried twice): " + "; ".join(busy)
+        print(message)
+        pytest.skip(message)
