@@ -1,8 +1,10 @@
 """Locust users for serverlab: one FastHttpUser class per workload.
 
-Web UI (``docker compose up``, http://localhost:8089): pick the workload in the
-user-class picker and the target in the **Server** dropdown (leave *Host* empty);
-a URL typed into *Host* wins over the dropdown.
+Web UI (``docker compose up``, http://localhost:8089): ``HelloUser`` is ticked by
+default; pick the target in the **Server** dropdown under *Custom parameters*
+(leave *Host* empty; a URL typed into *Host* wins over the dropdown). The header
+shows the server under load. The **Compare servers** and **Reports** tabs come
+from :mod:`labui`.
 
 Headless (``serverlab run`` does this): ``--host http://gunicorn-sync:8000 HelloUser``.
 
@@ -46,7 +48,9 @@ from locust import FastHttpUser, constant, events, task
 from locust.exception import StopUser
 
 sys.path.insert(0, os.environ.get("SERVERLAB_APP_DIR", str(Path(__file__).resolve().parents[1] / "app")))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from labapp.variants import load_variants  # noqa: E402
+from labui import LabUI  # noqa: E402  (web UI: defaults, Compare and Reports tabs)
 
 #: How a server name becomes a URL; compose services answer on port 8000 by name.
 TARGET_URL_TEMPLATE = os.environ.get("SERVERLAB_TARGET_URL_TEMPLATE", "http://{name}:8000")
@@ -54,7 +58,8 @@ TARGET_URL_TEMPLATE = os.environ.get("SERVERLAB_TARGET_URL_TEMPLATE", "http://{n
 HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS = 1, 120_000_000, 3
 #: An open-model send this much later than scheduled counts as late (seconds).
 LATE_SEND_S = 0.005
-VARIANT_NAMES = list(load_variants())
+VARIANTS = load_variants()
+VARIANT_NAMES = list(VARIANTS)
 
 
 @events.init_command_line_parser.add_listener
@@ -177,6 +182,8 @@ _ENV = {}
 @events.init.add_listener
 def _on_init(environment, **_kwargs) -> None:
     _ENV["environment"] = environment
+    workloads = {"hello": HelloUser, "json": JsonUser, "cpu": CpuUser, "io": IoUser, "mixed": MixedUser}
+    LabUI(environment, workloads, RECORDER, VARIANTS, lambda name: TARGET_URL_TEMPLATE.format(name=name)).install()
 
 
 def _end_warmup(environment) -> None:
