@@ -6,7 +6,7 @@ EXPERIMENT ?= default
 BACKEND ?= docker
 ARGS ?=
 
-.PHONY: help venv test test-fast report offline up down clean
+.PHONY: help venv test test-fast test-browser report offline up down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -24,6 +24,9 @@ test: venv  ## run the whole test suite (Docker tests skip without Docker, fail 
 
 test-fast: venv  ## unit tests only (no servers, no Docker)
 	$(BIN)/python -m pytest -m 'not docker and not slow' $(PYTEST_ARGS)
+
+test-browser: venv  ## the web UI and report in Debian's chromium (apt-get install chromium); screenshots in test-output/browser/
+	$(BIN)/python -m pytest tests/test_browser.py $(PYTEST_ARGS)
 
 report: venv  ## run EXPERIMENT (default: default) and write reports/<run-id>/
 	$(BIN)/serverlab run $(EXPERIMENT) --backend $(BACKEND) $(ARGS)

@@ -138,8 +138,8 @@ class LabUI:
 
     def _install_web_ui(self, web_ui: Any) -> None:
         web_ui.template_args["extended_tabs"] = [
-            {"title": "Compare servers", "key": "compare"},
-            {"title": "Reports", "key": "reports"},
+            {"title": "Compare servers", "key": "lab-compare"},
+            {"title": "Reports", "key": "lab-reports"},
         ]
         original = web_ui.update_template_args
 
@@ -322,49 +322,25 @@ class LabUI:
     # ------------------------------------------------------------------ results files
 
     def results_files(self) -> tuple[str, str]:
-        """The finished comparison as ``results.jsonl`` and ``summary.md`` text, as ``make report`` writes them.
+        """The comparison as ``results.jsonl`` and ``summary.md`` text, as ``make report`` writes them.
 
         :raises CompareError: when no comparison has measured anything.
         """
-        from serverlab.report import aggregate, render_markdown
-        from serverlab.results import Cell, RunHeader
+        from serverlab.uicompare import UICompareError, comparison_results
 
-        comparison = self.comparison
-        if comparison is None or not any(r.status in ("ok", "failed") for r in comparison.rows):
-            raise CompareError("no comparison has measured anything yet")
-        params = {"hello": {}, "json": {}}.get(comparison.workload)
-        if params is None:
-            options = self.environment.parsed_options
-            params = {"cpu": {"n": options.cpu_n}, "io": {"ms": options.io_ms},
-                      "mixed": {"n": options.mixed_n, "ms": options.mixed_ms}}.get(comparison.workload, {})
-        header = RunHeader(
-            run_id=comparison.compare_id,
-            experiment={"name": "ui-compare", "description": "Compare tab of the Locust web UI",
-                        "servers": [r.server for r in sorted(comparison.rows, key=lambda r: r.server)],
-                        "workloads": [comparison.workload], "mode": "closed", "users": [comparison.users],
-                        "duration": comparison.seconds, "warmup": comparison.warmup_s, "repetitions": 1,
-                        "seed": comparison.seed},
-            metadata={"backend": "locust web UI", "started_at": comparison.started_at,
-                      "loadgen_processes": max((r.processes for r in comparison.rows), default=0)},
-        )
-        cells = []
-        for row in comparison.rows:
-            if row.status not in ("ok", "failed"):
-                continue
-            variant = self.variants.get(row.server)
-            cells.append(Cell(
-                run_id=comparison.compare_id, cell_id=f"{row.server}/{comparison.workload}/{comparison.users}/r1",
-                variant=row.server, workload=comparison.workload, workload_params=params, mode="closed",
-                level=comparison.users, users=comparison.users, repetition=1, order=row.position,
-                status=row.status, error=row.error, started_at=row.started_at, warmup_s=comparison.warmup_s,
-                duration_s=row.duration_s, requests=row.requests, failures=row.failures, rps=row.rps,
-                latency_us=row.latency_us, hdr=row.hdr,
-                config={**(variant.record() if variant else {}), "loadgen_processes": row.processes},
-                warnings=["measured from the web UI: server CPU and memory are not recorded there"],
-            ))
-        jsonl = "\n".join([json.dumps(_asdict(header), sort_keys=True), *(c.to_json() for c in cells)]) + "\n"
-        markdown = render_markdown(header, aggregate(header, cells))
-        return jsonl, markdown
+        c = self.comparison
+        if c is None:
+            raise CompareError("no comparison has run yet")
+        options = self.environment.parsed_options
+        params = {"hello": {}, "json": {}, "cpu": {"n": options.cpu_n}, "io": {"ms": options.io_ms},
+                  "mixed": {"n": options.mixed_n, "ms": options.mixed_ms}}.get(c.workload, {})
+        configs = {name: variant.record() for name, variant in self.variants.items()}
+        try:
+            return comparison_results(
+                c.compare_id, c.workload, params, c.users, c.seconds, c.warmup_s, c.seed, c.started_at,
+                [vars(row) for row in c.rows], configs)
+        except UICompareError as err:
+            raise CompareError(str(err)) from None
 
     # ------------------------------------------------------------------ routes
 
@@ -463,12 +439,6 @@ class LabUI:
             return send_from_directory(REPORTS_DIR, subpath, max_age=0)  # safe_join refuses ../
 
 
-def _asdict(obj: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(obj)
-
-
 def _run_dir(name: str) -> Path:
     """A run folder directly under :data:`REPORTS_DIR` (404 for anything else)."""
     if not name or "/" in name or name.startswith("."):
@@ -477,33 +447,6 @@ def _run_dir(name: str) -> Path:
     if not (path / "results.jsonl").is_file():
         abort(404)
     return path
-
-
-def list_runs(directory: Path) -> list[dict[str, Any]]:
-    """Runs under ``directory``: folders holding ``results.jsonl``, newest first.
-
-    :param directory: the reports folder (may be missing: then no runs).
-    :return: ``[{"name", "experiment", "cells", "has_html", "mtime"}, ...]``.
-    """
-    runs = []
-    if not directory.is_dir():
-        return runs
-    for path in directory.iterdir():
-        results = path / "results.jsonl"
-        if path.is_symlink() or not results.is_file():
-            continue
-        experiment, cells = "?", 0
-        try:
-            with results.open(encoding="utf-8") as handle:
-                first = json.loads(handle.readline() or "{}")
-                experiment = str(first.get("experiment", {}).get("name", "?"))
-                cells = sum(1 for line in handle if line.strip())
-        except (OSError, ValueError):
-            pass
-        runs.append({"name": path.name, "experiment": experiment, "cells": cells,
-                     "has_html": (path / "index.html").is_file(), "mtime": results.stat().st_mtime})
-    runs.sort(key=lambda r: (r["mtime"], r["name"]), reverse=True)
-    return runs
 
 
 def _page(title: str, body: str) -> str:
@@ -528,6 +471,8 @@ button{font:inherit;padding:4px 12px}
 
 
 def _reports_index(directory: Path) -> str:
+    from serverlab.uicompare import list_runs
+
     runs = list_runs(directory)
     if not runs:
         body = (f'<p class="muted">No runs under <code>{html.escape(str(directory))}</code> yet. '

@@ -105,14 +105,60 @@ def resolve_once(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+#: Per-second latency histograms (the over-time p99) need less precision: 2 significant digits (1%).
+TIMELINE_DIGITS = 2
+#: Longest timeline kept (seconds from the start of the test, warm-up included).
+TIMELINE_MAX_S = 3600
+
+
 class Recorder:
-    """Per-process HDR histogram of response times (µs), counts and the measured window."""
+    """Per-process HDR histogram of response times (µs), counts and the measured window.
+
+    Besides the measured window (reset when the warm-up ends) it keeps a **timeline**
+    from the start of the test, warm-up included: responses per second and one small
+    HDR histogram per second (encoded, for the p99 over time merged across processes).
+    """
 
     def __init__(self) -> None:
         #: Requests sent and not yet answered (never reset: a request sent in the warm-up
         #: and answered in the measured period settles here too).
         self.in_flight = 0
+        self.start_timeline()
         self.reset()
+
+    def start_timeline(self) -> None:
+        """Start a new timeline now (a test starts); the warm-up end is not known yet."""
+        self.timeline_start = time.time()
+        self.warmup_end = None
+        self.timeline_counts: list[int] = []
+        self.timeline_hdrs: list[str | None] = []
+        self._second = 0
+        self._second_hist = HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, TIMELINE_DIGITS)
+
+    def _flush_second(self) -> None:
+        hist = self._second_hist
+        self.timeline_hdrs.append(hist.encode().decode("ascii") if hist.get_total_count() else None)
+        hist.reset()
+
+    def _timeline_record(self, us: int, end: float) -> None:
+        second = int(end - self.timeline_start)
+        if second >= TIMELINE_MAX_S or second < 0:
+            return
+        while self._second < second:  # a new second began: close the finished ones
+            self._flush_second()
+            self._second += 1
+        if len(self.timeline_counts) <= self._second:
+            self.timeline_counts.extend([0] * (self._second + 1 - len(self.timeline_counts)))
+        self.timeline_counts[self._second] += 1  # a late response counts in the current second
+        self._second_hist.record_value(us)
+
+    def timeline(self) -> dict:
+        """The timeline so far: ``{"start_at", "warmup_end_at", "responses", "histograms"}`` (one entry per second)."""
+        hdrs = list(self.timeline_hdrs)
+        if self._second_hist.get_total_count():
+            hdrs.append(self._second_hist.encode().decode("ascii"))
+        return {"start_at": self.timeline_start, "warmup_end_at": self.warmup_end,
+                "responses": list(self.timeline_counts), "histograms": hdrs}
 
     def reset(self) -> None:
         """Forget everything recorded; the measured window starts now."""
@@ -142,6 +188,7 @@ class Recorder:
             self.failures += 1
         us = min(max(int(round(latency_s * 1_000_000)), HDR_LOWEST_US), HDR_HIGHEST_US)
         self.histogram.record_value(us)
+        self._timeline_record(us, end)
 
     def note_send(self, lag_s: float = 0.0) -> None:
         """Count one request about to be sent, ``lag_s`` seconds after its scheduled time."""
@@ -169,6 +216,7 @@ class Recorder:
             "cpu_seconds": time.process_time() - self.cpu_start,
             "responses_per_second": self.per_second,
             "histogram": self.histogram.encode().decode("ascii"),
+            "timeline": self.timeline(),
             "unit": "microseconds",
         }
         path.write_text(json.dumps(data, sort_keys=True))
@@ -188,12 +236,14 @@ def _on_init(environment, **_kwargs) -> None:
 
 def _end_warmup(environment) -> None:
     RECORDER.reset()
+    RECORDER.warmup_end = time.time()
     if environment.runner is not None:
         environment.runner.stats.reset_all()
 
 
 @events.test_start.add_listener
 def _on_test_start(environment, **_kwargs) -> None:
+    RECORDER.start_timeline()
     RECORDER.reset()
     warmup = getattr(environment.parsed_options, "warmup_seconds", 0.0) if environment.parsed_options else 0.0
     if warmup > 0:

@@ -54,7 +54,11 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   tar -C "$rootfs" -c . | docker import - "$BASE_IMAGE" >/dev/null
   rm -rf "$rootfs"
 fi
-if ! ls "$ROOT"/wheels/*.whl >/dev/null 2>&1; then
+# pip download skips wheels already there, so a requirement added later is fetched too
+if ! python3 -m pip install -q --dry-run --no-index --find-links "$ROOT/wheels" --only-binary=:all: \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    --python-version "$BASE_PYTHON" --implementation cp --target /nonexistent \
+    -r "$ROOT/app/requirements.txt" >/dev/null 2>&1; then
   log "downloading the wheelhouse for Python $BASE_PYTHON into wheels/"
   python3 -m pip download -q --only-binary=:all: \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \

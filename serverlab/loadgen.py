@@ -125,6 +125,8 @@ class LoadOutcome:
     :param rps_trend: relative change of throughput from the first to the last third
         of the measured period (``0.15`` = 15% higher at the end), ``None`` if under 6 s;
         a large value means the warm-up was too short (or the server degraded).
+    :param timeline: per second from the start of the warm-up, merged over processes
+        (see :func:`merge_timelines`), or ``None`` when no process recorded one.
     """
 
     requests: int
@@ -141,6 +143,7 @@ class LoadOutcome:
     locust: dict[str, float]
     rps_trend: float | None = None
     unanswered: int = 0
+    timeline: dict[str, Any] | None = None
 
     @property
     def rps(self) -> float:
@@ -161,6 +164,54 @@ def throughput_trend(per_second: list[int]) -> float | None:
     third = len(whole) // 3
     first, last = sum(whole[:third]) / third, sum(whole[-third:]) / third
     return (last - first) / first if first > 0 else None
+
+
+def merge_timelines(dumps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Merge the per-second timelines of several Locust processes.
+
+    Each process counts responses and keeps a small HDR histogram per second from
+    the start of its test (warm-up included). Processes are aligned on the earliest
+    start (to the nearest second); counts add up and histograms merge exactly, so the
+    p99 of a second is the p99 of every response that ended in it.
+
+    :param dumps: the processes' ``hdr-*.json`` contents (their ``timeline`` entries).
+    :return: ``{"interval_s": 1.0, "warmup_s": s, "rps": [responses/s, ...],
+        "p99_us": [µs or None, ...]}``, index 0 = the first second of the warm-up;
+        ``None`` when no process recorded a timeline.
+    :raises LoadError: if a per-second histogram cannot be decoded.
+    """
+    from hdrh.histogram import HdrHistogram
+
+    timelines = [d["timeline"] for d in dumps if isinstance(d.get("timeline"), dict) and d["timeline"].get("responses")]
+    if not timelines:
+        return None
+    t0 = min(float(t["start_at"]) for t in timelines)
+    length = max(int(round(float(t["start_at"]) - t0)) + len(t["responses"]) for t in timelines)
+    counts = [0] * length
+    hists: list[Any] = [None] * length
+    for t in timelines:
+        offset = int(round(float(t["start_at"]) - t0))
+        for i, count in enumerate(t["responses"]):
+            counts[offset + i] += int(count)
+        for i, text in enumerate(t.get("histograms") or []):
+            if not text or offset + i >= length:
+                continue
+            try:
+                hist = HdrHistogram.decode(text)
+            except Exception as err:  # hdrh raises bare ValueError/zlib.error
+                raise LoadError(f"a per-second histogram cannot be decoded: {err}") from None
+            if hists[offset + i] is None:
+                hists[offset + i] = hist
+            else:
+                hists[offset + i].add(hist)
+    ends = [float(t["warmup_end_at"]) for t in timelines if t.get("warmup_end_at")]
+    return {
+        "interval_s": 1.0,
+        "warmup_s": round(min(ends) - t0, 3) if ends else 0.0,
+        "rps": counts,
+        "p99_us": [float(h.get_value_at_percentile(99.0)) if h is not None and h.get_total_count() else None
+                   for h in hists],
+    }
 
 
 def parse_locust_csv(path: Path) -> dict[str, float]:
@@ -230,6 +281,7 @@ def read_outcome(out_dir: Path, plan: LoadPlan, log_text: str = "") -> LoadOutco
                       for d in dumps) for i in range(seconds)]
     return LoadOutcome(
         rps_trend=throughput_trend(per_second), unanswered=sum(int(d.get("unanswered", 0)) for d in dumps),
+        timeline=merge_timelines(dumps),
         requests=requests, failures=failures, duration_s=duration, window=(start, end),
         histogram=merged.encode().decode("ascii") if requests else None,
         latency_us=latency_summary(merged), loadgen_cpu_s=cpu, busiest_process_share=share,

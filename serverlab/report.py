@@ -141,6 +141,8 @@ class Row:
         ``{"class", "counts", "server_utilization", "generator_utilization", "interference_share"}``.
     :param cost_capacity_rps: capacity implied by CPU cost, ``server_cpus ÷ CPU s per request``
         per repetition (RPS), median with 95% CI (:func:`serverlab.verdict.cost_capacity`).
+    :param timelines: the ok repetitions' per-second timelines (see
+        :attr:`serverlab.results.Cell.timeline`), in repetition order.
     """
 
     variant: str
@@ -171,6 +173,7 @@ class Row:
     failed_cells: tuple[FailedCell, ...] = ()
     bottleneck: dict[str, Any] | None = None
     cost_capacity_rps: Estimate | None = None
+    timelines: tuple[dict[str, Any], ...] = ()
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -296,6 +299,7 @@ def _aggregate_key(cells: list[Cell]) -> Row:
         open_load=open_load, warnings=tuple(warnings),
         failed_cells=tuple(FailedCell(c.cell_id, c.status, c.error or "") for c in cells if c.status != "ok"),
         bottleneck=summary, cost_capacity_rps=capacity,
+        timelines=tuple(c.timeline for c in ok if c.timeline),
     )
 
 
@@ -911,7 +915,11 @@ def build_document(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[s
         if calibration:
             section.tables.append(calibration)
         if charts:
+            from serverlab.charts import ranking_charts, timeline_charts
+
+            section.charts.extend(ranking_charts(grows))
             section.charts.extend(render_charts(grows))
+            section.charts.extend(timeline_charts(grows))
         sections.append(section)
     sections.append(Section("Configuration", "configuration", tables=[_config_table(rows)],
                             paragraphs=["The effective configuration of every variant as it ran."]))
@@ -990,8 +998,8 @@ def _legend(ax: Any) -> None:
 
 def render_charts(rows: Sequence[Row]) -> list[Chart]:
     """Charts for the rows of one (workload, mode): RPS, p50/p99 latency and CPU ms per
-    request against the load level, and the latency percentile distribution at the
-    highest level. One line per variant; error bars are 95% CIs where available.
+    request against the load level (when there are several levels), and the latency
+    percentile distribution at the highest level. One line per variant; error bars are 95% CIs where available.
 
     :param rows: rows of a single workload and mode.
     :return: :class:`Chart` objects holding inline SVG.
@@ -1024,31 +1032,33 @@ def render_charts(rows: Sequence[Row]) -> list[Chart]:
         _legend(ax)
         charts.append(Chart(f"{workload} ({mode}): {caption}", _svg(fig, f"{salt}-{suffix}")))
 
-    per_variant_chart(lambda r: r.rps, "RPS (median, 95% CI)", "throughput", "RPS vs load", "rps")
+    # one load level: lines against the level would be a column of dots; the ranking chart shows it
+    if len(levels) > 1:
+        per_variant_chart(lambda r: r.rps, "RPS (median, 95% CI)", "throughput", "RPS vs load", "rps")
 
-    fig, ax = _new_figure()
-    latencies: list[float] = []
-    for variant in variants:
-        for key, style in (("p99_us", "-"), ("p50_us", "--")):
-            points = series(variant, lambda r, key=key: getattr(r, key))
-            if points:
-                _errorbar(ax, points, 1e-3, color=colors[variant], linestyle=style,
-                          label=variant if key == "p99_us" else "_nolegend_")
-                latencies.extend(e.median * 1e-3 for _, e in points)
-    ax.plot([], [], color="#555", linestyle="-", label="p99 (solid)")
-    ax.plot([], [], color="#555", linestyle="--", label="p50 (dashed)")
-    _level_axis(ax, levels, mode)
-    positive = [v for v in latencies if v > 0]
-    if positive and max(positive) / min(positive) > 20:
-        _log_y(ax)
-    ax.set_ylabel("latency ms (median of repetitions)")
-    ax.set_title(f"{workload} ({mode}): p99 solid, p50 dashed")
-    _legend(ax)
-    charts.append(Chart(f"{workload} ({mode}): p50 and p99 latency vs load", _svg(fig, salt + "-latency")))
+        fig, ax = _new_figure()
+        latencies: list[float] = []
+        for variant in variants:
+            for key, style in (("p99_us", "-"), ("p50_us", "--")):
+                points = series(variant, lambda r, key=key: getattr(r, key))
+                if points:
+                    _errorbar(ax, points, 1e-3, color=colors[variant], linestyle=style,
+                              label=variant if key == "p99_us" else "_nolegend_")
+                    latencies.extend(e.median * 1e-3 for _, e in points)
+        ax.plot([], [], color="#555", linestyle="-", label="p99 (solid)")
+        ax.plot([], [], color="#555", linestyle="--", label="p50 (dashed)")
+        _level_axis(ax, levels, mode)
+        positive = [v for v in latencies if v > 0]
+        if positive and max(positive) / min(positive) > 20:
+            _log_y(ax)
+        ax.set_ylabel("latency ms (median of repetitions)")
+        ax.set_title(f"{workload} ({mode}): p99 solid, p50 dashed")
+        _legend(ax)
+        charts.append(Chart(f"{workload} ({mode}): p50 and p99 latency vs load", _svg(fig, salt + "-latency")))
 
-    if any(r.cpu_ms_per_request for r in rows):
-        per_variant_chart(lambda r: r.cpu_ms_per_request, "server CPU ms per request", "CPU cost per request",
-                          "CPU ms per request vs load", "cpu")
+        if any(r.cpu_ms_per_request for r in rows):
+            per_variant_chart(lambda r: r.cpu_ms_per_request, "server CPU ms per request", "CPU cost per request",
+                              "CPU ms per request vs load", "cpu")
 
     top = max(r.level for r in rows)
     top_rows = [r for r in rows if r.level == top and r.latency_distribution]

@@ -127,6 +127,9 @@ class Cell:
         threads, keep_alive, command, ...) plus ``server_cpus``, ``server_memory``,
         ``server_cpuset``, ``loadgen_cpuset``, ``loadgen_processes``.
     :param warnings: plain-language warnings about this cell.
+    :param timeline: throughput and latency over time, one entry per second from the
+        start of the warm-up: ``{"interval_s": 1.0, "warmup_s": s, "rps": [...],
+        "p99_us": [µs or None, ...]}``; ``None`` when not recorded (older runs).
     """
 
     run_id: str
@@ -164,6 +167,7 @@ class Cell:
     calibration: dict[str, float] | None = None
     config: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    timeline: dict[str, Any] | None = None
     kind: str = "cell"
     version: int = SCHEMA_VERSION
 

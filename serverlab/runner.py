@@ -390,6 +390,7 @@ class Runner:
             loadgen_cpu_s=outcome.loadgen_cpu_s, loadgen_saturated=saturated, total_time_s=outcome.total_time_s,
             open_load=outcome.open_load, warnings=warnings,
             loadgen_busiest_share=round(outcome.busiest_process_share, 4), interference=interference,
+            timeline=outcome.timeline,
         )
         return replace(cell, bottleneck=classify(cell)) if cell.status == "ok" else cell
 

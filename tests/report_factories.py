@@ -95,6 +95,21 @@ def make_cell(variant: str = "gunicorn-sync", workload: str = "hello", mode: str
     return Cell(**fields)
 
 
+def make_timeline(rps: float, median_us: float, *, warmup_s: float = 2.0, seconds: int = 12,
+                  seed: int = 1) -> dict[str, Any]:
+    """A per-second timeline (``Cell.timeline``): a warm-up ramp, then ``rps`` ±5%, p99 ~3× the median.
+
+    The last second is partial, as a real run leaves it.
+    """
+    rng = np.random.default_rng(seed)
+    ramp = int(warmup_s)
+    counts = [rps * (i + 1) / (ramp + 1) for i in range(ramp)] + [rps * rng.uniform(0.95, 1.05) for _ in range(seconds)]
+    p99 = [median_us * 3 * (2.0 - i / max(ramp, 1)) for i in range(ramp)] + \
+          [median_us * 3 * rng.uniform(0.9, 1.2) for _ in range(seconds)]
+    return {"interval_s": 1.0, "warmup_s": warmup_s, "rps": [int(c) for c in counts] + [int(rps * 0.3)],
+            "p99_us": [float(int(v)) for v in p99] + [None]}
+
+
 def write_results(path: Path, header: RunHeader, cells: Iterable[Cell]) -> Path:
     """Write a results.jsonl file the way ResultsWriter does."""
     lines = [json.dumps(asdict(header), sort_keys=True)] + [cell.to_json() for cell in cells]

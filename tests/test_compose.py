@@ -327,3 +327,13 @@ def test_docker_backend_runs_servers_without_restart(docker_ready):
         service = config["services"][name]
         assert service.get("restart") == "no", name
         assert_hardened(name, service)
+
+
+def test_only_the_locust_master_mounts_reports_and_read_only(services):
+    """The web UI's Reports tab reads the runs `make report` wrote; nothing in the lab may change them."""
+    volumes = [str(v) for v in services["locust-master"].get("volumes", [])]
+    assert len(volumes) == 1 and volumes[0].endswith(":/srv/reports:ro"), volumes
+    assert interpolated_default(volumes[0].rsplit(":", 2)[0]) == "./reports"
+    assert services["locust-master"]["environment"]["SERVERLAB_REPORTS_DIR"] == "/srv/reports"
+    others = [name for name, service in services.items() if name != "locust-master" and service.get("volumes")]
+    assert others == []

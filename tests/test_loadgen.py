@@ -207,6 +207,8 @@ RECORDER_SCRIPT = textwrap.dedent("""
     spec.loader.exec_module(locustfile)
     for job in json.load(sys.stdin):
         recorder = locustfile.Recorder()
+        recorder.timeline_start = job.get("timeline_start", recorder.timeline_start)
+        recorder.warmup_end = job.get("warmup_end")
         recorder.window_start = job["window_start"]
         latencies = job["latencies_ms"]
         for i, ms in enumerate(latencies):
@@ -395,6 +397,14 @@ def test_real_locust_run_against_gunicorn_gthread(tmp_path, start_local_server):
     # and never above the ideal 4 users / 20 ms = 200 RPS; the floor leaves room for per-request
     # overhead on a busy 2-core machine (measured 24-27 ms per response under load, i.e. 150-170 RPS)
     assert 0.7 * 200 <= outcome.rps <= 1.05 * 200, figures
+    # the timeline covers the warm-up (1 s, shaded in reports) and the measured period, per second
+    timeline = outcome.timeline
+    assert timeline is not None and timeline["interval_s"] == 1.0
+    assert 0.8 <= timeline["warmup_s"] <= 1.5, timeline["warmup_s"]
+    assert 3 <= len(timeline["rps"]) <= 6 and len(timeline["p99_us"]) == len(timeline["rps"])
+    assert sum(timeline["rps"]) >= outcome.requests  # warm-up responses included
+    whole = [v for v in timeline["p99_us"][1:-1] if v is not None]
+    assert whole and all(19_000 <= v <= 200_000 for v in whole), timeline["p99_us"]  # each slept 20 ms
     # Locust's own CSV was written and parsed (its stats are reset at the warm-up's end too). Locust rewrites
     # the CSV once a second and not at exit, so its counts lag; its RPS is a rate and agrees with the lab's.
     assert 0 < outcome.locust["requests"] <= outcome.requests
@@ -436,3 +446,28 @@ def test_locustfile_records_histograms_with_the_range_the_lab_merges_with():
                   and isinstance(node.targets[0], ast.Tuple)
                   and [t.id for t in node.targets[0].elts] == ["HDR_LOWEST_US", "HDR_HIGHEST_US", "HDR_DIGITS"])
     assert ast.literal_eval(assign.value) == (stats.HDR_LOWEST_US, stats.HDR_HIGHEST_US, stats.HDR_SIGNIFICANT_FIGURES)
+
+
+def test_timelines_of_two_processes_merge_per_second(tmp_path):
+    """Per-second counts add up across processes aligned on the earliest start; each second's p99 comes
+    from the merged per-second histograms; the warm-up end is the earliest one recorded."""
+    t0 = time.time() - 20.0
+    # process A: 4 whole seconds from t0, 100 responses a second at 1..100 ms (p99 = 99 ms)
+    # process B: starts 1 s later, 3 seconds of 100 responses at 101..200 ms, plus a last second of 50
+    a = dict(latencies_ms=list(range(1, 101)) * 4, failures=0, window_start=t0, last_response=t0 + 4.0 - 1e-3,
+             first_send=t0, cpu_s=1.0, lags_s=[], timeline_start=t0, warmup_end=t0 + 1.0)
+    b = dict(latencies_ms=list(range(101, 201)) * 3 + list(range(101, 151)), failures=0, window_start=t0 + 1.0,
+             last_response=t0 + 1.0 + 3.5 - 1e-3, first_send=t0 + 1.0, cpu_s=1.0, lags_s=[],
+             timeline_start=t0 + 1.0, warmup_end=t0 + 2.0)
+    jobs = [{**a, "dir": str(tmp_path), "name": "hdr-a-1.json"}, {**b, "dir": str(tmp_path), "name": "hdr-b-2.json"}]
+    run_recorders(jobs)
+    outcome = read_outcome(tmp_path, plan("closed"))
+    timeline = outcome.timeline
+    assert timeline["interval_s"] == 1.0
+    assert timeline["warmup_s"] == pytest.approx(1.0, abs=0.01)
+    assert sum(timeline["rps"]) == 400 + 350
+    assert len(timeline["rps"]) == len(timeline["p99_us"]) == 5
+    assert timeline["rps"][0] == 100  # only A in the first second
+    # the first second holds A's 1..100 ms only; later ones mix A and B (B's slower responses set the p99)
+    assert timeline["p99_us"][0] == pytest.approx(99_000, rel=0.01)
+    assert all(p > 150_000 for p in timeline["p99_us"][1:4]), timeline["p99_us"]

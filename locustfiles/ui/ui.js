@@ -6,7 +6,8 @@
 (function () {
   "use strict";
   var DEFAULT_CLASS = "HelloUser";
-  var PAGES = { compare: "./serverlab/compare", reports: "./serverlab/reports/" };
+  // keys differ from Locust's own ("reports" is its Download Data tab)
+  var PAGES = { "lab-compare": "./serverlab/compare", "lab-reports": "./serverlab/reports/" };
   var state = null;
   var defaultApplied = false;
 
@@ -86,7 +87,7 @@
     frame = document.createElement("iframe");
     frame.id = "serverlab-frame";
     frame.dataset.tab = tab;
-    frame.title = tab === "compare" ? "Compare servers" : "Reports";
+    frame.title = tab === "lab-compare" ? "Compare servers" : "Reports";
     frame.src = PAGES[tab];
     frame.style.cssText = "display:block;width:100%;height:calc(100vh - 170px);min-height:560px;border:0;margin-top:8px;background:#fff";
     host.parentElement.insertBefore(frame, host.nextSibling);
