@@ -317,6 +317,7 @@ class DockerBackend:
             "SERVER_CPUSET": self.budget.server_cpuset,
             "SERVER_MEMORY": self.budget.server_memory,
             "LOADGEN_CPUSET": self.budget.loadgen_cpuset,
+            "LOADGEN_CPUS": str(self.budget.loadgen_cores),  # a quota as wide as the cpuset: one Locust process per CPU
         }
         if variant is not None:
             prefix = variant.name.upper().replace("-", "_")

@@ -130,17 +130,18 @@ class Experiment:
         """Cells per run: servers × workloads × levels × repetitions."""
         return len(self.servers) * len(self.workloads) * len(self.levels) * self.repetitions
 
-    def estimated_seconds(self, overhead_s: float = 6.0) -> float:
+    def estimated_seconds(self, overhead_s: float = 6.0, prepare_s: float = 60.0) -> float:
         """A rough run time (seconds): per cell warm-up + duration + ``overhead_s`` (start,
         verify, stop), plus, with ``calibrate``, one wrk and one Locust run per variant
         (each ``max(3, min(duration, 10))`` s, Locust with a 1 s warm-up) and their overhead,
-        plus the 2 s quietness probe."""
+        plus ``prepare_s`` (the Docker image check and version probe, the final teardown:
+        ~60 s measured here with a cached image) and the 2 s quietness probe."""
         per_cell = self.warmup + (self.duration if self.mode != "requests" else 10.0) + overhead_s
         calibration = 0.0
         if self.calibrate:
             each = max(3.0, min(self.duration, 10.0))
             calibration = len(self.servers) * (2 * each + 1.0 + overhead_s)
-        return self.cell_count * per_cell + calibration + 2.0
+        return self.cell_count * per_cell + calibration + prepare_s + 2.0
 
     def record(self) -> dict[str, Any]:
         """The experiment as a JSON-ready dict (stored in the results header)."""

@@ -337,3 +337,15 @@ def test_only_the_locust_master_mounts_reports_and_read_only(services):
     assert services["locust-master"]["environment"]["SERVERLAB_REPORTS_DIR"] == "/srv/reports"
     others = [name for name, service in services.items() if name != "locust-master" and service.get("volumes")]
     assert others == []
+
+
+def test_locust_workers_run_one_process_per_loadgen_cpu():
+    """The compose lab's workers are sized like `make report`'s generator: one Locust
+    process per CPU of their cpuset (not of the host), overridable by LOCUST_WORKER_PROCESSES."""
+    import yaml
+
+    worker = yaml.safe_load((Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text())["services"]["locust-worker"]
+    command = " ".join(worker["command"])
+    assert "--worker" in command and "--processes" in command
+    assert "os.sched_getaffinity(0)" in command and "LOCUST_WORKER_PROCESSES" in command
+    assert "LOCUST_WORKER_PROCESSES" in worker["environment"]
