@@ -11,6 +11,7 @@ import select
 import socket
 import time
 import urllib.request
+from typing import Iterator
 
 #: A body far beyond the app's 1 MiB limit (the size that OOM-killed werkzeug-single), bytes.
 HUGE_BODY_BYTES = 200 * 1024 * 1024
@@ -82,26 +83,49 @@ def post_chunked(url: str, framed_body: bytes) -> tuple[int, dict[str, str], byt
     return raw_request(url, head + framed_body)
 
 
+def huge_json_document(size: int, block: int = 65536) -> Iterator[bytes]:
+    """Yield a valid JSON object of exactly ``size`` bytes in pieces of about ``block``
+    bytes: ``{"ms": 0, "pad": [0,0,...,0]}`` (spaces make up the length). Parsed whole it
+    costs far more memory than its size (a Python int reference per element).
+
+    :raises ValueError: if ``size`` is too small for the frame.
+    """
+    head, tail = b'{"ms": 0, "pad": [', b"0]}"
+    if size < len(head) + len(tail):
+        raise ValueError(f"size must be >= {len(head) + len(tail)}, got {size}")
+    yield head
+    left = size - len(head) - len(tail)
+    zeros = b"0," * (block // 2)
+    while left >= len(zeros):
+        yield zeros
+        left -= len(zeros)
+    yield b"0," * (left // 2) + b" " * (left % 2)
+    yield tail
+
+
 def post_huge_body(url: str, size: int = HUGE_BODY_BYTES, timeout: float = 60) -> tuple[int, dict[str, str], bytes, int]:
-    """Announce and start sending a ``size``-byte JSON body to ``POST /background``, the way
+    """Announce and start sending a ``size``-byte JSON document (:func:`huge_json_document`) to ``POST /background``, the way
     a careless client would, stopping as soon as the server answers.
 
     :return: ``(status, headers, body, bytes of the body sent)``.
     :raises AssertionError: if no response arrives within ``timeout`` seconds.
     """
     deadline = time.monotonic() + timeout
-    block = b" " * 65536
+    document = huge_json_document(size)
     sent = 0
     with socket.create_connection(split_address(url), timeout=timeout) as sock:
         sock.sendall((f"POST /background HTTP/1.1\r\nHost: lab\r\nContent-Type: application/json\r\n"
                       f"Content-Length: {size}\r\n\r\n").encode())
         try:
+            pending = b""
             while sent < size and time.monotonic() < deadline:
                 readable, writable, _ = select.select([sock], [sock], [], 1.0)
                 if readable:
                     break  # the server answered (or closed) before taking the whole body
                 if writable:
-                    sent += sock.send(block[: size - sent])
+                    pending = pending or next(document)
+                    done = sock.send(pending)
+                    sent, pending = sent + done, pending[done:]
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server closed its side; its answer may already be buffered
         status, headers, body = read_response(sock, deadline)
