@@ -33,7 +33,8 @@ def ranking_charts(rows: Sequence[Row]) -> list[Chart]:
 
     Bars are sorted best first (top); whiskers show the 95% bootstrap CI when the
     row has one (2+ repetitions); each bar is labelled with its value, and
-    "(saturated)" when the load generator was the limit. Rows without a
+    "(generator-bound: a floor)" when the load generator was the limit, "(interference)"
+    when other programs disturbed it (see :mod:`serverlab.bottleneck`). Rows without a
     measurement are left out (the tables list them as failed).
 
     :param rows: rows of one workload and mode (from :func:`serverlab.report.aggregate`).
@@ -61,7 +62,9 @@ def ranking_charts(rows: Sequence[Row]) -> list[Chart]:
                 error_kw={"ecolor": "#222", "capsize": 3, "elinewidth": 1.2})
         top = max(v + h for v, h in zip(values, high)) or 1.0
         for y, row, value, up in zip(ys, ranked, values, high):
-            note = " (saturated)" if row.loadgen_saturated else ""
+            kind = (row.bottleneck or {}).get("class")
+            note = {"generator-bound": " (generator-bound: a floor)", "interference": " (interference)"}.get(
+                kind or "", " (saturated)" if row.loadgen_saturated else "")
             ax.text(value + up + top * 0.01, y, f"{value:,.0f}{note}", va="center", fontsize=8)
         ax.set_yticks(ys)
         ax.set_yticklabels([r.variant for r in ranked], fontsize=9)

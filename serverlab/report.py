@@ -507,7 +507,11 @@ def verdicts(rows: Sequence[Row], p99_bound_ms: float = DEFAULT_P99_BOUND_MS) ->
         mode = next(m for m in VERDICT_MODE_PREFERENCE if m in modes)
         mrows = [r for r in wrows if r.mode == mode]
         if mode == "open":
-            out[workload] = _verdict_open(workload, mrows, p99_bound_ms)
+            disturbed = [r.variant for r in mrows if (r.bottleneck or {}).get("class") == "interference"]
+            out[workload] = _verdict_open(workload, [r for r in mrows if r.variant not in disturbed], p99_bound_ms)
+            if disturbed:
+                out[workload] += (f" Left out (other programs used the lab's CPUs while they ran: interference): "
+                                  f"{', '.join(dict.fromkeys(disturbed))}.")
         else:
             out[workload] = _verdict_rate(workload, mode, mrows)
     return out

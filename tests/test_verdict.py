@@ -194,3 +194,13 @@ def test_compare_shows_bottlenecks_and_marks_suspect_changes(tmp_path):
     assert "| old bottleneck | new bottleneck |" in text
     assert "generator-bound (server 45%, Locust 99%)" in text
     assert "(not the server's: generator-bound)" in text
+
+
+def test_open_mode_verdict_leaves_out_interference():
+    disturbed = {"share": 0.4, "flagged": True, "threshold": 0.05}
+    cells = [make_cell("gunicorn-gevent", "io", "open", rate, 1, rps=float(rate)) for rate in (100, 200)]
+    cells += [make_cell("gunicorn-sync", "io", "open", rate, 1, rps=float(rate), interference=disturbed)
+              for rate in (100, 200, 400)]
+    verdict = verdicts(aggregate(make_header(), cells), 100)["io"]
+    assert verdict.startswith("gunicorn-gevent wins (open mode): it sustained 200 RPS")
+    assert "Left out (other programs used the lab's CPUs while they ran: interference): gunicorn-sync." in verdict
