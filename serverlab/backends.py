@@ -196,9 +196,17 @@ class LocalBackend:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
+        if variant.proxy == "nginx":
+            from labapp.proxy import ProxyError, find_nginx
+
+            try:
+                find_nginx()
+            except ProxyError as err:
+                raise BackendError(f"{variant.name}: {err}") from None
         env = {**os.environ, **variant.environment(), "PYTHONPATH": str(ROOT / "app")}
-        argv = [arg.replace("0.0.0.0:", "127.0.0.1:") for arg in variant.argv(port=port, python=self.python)]
-        if variant.server == "werkzeug":
+        argv = ["127.0.0.1" if arg == "0.0.0.0" else arg.replace("0.0.0.0:", "127.0.0.1:")
+                for arg in variant.argv(port=port, python=self.python)]
+        if variant.server == "werkzeug" or variant.proxy:
             argv += ["--host", "127.0.0.1"]
         log = tempfile.TemporaryFile()
         proc = subprocess.Popen(self._pin(self.budget.server_cpuset, argv), env=env, stdout=log,

@@ -16,7 +16,17 @@ Example (``servers/gunicorn-gthread.toml``)::
     command = ["{bin}/gunicorn", "--bind", "0.0.0.0:{port}", "--threads", "{threads}", ...]
 
 Command placeholders: ``{port}``, ``{workers}``, ``{threads}``, ``{connections}``,
-``{python}`` (this interpreter) and ``{bin}`` (its ``bin`` directory).
+``{python}`` (this interpreter), ``{bin}`` (its ``bin`` directory), and the name of
+every entry of the optional ``[settings]`` table (server settings that are not
+workers/threads but change results, e.g. Waitress's ``connection_limit``; they are
+recorded with the variant).
+
+A proxied variant (``proxy = "nginx"``) runs nginx in front of the app server in
+the same container, sharing its CPU budget. Its ``command`` starts the app server on
+a Unix socket (placeholder ``{socket}``); ``proxy_protocol`` says how nginx talks to
+it (``"http"``: ``proxy_pass`` with upstream keep-alive; ``"uwsgi"``: ``uwsgi_pass``)
+and ``proxy_workers`` how many nginx worker processes run. :mod:`labapp.proxy`
+writes nginx's configuration and supervises both processes.
 """
 
 from __future__ import annotations
@@ -31,14 +41,22 @@ from typing import Any, Mapping
 #: The folder of declarations: ``servers/`` at the repository root (``/srv/servers`` in the image).
 SERVERS_DIR = Path(os.environ.get("SERVERLAB_SERVERS_DIR") or Path(__file__).resolve().parents[2] / "servers")
 #: Servers a declaration may name.
-SERVERS = ("werkzeug", "gunicorn", "uwsgi")
+SERVERS = ("werkzeug", "gunicorn", "uwsgi", "waitress", "granian")
+#: Reverse proxies a declaration may put in front of its server.
+PROXIES = ("nginx",)
+#: How the proxy talks to the app server: HTTP/1.1 (``proxy_pass``) or the uwsgi protocol (``uwsgi_pass``).
+PROXY_PROTOCOLS = ("http", "uwsgi")
 #: Concurrency models, in the field's terms.
 MODELS = ("single", "threaded", "multi-process", "process-thread", "gevent")
 #: The port every server listens on inside its container.
 DEFAULT_PORT = 8000
 _REQUIRED = {"description": str, "server": str, "model": str, "keep_alive": bool, "workers": int, "threads": int, "command": list}
-_OPTIONAL = {"connections": int}
+_OPTIONAL = {"connections": int, "settings": dict, "proxy": str, "proxy_protocol": str, "proxy_workers": int}
 _PLACEHOLDERS = ("port", "workers", "threads", "connections", "python", "bin")
+#: Extra placeholder of proxied variants: the Unix socket the app server listens on.
+_PROXY_PLACEHOLDERS = ("socket",)
+#: Upper bound of nginx worker processes (each is one more process in the same CPU budget).
+MAX_PROXY_WORKERS = 16
 
 
 class VariantError(ValueError):
@@ -60,7 +78,13 @@ class Variant:
     :param threads: threads per worker; ``0`` means one thread per connection, unbounded.
     :param connections: concurrent connections per worker: greenlets for gevent, connection
         threads at most for one thread per connection (``threads == 0``); else ``None``.
-    :param command: argv template with the placeholders listed in this module's docstring.
+    :param command: argv template with the placeholders listed in this module's docstring;
+        for a proxied variant, the app server's command (it listens on ``{socket}``).
+    :param settings: other server settings that shape results, as ``(name, value)`` pairs
+        (also command placeholders), e.g. ``(("connection_limit", 100),)``.
+    :param proxy: the reverse proxy in front (``"nginx"``) or ``None`` for a direct server.
+    :param proxy_protocol: ``"http"`` or ``"uwsgi"`` when proxied, else ``None``.
+    :param proxy_workers: nginx worker processes when proxied, else ``None``.
     """
 
     name: str
@@ -72,6 +96,10 @@ class Variant:
     threads: int
     command: tuple[str, ...]
     connections: int | None = None
+    settings: tuple[tuple[str, Any], ...] = ()
+    proxy: str | None = None
+    proxy_protocol: str | None = None
+    proxy_workers: int | None = None
 
     @property
     def slots(self) -> int | None:
@@ -111,17 +139,38 @@ class Variant:
     def argv(self, port: int = DEFAULT_PORT, python: str | None = None) -> list[str]:
         """Return the command that starts this variant, placeholders filled.
 
+        For a proxied variant this is the supervisor, ``python -m labapp.proxy NAME
+        --port PORT``, which starts nginx on ``port`` and the app server
+        (:meth:`server_argv`) behind it.
+
         :param port: the TCP port to listen on.
         :param python: the interpreter whose environment holds the servers (default: this one).
         """
         python = python or sys.executable
+        if self.proxy:
+            return [python, "-m", "labapp.proxy", self.name, "--port", str(port)]
+        return self._fill(python, port=port)
+
+    def server_argv(self, socket: str, python: str | None = None) -> list[str]:
+        """Return a proxied variant's app-server command, listening on the Unix socket ``socket``.
+
+        :param socket: path of the Unix socket the proxy connects to.
+        :param python: the interpreter whose environment holds the servers (default: this one).
+        :raises VariantError: if this variant is not proxied.
+        """
+        if not self.proxy:
+            raise VariantError(f"{self.name}: not a proxied variant (no 'proxy' key)")
+        return self._fill(python or sys.executable, socket=socket)
+
+    def _fill(self, python: str, **extra: Any) -> list[str]:
         values = {
-            "port": port,
             "workers": self.workers,
             "threads": self.threads,
             "connections": self.connections or 0,
             "python": python,
             "bin": str(Path(python).parent),
+            **dict(self.settings),
+            **extra,
         }
         return [part.format(**values) for part in self.command]
 
@@ -140,6 +189,7 @@ class Variant:
         """Return the effective configuration as a JSON-ready dict (for results files)."""
         data = asdict(self)
         data["command"] = list(self.command)
+        data["settings"] = dict(self.settings)
         data["slots"] = self.slots
         return data
 
@@ -153,6 +203,9 @@ def _check(path: Path, data: Mapping[str, Any]) -> None:
     for key in data:
         if key not in _REQUIRED and key not in _OPTIONAL:
             raise VariantError(f"{path}: unknown key {key!r} (valid: {', '.join([*_REQUIRED, *_OPTIONAL])})")
+    for key, kind in _OPTIONAL.items():
+        if key != "connections" and key in data and (not isinstance(data[key], kind) or (kind is int and isinstance(data[key], bool))):
+            raise VariantError(f"{path}: key {key!r} must be a {'table' if kind is dict else kind.__name__}, got {data[key]!r}")
     if data["server"] not in SERVERS:
         raise VariantError(f"{path}: key 'server' is {data['server']!r}; valid: {', '.join(SERVERS)}")
     if data["model"] not in MODELS:
@@ -166,11 +219,43 @@ def _check(path: Path, data: Mapping[str, Any]) -> None:
         raise VariantError(f"{path}: a gevent variant needs 'connections' (greenlets per worker)")
     if not data["command"] or not all(isinstance(part, str) for part in data["command"]):
         raise VariantError(f"{path}: key 'command' must be a non-empty list of strings")
+    settings = data.get("settings", {})
+    for key, value in settings.items():
+        if key in _PLACEHOLDERS or key in _PROXY_PLACEHOLDERS or not key.isidentifier():
+            raise VariantError(f"{path}: settings key {key!r} must be an identifier other than {', '.join(_PLACEHOLDERS + _PROXY_PLACEHOLDERS)}")
+        if not isinstance(value, (int, str, bool)):
+            raise VariantError(f"{path}: settings.{key} must be an integer, string or boolean, got {value!r}")
+    placeholders = [*_PLACEHOLDERS, *settings]
+    _check_proxy(path, data)
+    if data.get("proxy"):
+        placeholders = [name for name in placeholders if name != "port"] + list(_PROXY_PLACEHOLDERS)
+        if not any("{socket}" in part for part in data["command"]):
+            raise VariantError(f"{path}: a proxied variant's command must listen on {{socket}} (the proxy's upstream)")
     for part in data["command"]:
         try:
-            part.format(**{name: "" for name in _PLACEHOLDERS})
+            part.format(**{name: "" for name in placeholders})
         except (KeyError, IndexError, ValueError) as err:
-            raise VariantError(f"{path}: command part {part!r} has a bad placeholder ({err}); valid: {', '.join(_PLACEHOLDERS)}") from None
+            raise VariantError(f"{path}: command part {part!r} has a bad placeholder ({err}); valid: {', '.join(placeholders)}") from None
+
+
+def _check_proxy(path: Path, data: Mapping[str, Any]) -> None:
+    proxy = data.get("proxy")
+    keys = ("proxy_protocol", "proxy_workers")
+    if proxy is None:
+        for key in keys:
+            if key in data:
+                raise VariantError(f"{path}: key {key!r} needs 'proxy' (one of {', '.join(PROXIES)})")
+        return
+    if proxy not in PROXIES:
+        raise VariantError(f"{path}: key 'proxy' is {proxy!r}; valid: {', '.join(PROXIES)}")
+    for key in keys:
+        if key not in data:
+            raise VariantError(f"{path}: a proxied variant needs {key!r}")
+    if data["proxy_protocol"] not in PROXY_PROTOCOLS:
+        raise VariantError(f"{path}: key 'proxy_protocol' is {data['proxy_protocol']!r}; valid: {', '.join(PROXY_PROTOCOLS)}")
+    workers = data["proxy_workers"]
+    if isinstance(workers, bool) or not 1 <= workers <= MAX_PROXY_WORKERS:
+        raise VariantError(f"{path}: key 'proxy_workers' must be an integer in 1..{MAX_PROXY_WORKERS}, got {workers!r}")
 
 
 def load_variant(path: Path) -> Variant:
@@ -183,7 +268,8 @@ def load_variant(path: Path) -> Variant:
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise VariantError(f"{path}: {err}") from None
     _check(path, data)
-    return Variant(name=path.stem, **{**data, "command": tuple(data["command"])})
+    settings = tuple(sorted(data.get("settings", {}).items()))
+    return Variant(name=path.stem, **{**data, "command": tuple(data["command"]), "settings": settings})
 
 
 def load_variants(directory: Path | None = None) -> dict[str, Variant]:
