@@ -413,6 +413,11 @@ def _reason(workload: str, rows: list[Row]) -> str:
     keep = _best(rows, lambda r: bool(r.config.get("keep_alive")))
     no_keep = _best(rows, lambda r: "keep_alive" in r.config and not r.config.get("keep_alive"))
     ratio_fact(keep, no_keep, "best with keep-alive vs best without")
+    for proxied, direct in proxy_pairs(rows):
+        ratio = ratio_fact(proxied, direct, f"{proxied.config.get('proxy')} in front of the same {direct.config.get('server')} settings")
+        if ratio is not None and proxied.p99_us and direct.p99_us:
+            facts[-1] += (f" at p99 {_fmt_ms(proxied.p99_us.median)} vs {_fmt_ms(direct.p99_us.median)} ms, so the proxy "
+                          f"{'cost' if ratio < 1 else 'gained'} {abs(1 - ratio):.0%} of throughput")
 
     if workload == "io" and thread_ratio is not None and thread_ratio < 1.1:
         facts.append("here threads did not help much, so something else (the CPU budget, the load "
@@ -426,6 +431,21 @@ def _reason(workload: str, rows: list[Row]) -> str:
     if facts:
         text = (text + " " if text else "") + "Check: " + "; ".join(facts) + "."
     return text
+
+
+def proxy_pairs(rows: Iterable[Row]) -> list[tuple[Row, Row]]:
+    """Pair each proxied row with the direct row that runs the same app server the same way.
+
+    Same workload, mode and level; same ``server``, ``model``, ``workers`` and ``threads``;
+    the direct one has no ``proxy`` (e.g. nginx-gunicorn with gunicorn-gthread).
+
+    :return: ``(proxied, direct)`` pairs; rows without RPS are left out.
+    """
+    rows = [r for r in rows if r.rps is not None]
+    same = lambda r: (r.workload, r.mode, r.level, r.config.get("server"), r.config.get("model"),  # noqa: E731
+                      r.config.get("workers"), r.config.get("threads"))
+    direct = {same(r): r for r in rows if not r.config.get("proxy")}
+    return [(r, direct[same(r)]) for r in rows if r.config.get("proxy") and same(r) in direct]
 
 
 def _verdict_rate(workload: str, mode: str, rows: list[Row]) -> str:
@@ -865,7 +885,7 @@ def _config_table(rows: list[Row]) -> Table:
     for row in rows:
         if row.variant not in seen or (not seen[row.variant] and row.config):
             seen[row.variant] = row.config
-    optional = [key for key in ("description", "command") if any(c.get(key) for c in seen.values())]
+    optional = [key for key in ("proxy", "settings", "description", "command") if any(c.get(key) for c in seen.values())]
     table = Table(["variant", "server", "model", "workers", "threads", "slots", "keep-alive", "server CPUs",
                    "server memory", *optional], [])
     for variant, config in seen.items():
@@ -877,6 +897,10 @@ def _config_table(rows: list[Row]) -> Table:
         ]
         for key in optional:
             value = config.get(key)
+            if key == "proxy" and value:
+                value = f"{value} ({config.get('proxy_protocol')}, {config.get('proxy_workers')} worker(s), same CPU budget)"
+            elif key == "settings":
+                value = ", ".join(f"{k}={v}" for k, v in (value or {}).items())
             line.append(" ".join(map(str, value)) if isinstance(value, list) else str(value or ""))
         table.rows.append(line)
     return table

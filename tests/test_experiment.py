@@ -135,7 +135,7 @@ def test_quick_is_quick():
     assert quick.estimated_seconds() < 180
 
 
-def test_default_fits_twenty_minutes():
+def test_default_fits_forty_minutes():
     default = load_experiment("default")
     assert default.servers == tuple(VARIANT_NAMES)
     assert {"hello", "cpu", "io", "mixed"} <= set(default.workloads)

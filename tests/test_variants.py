@@ -24,6 +24,12 @@ REQUIRED_NAMES = {
     "gunicorn-gevent",
     "uwsgi-processes",
     "uwsgi-threads",
+    "uwsgi-http11",
+    "uwsgi-gevent",
+    "waitress",
+    "granian",
+    "nginx-gunicorn",
+    "nginx-uwsgi",
 }
 #: The concurrency model each variant's name promises.
 EXPECTED_MODELS = {
@@ -34,6 +40,12 @@ EXPECTED_MODELS = {
     "gunicorn-gevent": "gevent",
     "uwsgi-processes": "multi-process",
     "uwsgi-threads": "process-thread",
+    "uwsgi-http11": "process-thread",
+    "uwsgi-gevent": "gevent",
+    "waitress": "threaded",
+    "granian": "threaded",
+    "nginx-gunicorn": "threaded",
+    "nginx-uwsgi": "multi-process",
 }
 FAKE_PYTHON = "/opt/fake-env/bin/python3"
 
@@ -73,7 +85,10 @@ def test_declaration_fields(name, all_variants):
     assert variant.name == name
     assert isinstance(variant.description, str) and variant.description.strip()
     assert variant.server in SERVERS
-    assert name.split("-")[0] == variant.server
+    # The name starts with the proxy in front, if any, else with the server.
+    assert name.split("-")[0] == (variant.proxy or variant.server)
+    if variant.proxy:
+        assert name.split("-")[1] == variant.server
     assert variant.model == EXPECTED_MODELS[name]
     assert isinstance(variant.keep_alive, bool)
     assert isinstance(variant.workers, int) and variant.workers >= 1
@@ -114,13 +129,20 @@ def test_slots(all_variants):
 def test_argv_fills_every_placeholder(name, all_variants):
     variant = all_variants[name]
     argv = variant.argv(port=12345, python=FAKE_PYTHON)
-    assert len(argv) == len(variant.command)
     assert not any("{" in part or "}" in part for part in argv), argv
     assert any("12345" in part for part in argv)
+    if variant.proxy:
+        assert argv == [FAKE_PYTHON, "-m", "labapp.proxy", name, "--port", "12345"]
+        server = variant.server_argv("/run/app.sock", python=FAKE_PYTHON)
+        assert len(server) == len(variant.command)
+        assert server[0] == f"/opt/fake-env/bin/{variant.server}"
+        assert not any("{" in part or "}" in part for part in server), server
+        return
+    assert len(argv) == len(variant.command)
     if variant.server == "werkzeug":
         assert argv[:3] == [FAKE_PYTHON, "-m", "labapp.devserver"]
     else:
-        assert argv[0] == f"/opt/fake-env/bin/{variant.server}"
+        assert argv[0] == f"/opt/fake-env/bin/{'waitress-serve' if variant.server == 'waitress' else variant.server}"
 
 
 def test_argv_defaults_to_this_interpreter_and_port_8000(all_variants):
@@ -135,10 +157,20 @@ def test_argv_defaults_to_this_interpreter_and_port_8000(all_variants):
 def test_binds_all_interfaces_on_the_port(name, all_variants):
     variant = all_variants[name]
     argv = variant.argv(port=9001, python=FAKE_PYTHON)
-    if variant.server == "gunicorn":
+    if variant.proxy:
+        # nginx listens (0.0.0.0 by default, see labapp.proxy); the app server only on a Unix socket.
+        assert option_value(argv, "--port") == "9001"
+        server = variant.server_argv("/run/app.sock", python=FAKE_PYTHON)
+        assert not any("9001" in part or "0.0.0.0" in part for part in server)
+    elif variant.server == "gunicorn":
         assert option_value(argv, "--bind") == "0.0.0.0:9001"
     elif variant.server == "uwsgi":
-        assert option_value(argv, "--http-socket") == "0.0.0.0:9001"
+        socket_option = next(part for part in argv if part in ("--http-socket", "--http11-socket"))
+        assert option_value(argv, socket_option) == "0.0.0.0:9001"
+    elif variant.server == "waitress":
+        assert "--listen=0.0.0.0:9001" in argv
+    elif variant.server == "granian":
+        assert (option_value(argv, "--host"), option_value(argv, "--port")) == ("0.0.0.0", "9001")
     else:
         # The dev server binds 0.0.0.0 by default (checked in test_app) and must not be told otherwise.
         assert option_value(argv, "--port") == "9001"
@@ -148,28 +180,38 @@ def test_binds_all_interfaces_on_the_port(name, all_variants):
 @pytest.mark.parametrize("name", sorted(REQUIRED_NAMES))
 def test_logging_is_off(name, all_variants):
     variant = all_variants[name]
-    argv = variant.argv(python=FAKE_PYTHON)
+    argv = variant.server_argv("/run/app.sock", python=FAKE_PYTHON) if variant.proxy else variant.argv(python=FAKE_PYTHON)
+    if variant.proxy:
+        from labapp.proxy import nginx_config
+
+        assert "access_log off;" in nginx_config(variant, Path("/r"), Path("/r/s"), "0.0.0.0", 1)
     if variant.server == "uwsgi":
         assert "--disable-logging" in argv
     elif variant.server == "gunicorn":
         # Gunicorn writes no access log unless asked to.
         assert not any(part.startswith(("--access-logfile", "--access-logformat")) for part in argv)
         assert "--capture-output" not in argv
+    elif variant.server == "granian":
+        assert "--no-access-log" in argv
+    elif variant.server == "waitress":
+        pass  # Waitress has no access log (it logs only warnings and errors)
     else:
         assert argv[1:3] == ["-m", "labapp.devserver"]  # which uses QuietRequestHandler (test_app)
 
 
-@pytest.mark.parametrize("name", sorted(n for n in REQUIRED_NAMES if n.startswith("uwsgi")))
+@pytest.mark.parametrize("name", sorted(n for n in REQUIRED_NAMES if "uwsgi" in n.split("-")[:2]))
 def test_uwsgi_safety_options(name, all_variants):
-    argv = all_variants[name].argv()
+    variant = all_variants[name]
+    argv = variant.server_argv("/s") if variant.proxy else variant.argv()
     for option in ("--die-on-term", "--master", "--need-app", "--strict"):
         assert option in argv, option
     assert option_value(argv, "--module") == "labapp.wsgi:app"
 
 
-@pytest.mark.parametrize("name", sorted(n for n in REQUIRED_NAMES if n.startswith("gunicorn")))
+@pytest.mark.parametrize("name", sorted(n for n in REQUIRED_NAMES if "gunicorn" in n.split("-")[:2]))
 def test_gunicorn_worker_tmp_dir(name, all_variants):
-    argv = all_variants[name].argv()
+    variant = all_variants[name]
+    argv = variant.server_argv("/s") if variant.proxy else variant.argv()
     assert option_value(argv, "--worker-tmp-dir") == "/dev/shm"
     assert argv[-1] == "labapp.wsgi:app"
 
@@ -181,8 +223,12 @@ def test_gunicorn_worker_classes(all_variants):
 
 def test_keep_alive_matches_the_command(all_variants):
     for variant in all_variants.values():
-        if variant.server == "gunicorn":
+        if variant.proxy:
+            assert variant.keep_alive, variant.name  # nginx keeps client connections open
+        elif variant.server == "gunicorn":
             assert variant.keep_alive == ("--keep-alive" in variant.command), variant.name
+        elif variant.server == "uwsgi":
+            assert variant.keep_alive == ("--http11-socket" in variant.command), variant.name
 
 
 # --- worker/thread overrides -----------------------------------------------------------
@@ -255,7 +301,8 @@ def test_overrides_are_applied_or_refused(all_variants):
                 changed = variant.with_counts(**{kind: value})
             except VariantError:
                 continue
-            if changed.argv() == variant.argv():
+            argv = (lambda v: v.server_argv("/s")) if variant.proxy else (lambda v: v.argv())
+            if argv(changed) == argv(variant):
                 ignored.append(f"{variant.name}:{kind}")
     assert ignored == []
 
@@ -556,3 +603,58 @@ def test_serve_refuses_a_malformed_declaration(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error:")
     assert "broken.toml" in result.stderr
+
+
+# --- [settings] and proxied declarations -----------------------------------------------
+
+PROXIED = {**VALID, "proxy": "nginx", "proxy_protocol": "http", "proxy_workers": 1,
+           "command": ["{bin}/gunicorn", "--bind", "unix:{socket}", "--threads", "{threads}", "labapp.wsgi:app"]}
+
+
+def test_settings_are_placeholders_and_recorded(tmp_path):
+    text = to_toml({**VALID, "command": [*VALID["command"], "--limit={connection_limit}"]}) + "[settings]\nconnection_limit = 50\n"
+    variant = load_variant(write(tmp_path, text))
+    assert variant.settings == (("connection_limit", 50),)
+    assert variant.argv()[-1] == "--limit=50"
+    assert variant.record()["settings"] == {"connection_limit": 50}
+
+
+@pytest.mark.parametrize(("table", "fragment"), [("port = 1", "settings key 'port'"), ("limit = [1]", "settings.limit"),
+                                                 ("limit = 1.5", "settings.limit")])
+def test_bad_settings(tmp_path, table, fragment):
+    assert fragment in refusal(write(tmp_path, to_toml(VALID) + f"[settings]\n{table}\n"))
+
+
+def test_undeclared_setting_placeholder(tmp_path):
+    assert "bad placeholder" in refusal(write(tmp_path, {**VALID, "command": ["{bin}/x", "{limit}"]}))
+
+
+def test_proxied_declaration_loads(tmp_path):
+    variant = load_variant(write(tmp_path, PROXIED, "nginx-test"))
+    assert (variant.proxy, variant.proxy_protocol, variant.proxy_workers) == ("nginx", "http", 1)
+    assert variant.argv(port=5, python=FAKE_PYTHON) == [FAKE_PYTHON, "-m", "labapp.proxy", "nginx-test", "--port", "5"]
+    assert "unix:/s" in variant.server_argv("/s")
+    with pytest.raises(VariantError, match="not a proxied variant"):
+        load_variant(write(tmp_path, VALID)).server_argv("/s")
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"proxy": "haproxy"}, "key 'proxy' is 'haproxy'"),
+        ({"proxy_protocol": "fastcgi"}, "key 'proxy_protocol' is 'fastcgi'"),
+        ({"proxy_workers": 0}, "'proxy_workers' must be an integer in 1..16"),
+        ({"proxy_workers": 17}, "'proxy_workers' must be an integer in 1..16"),
+        ({"proxy_workers": "1"}, "'proxy_workers' must be a int"),
+        ({"command": ["{bin}/gunicorn", "--bind", "0.0.0.0:{port}"]}, "must listen on {socket}"),
+    ],
+)
+def test_bad_proxied_declarations(tmp_path, change, fragment):
+    assert fragment in refusal(write(tmp_path, {**PROXIED, **change}))
+
+
+def test_proxy_keys_need_a_proxy(tmp_path):
+    assert "needs 'proxy'" in refusal(write(tmp_path, {**VALID, "proxy_protocol": "http"}))
+    missing = {key: value for key, value in PROXIED.items() if key != "proxy_workers"}
+    assert "needs 'proxy_workers'" in refusal(write(tmp_path, missing))
+    assert "bad placeholder" in refusal(write(tmp_path, {**VALID, "command": ["{bin}/x", "{socket}"]}))

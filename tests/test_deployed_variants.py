@@ -1,0 +1,306 @@
+"""The variants people deploy: uwsgi-http11, uwsgi-gevent, waitress, granian, nginx-gunicorn, nginx-uwsgi.
+
+Fast tests check their declarations and nginx's generated configuration. Slow tests
+start each one for real — as local processes and from the lab image (Docker) — and
+check that it answers verification for every workload, keeps (or closes) a real TCP
+connection as declared, and that its I/O throughput obeys Little's law within 10%.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labapp import proxy
+from labapp.variants import get_variant, load_variants
+from serverlab.experiment import Budget, load_experiment
+from serverlab.results import read_results
+from serverlab.runner import Runner
+from serverlab.workloads import WORKLOADS, verify
+
+ROOT = Path(__file__).resolve().parents[1]
+DIRECT = ["uwsgi-http11", "uwsgi-gevent", "waitress", "granian"]
+PROXIED = ["nginx-gunicorn", "nginx-uwsgi"]
+NEW = DIRECT + PROXIED
+#: Each proxied variant and the direct variant with the same app-server settings.
+PAIRS = {"nginx-gunicorn": "gunicorn-gthread", "nginx-uwsgi": "uwsgi-processes"}
+SMALL_PARAMS = {"hello": {}, "json": {}, "cpu": {"n": 50}, "io": {"ms": 5}, "mixed": {"n": 50, "ms": 5}}
+SLEEP_S = 0.1
+USERS = 24
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def need_nginx(name: str) -> None:
+    """Skip a local test of an nginx variant when nginx is not installed (fail in CI, which installs it)."""
+    if not get_variant(name).proxy:
+        return
+    try:
+        proxy.find_nginx()
+    except proxy.ProxyError as err:
+        if _in_ci():
+            pytest.fail(f"CI=true but {err}")
+        pytest.skip(str(err))
+
+
+def keeps_alive(host: str, port: int) -> bool:
+    """Send two requests on one TCP connection; True if both are answered."""
+    request = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n"
+    with socket.create_connection((host, port), timeout=5) as sock:
+        for _ in range(2):
+            try:
+                sock.sendall(request)
+                data = b""
+                while b"Hello, World!" not in data:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        return False
+                    data += chunk
+            except OSError:
+                return False
+    return True
+
+
+# --- declarations (fast) -----------------------------------------------------------------
+
+
+def test_every_new_variant_is_declared_once():
+    variants = load_variants()
+    assert set(NEW) <= set(variants)
+    assert len(variants) >= 13
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_declared_bounds_and_settings(name):
+    variant = get_variant(name)
+    assert variant.workers >= 1 and variant.threads >= 1
+    assert variant.slots is not None and variant.slots <= 1000
+    record = json.loads(json.dumps(variant.record()))
+    assert record["settings"] == dict(variant.settings)
+    argv = variant.server_argv("/run/x.sock") if variant.proxy else variant.argv(port=8000)
+    assert not any("{" in part or "}" in part for part in argv), argv
+
+
+def test_waitress_records_its_connection_limit_and_threads():
+    variant = get_variant("waitress")
+    argv = variant.argv()
+    assert f"--threads={variant.threads}" in argv
+    assert dict(variant.settings)["connection_limit"] == 100
+    assert "--connection-limit=100" in argv
+
+
+def test_granian_wsgi_interface_threads_and_keep_alive():
+    variant = get_variant("granian")
+    argv = variant.argv()
+    assert argv[argv.index("--interface") + 1] == "wsgi"
+    assert argv[argv.index("--blocking-threads") + 1] == str(variant.threads)
+    assert argv[argv.index("--workers") + 1] == str(variant.workers)
+    assert "--http1-keep-alive" in argv and "--no-access-log" in argv
+    assert argv[argv.index("--backpressure") + 1] == str(dict(variant.settings)["backpressure"])
+    assert variant.with_counts(threads=3).argv()[argv.index("--blocking-threads") + 1] == "3"
+
+
+def test_uwsgi_keep_alive_socket_types():
+    http11 = get_variant("uwsgi-http11").argv(port=9)
+    assert http11[http11.index("--http11-socket") + 1] == "0.0.0.0:9"
+    gevent = get_variant("uwsgi-gevent")
+    argv = gevent.argv(port=9)
+    assert argv[argv.index("--gevent") + 1] == str(gevent.connections)
+    assert "--gevent-early-monkey-patch" in argv  # /io's time.sleep must yield to other greenlets
+    assert "--http-socket" in argv and not gevent.keep_alive
+
+
+@pytest.mark.parametrize(("name", "direct"), sorted(PAIRS.items()))
+def test_proxied_variant_matches_its_direct_twin(name, direct):
+    proxied, twin = get_variant(name), get_variant(direct)
+    assert (proxied.server, proxied.model, proxied.workers, proxied.threads) == (twin.server, twin.model, twin.workers, twin.threads)
+    assert proxied.proxy == "nginx" and proxied.proxy_workers == 1
+    assert proxied.argv(port=8123, python="/x/bin/python") == ["/x/bin/python", "-m", "labapp.proxy", name, "--port", "8123"]
+    server = proxied.server_argv("/run/app.sock", python="/x/bin/python")
+    assert server[0] == f"/x/bin/{proxied.server}"
+    assert "/run/app.sock" in " ".join(server)
+    option = "--workers" if proxied.server == "gunicorn" else "--processes"
+    changed = proxied.with_counts(workers=5).server_argv("/s")
+    assert changed[changed.index(option) + 1] == "5"
+
+
+def test_nginx_config_for_http_upstream(tmp_path):
+    variant = get_variant("nginx-gunicorn")
+    config = proxy.nginx_config(variant, tmp_path, tmp_path / "app.sock", "0.0.0.0", 8000)
+    assert "daemon off;" in config
+    assert f"worker_processes {variant.proxy_workers};" in config
+    assert f"pid {tmp_path / 'nginx.pid'};" in config
+    assert "access_log off;" in config and "error_log stderr" in config
+    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        assert f"{kind}_temp_path {tmp_path / kind};" in config  # writable in a read-only container
+    assert f"server unix:{tmp_path / 'app.sock'};" in config
+    assert "proxy_pass http://app;" in config and "proxy_http_version 1.1;" in config
+    assert 'proxy_set_header Connection "";' in config and f"keepalive {proxy.UPSTREAM_KEEPALIVE};" in config
+    assert "listen 0.0.0.0:8000" in config
+    assert "uwsgi_pass" not in config
+
+
+def test_nginx_config_for_uwsgi_upstream(tmp_path):
+    config = proxy.nginx_config(get_variant("nginx-uwsgi"), tmp_path, tmp_path / "s", "127.0.0.1", 9)
+    assert "uwsgi_pass app;" in config
+    assert "uwsgi_param PATH_INFO $document_uri;" in config and "uwsgi_param QUERY_STRING $query_string;" in config
+    assert "proxy_pass" not in config and "listen 127.0.0.1:9" in config
+
+
+def test_nginx_config_refuses_a_direct_variant(tmp_path):
+    with pytest.raises(proxy.ProxyError, match="not an nginx-proxied variant"):
+        proxy.nginx_config(get_variant("gunicorn-gthread"), tmp_path, tmp_path / "s", "0.0.0.0", 1)
+
+
+def run_proxy(*args: str) -> subprocess.CompletedProcess:
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("SERVERLAB_")}
+    return subprocess.run([sys.executable, "-m", "labapp.proxy", *args], capture_output=True, text=True, timeout=60, env=environ)
+
+
+def test_proxy_cli_prints_the_config_and_refuses_direct_variants():
+    shown = run_proxy("nginx-uwsgi", "--port", "8111", "--print-config")
+    assert shown.returncode == 0, shown.stderr
+    assert "listen 0.0.0.0:8111" in shown.stdout and "uwsgi_pass app;" in shown.stdout
+    refused = run_proxy("gunicorn-sync")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error:") and "has no proxy" in refused.stderr
+
+
+def test_missing_nginx_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(proxy.shutil, "which", lambda name: None)
+    monkeypatch.setattr(proxy, "NGINX_CANDIDATES", ("/nonexistent/nginx",))
+    with pytest.raises(proxy.ProxyError, match="apt-get install nginx"):
+        proxy.find_nginx()
+
+
+# --- real servers: local processes (slow) ------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NEW)
+def test_local_start_verify_and_keep_alive(name, start_local_server):
+    need_nginx(name)
+    url = start_local_server(name)
+    for workload in WORKLOADS.values():
+        observed = verify(url, workload, SMALL_PARAMS[workload.name])
+        assert observed["status"] == 200
+    info = json.loads(subprocess.run([sys.executable, "-c", f"import urllib.request;print(urllib.request.urlopen('{url}/lab/info').read().decode())"],
+                                     capture_output=True, text=True, timeout=30).stdout)
+    variant = get_variant(name)
+    assert (info["variant"], info["server"], int(info["workers"]), int(info["threads"])) == (name, variant.server, variant.workers, variant.threads)
+    host, port = url[len("http://"):].rsplit(":", 1)
+    assert keeps_alive(host, int(port)) == variant.keep_alive, f"{name}: declared keep_alive={variant.keep_alive}"
+
+
+def _littles_law_experiment(tmp_path: Path, names: list[str]) -> Path:
+    path = tmp_path / "littles-law.toml"
+    servers = ", ".join(f'"{name}"' for name in names)
+    path.write_text(
+        f'servers = [{servers}]\nworkloads = ["io"]\nusers = [{USERS}]\nduration = 5\nwarmup = 1\n'
+        f"[params.io]\nms = {int(SLEEP_S * 1000)}\n"
+    )
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["local", pytest.param("docker", marks=pytest.mark.docker)])
+def test_new_variants_obey_littles_law(backend, tmp_path, request):
+    """I/O workload, 24 users, 100 ms sleep: RPS = min(slots, users) / 0.1 s within 10%."""
+    names = list(NEW)
+    if backend == "docker":
+        request.getfixturevalue("docker_ready")
+    else:
+        for name in PROXIED:
+            try:
+                proxy.find_nginx()
+            except proxy.ProxyError:
+                if _in_ci():
+                    raise
+                names.remove(name)
+    experiment = load_experiment(str(_littles_law_experiment(tmp_path, names)))
+    run_dir = Runner(experiment, backend, tmp_path / "reports", write=lambda line: None).run()
+    _, cells = read_results(run_dir / "results.jsonl")
+    assert sorted(cell.variant for cell in cells) == sorted(names)
+    for cell in cells:
+        assert cell.status == "ok", f"{cell.cell_id}: {cell.error}"
+        assert cell.failures == 0
+        predicted = min(cell.config["slots"], USERS) / SLEEP_S
+        assert abs(cell.rps - predicted) <= 0.10 * predicted, (
+            f"{cell.variant}: {cell.rps:.1f} RPS, Little's law predicts {predicted:.1f} ({cell.config['slots']} slots / {SLEEP_S} s)")
+        assert cell.latency_us["p50"] >= SLEEP_S * 1e6 * 0.95
+
+
+# --- real servers: from the lab image (Docker, slow) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def docker_backend(docker_ready):
+    """The lab's Docker backend with the image built from this tree; its project removed afterwards."""
+    from serverlab.backends import DockerBackend
+
+    backend = DockerBackend(Budget(), project="serverlab-deployed-test")
+    backend.prepare(NEW, progress=lambda line: None)
+    yield backend
+    backend.close()
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NEW)
+def test_image_start_verify_keep_alive_non_root(name, docker_backend):
+    server = docker_backend.start(get_variant(name))
+    try:
+        for workload in WORKLOADS.values():
+            assert verify(server.url_for_host, workload, SMALL_PARAMS[workload.name])["status"] == 200
+        variant = get_variant(name)
+        host, port = server.url_for_host[len("http://"):].rsplit(":", 1)
+        assert keeps_alive(host, int(port)) == variant.keep_alive, f"{name}: declared keep_alive={variant.keep_alive}"
+        # Every process in the container (nginx master and workers included) runs as a non-root user.
+        uids = subprocess.run(
+            ["docker", "exec", str(server.handle), "python", "-c",
+             "import os; print(' '.join(sorted({open(f'/proc/{p}/status').read().split('Uid:')[1].split()[0] "
+             "for p in os.listdir('/proc') if p.isdigit()})))"],
+            capture_output=True, text=True, timeout=30)
+        assert uids.returncode == 0, uids.stderr
+        assert uids.stdout.split() and "0" not in uids.stdout.split(), f"{name}: processes run as uids {uids.stdout}"
+    finally:
+        docker_backend.stop(server)
+
+
+# --- reports: proxied vs direct (fast) ---------------------------------------------------
+
+
+def test_verdict_says_what_the_proxy_did():
+    """A proxied variant is compared with the direct one running the same app server settings."""
+    from dataclasses import replace
+
+    from report_factories import CONFIGS, make_cell, make_header
+
+    from serverlab.report import _config_table, aggregate, proxy_pairs, verdicts
+
+    proxied_config = {**CONFIGS["gunicorn-gthread"], "proxy": "nginx", "proxy_protocol": "http", "proxy_workers": 1,
+                      "server_cpus": 1, "server_memory": "512m"}
+    cells = []
+    for repetition in (1, 2, 3):
+        cells.append(make_cell("gunicorn-gthread", level=64, repetition=repetition, rps=2000.0 + repetition,
+                               median_us=4000.0, samples=200))
+        proxied = make_cell("nginx-gunicorn", level=64, repetition=repetition, rps=1500.0 + repetition,
+                            median_us=6000.0, samples=200)
+        cells.append(replace(proxied, config=proxied_config))
+    rows = aggregate(make_header(), cells)
+    [(proxied_row, direct_row)] = proxy_pairs(rows)
+    assert (proxied_row.variant, direct_row.variant) == ("nginx-gunicorn", "gunicorn-gthread")
+    verdict = verdicts(rows)["hello"]
+    assert "nginx in front of the same gunicorn settings: nginx-gunicorn (1,502 RPS) did 0.75× gunicorn-gthread" in verdict
+    assert "so the proxy cost 25% of throughput" in verdict
+    table = _config_table(rows)
+    assert "proxy" in table.headers
+    assert any(line[table.headers.index("proxy")].startswith("nginx (http, 1 worker(s)") for line in table.rows)
