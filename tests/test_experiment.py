@@ -132,18 +132,18 @@ def test_quick_is_quick():
     quick = load_experiment("quick")
     assert quick.servers == tuple(VARIANT_NAMES)  # "all"
     assert quick.mode == "closed"
-    assert quick.estimated_seconds() < 180
+    assert quick.estimated_seconds() < 240  # 13 variants, one short cell each, plus preparation
 
 
 def test_default_fits_forty_minutes():
     default = load_experiment("default")
     assert default.servers == tuple(VARIANT_NAMES)
     assert {"hello", "cpu", "io", "mixed"} <= set(default.workloads)
-    # at least 3 repetitions (confidence intervals), within 20 minutes including
-    # server restarts and the wrk calibration (one load level keeps it there)
+    # at least 3 repetitions (confidence intervals), within 40 minutes including
+    # server restarts and the wrk calibration (one load level; 13 variants since issue 10)
     assert default.repetitions >= 3
     assert default.calibrate
-    assert default.estimated_seconds() <= 1200
+    assert default.estimated_seconds() <= 2400
 
 
 def test_estimate_counts_the_calibration(tmp_path):
