@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -147,16 +148,48 @@ def wait_healthy(url: str, timeout: float, alive: Callable[[], bool]) -> None:
     raise BackendError(f"the server did not answer {url}/healthz within {timeout:.0f} s")
 
 
-def _run(argv: list[str], timeout: float, env: dict[str, str] | None = None, cwd: Path | None = None) -> CommandResult:
+#: ANSI escape sequences (colours, cursor moves) as docker and compose print them.
+_ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without ANSI escape sequences (colour codes a tool printed)."""
+    return _ANSI.sub("", text)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc``'s whole process group (it leads one) and reap it."""
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=timeout, env=env, cwd=cwd, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as err:
-        out = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
-        return CommandResult(124, out + f"\n[serverlab] timed out after {timeout:.0f} s")
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _run(argv: list[str], timeout: float, env: dict[str, str] | None = None, cwd: Path | None = None) -> CommandResult:
+    """Run ``argv`` in a process group of its own and return its exit status and output (ANSI stripped).
+
+    On a timeout, or any exception here (a signal stopping the run), the whole group is
+    killed first: no Locust process (or ``--processes`` child) outlives its command.
+    """
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                                env=env, cwd=cwd, stdin=subprocess.DEVNULL, start_new_session=True)
     except FileNotFoundError as err:
         return CommandResult(127, f"{argv[0]}: not found ({err})")
-    return CommandResult(proc.returncode, proc.stdout)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, _ = proc.communicate()
+        return CommandResult(124, strip_ansi(out or "") + f"\n[serverlab] timed out after {timeout:.0f} s")
+    except BaseException:
+        _kill_group(proc)
+        raise
+    return CommandResult(proc.returncode, strip_ansi(out))
 
 
 class LocalBackend:
@@ -174,6 +207,7 @@ class LocalBackend:
         self.python = python or sys.executable
         self.taskset = shutil.which("taskset")
         self._sampler: Sampler | None = None
+        self._running: list[RunningServer] = []
 
     def describe(self) -> dict[str, object]:
         """Facts for the results header."""
@@ -233,7 +267,9 @@ class LocalBackend:
             return float(cpu), int(memory)
 
         self._sampler = Sampler(read)
-        return RunningServer(variant, url, url, proc)
+        server = RunningServer(variant, url, url, proc)
+        self._running.append(server)
+        return server
 
     @staticmethod
     def _log_tail(proc: subprocess.Popen) -> str:
@@ -289,8 +325,18 @@ class LocalBackend:
         """Kill the server abruptly (for failure tests)."""
         os.killpg(server.handle.pid, 9)  # type: ignore[attr-defined]
 
-    def close(self) -> None:
-        """Nothing to clean up."""
+    def close(self) -> list[str]:
+        """Stop every server this backend started that still runs (a run stopped mid-cell).
+
+        :return: the names of the variants it had to stop.
+        """
+        stopped = []
+        for server in self._running:
+            if server.handle.poll() is None:  # type: ignore[attr-defined]
+                self.stop(server)
+                stopped.append(server.variant.name)
+        self._running.clear()
+        return stopped
 
 
 class DockerBackend:
@@ -449,18 +495,35 @@ class DockerBackend:
         """Kill the server container abruptly (for failure tests)."""
         _run(["docker", "kill", str(server.handle)], 30)
 
-    def close(self) -> None:
-        """Remove the run's compose project (containers and network)."""
+    def close(self) -> list[str]:
+        """Remove the run's compose project: its containers (one-off loadgen ones too) and network.
+
+        :return: the names of the containers that were still there.
+        """
+        listed = _run(["docker", "ps", "-a", "--format", "{{.Names}}", "--filter",
+                       f"label=com.docker.compose.project={self.project}"], 30)
+        names = listed.output.split() if listed.returncode == 0 else []
         _run(self._compose("down", "--remove-orphans", "-t", "5"), 120, env=self._env(), cwd=ROOT)
+        left = _run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}"], 30)
+        if left.returncode == 0 and left.output.split():  # `compose run` containers whose client was killed
+            _run(["docker", "rm", "-f", "-v", *left.output.split()], 60)
+        return names
 
 
-def make_backend(name: str, budget: Budget) -> LocalBackend | DockerBackend:
+def compose_project(run_id: str) -> str:
+    """The compose project name of a run: ``serverlab-<run id>``, lower case, compose's characters only."""
+    return re.sub(r"[^a-z0-9_-]", "-", f"serverlab-{run_id}".lower())
+
+
+def make_backend(name: str, budget: Budget, run_id: str | None = None) -> LocalBackend | DockerBackend:
     """Return the backend called ``name`` (``"docker"`` or ``"local"``).
 
+    :param run_id: names the Docker backend's compose project (see :func:`compose_project`),
+        so two runs never share (and remove) each other's containers.
     :raises BackendError: naming the valid backends for any other name.
     """
     if name == "docker":
-        return DockerBackend(budget)
+        return DockerBackend(budget, compose_project(run_id) if run_id else "serverlab-run")
     if name == "local":
         return LocalBackend(budget)
     raise BackendError(f"unknown backend {name!r}; valid: docker, local")

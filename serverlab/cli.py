@@ -5,8 +5,15 @@
     serverlab report RESULTS.jsonl... [--out DIR]
     serverlab compare OLD NEW
 
-Every failure ends as one ``error: ...`` line and exit status 2 (1 for a run that
-finished with failed cells, 130 when interrupted).
+Every failure ends as one ``error: ...`` line. Exit statuses (also in ``--help``):
+
+    0    done; every cell ok
+    1    the run finished, but some cells failed or were unverified
+    2    error: bad experiment or arguments, a backend that cannot start, CPUs held
+         by another run (the message names it), results that cannot be written ...
+    129  stopped by SIGHUP  } in each case the run first stopped its servers and
+    130  stopped by SIGINT  } load generators (processes or containers), kept every
+    143  stopped by SIGTERM } finished cell, and printed how to --resume
 """
 
 from __future__ import annotations
@@ -17,10 +24,20 @@ from pathlib import Path
 
 from labapp.variants import load_variants
 from serverlab import LabError
+from serverlab.backends import strip_ansi
 from serverlab.experiment import list_experiments, load_experiment
 from serverlab.workloads import WORKLOADS
 
 DEFAULT_REPORTS = Path("reports")
+#: The exit statuses, as ``--help`` prints them.
+EXIT_STATUSES = (
+    "exit status:\n"
+    "  0    done; every cell ok\n"
+    "  1    the run finished, but some cells failed or were unverified\n"
+    "  2    error (bad experiment, backend unavailable, CPUs held by another run, results not writable)\n"
+    "  129  stopped by SIGHUP   (each after stopping the run's servers and load generators;\n"
+    "  130  stopped by SIGINT    finished cells are kept: continue with --resume RUN_ID)\n"
+    "  143  stopped by SIGTERM")
 
 
 def _listing() -> str:
@@ -60,11 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  serverlab run quick\n  serverlab run default --backend local\n"
                "  serverlab run default --resume latest\n  serverlab report reports/latest/results.jsonl\n"
-               "  serverlab compare reports/A/results.jsonl reports/B/results.jsonl")
+               "  serverlab compare reports/A/results.jsonl reports/B/results.jsonl\n\n" + EXIT_STATUSES)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run an experiment and write reports/<run-id>/",
-                         description="Run an experiment (servers × workloads × load levels × repetitions) headless.")
+                         description="Run an experiment (servers × workloads × load levels × repetitions) headless.",
+                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_STATUSES)
     run.add_argument("experiment", nargs="?", default="default", help="experiment name or .toml path (default: default)")
     run.add_argument("--backend", choices=("docker", "local"), default="docker",
                      help="docker: compose services with CPU/memory limits (default); local: processes on 127.0.0.1")
@@ -137,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except LabError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {strip_ansi(str(err))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as err:  # RunStopped (SIGINT/SIGTERM/SIGHUP) carries its own status
+        return getattr(err, "exit_code", 130)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ import json
 import os
 import platform
 import random
+import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, replace
@@ -33,8 +35,9 @@ from typing import Callable
 from labapp import package_versions
 from labapp.variants import Variant
 from serverlab import LabError
-from serverlab.backends import ROOT, BackendError, DockerBackend, LocalBackend, RunningServer, make_backend
+from serverlab.backends import ROOT, BackendError, DockerBackend, LocalBackend, RunningServer, compose_project, make_backend
 from serverlab.bottleneck import classify
+from serverlab.cpulock import CpuLock
 from serverlab.experiment import Experiment, parse_cpuset
 from serverlab.interference import CpuMonitor, describe_probe, interference_figures, quietness_probe
 from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadOutcome, LoadPlan, parse_wrk, read_outcome, wrk_args
@@ -57,6 +60,28 @@ SHORT_WINDOW_SLACK_S = 0.5
 #: single-threaded server take 3.2 s); a hung server is thus named at most this long
 #: after Locust's own end (its run time plus its 5 s stop timeout).
 HUNG_AFTER_S = 10.0
+
+
+#: Signals that stop a run cleanly (servers and generators first); exit status 128 + the number.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class RunStopped(KeyboardInterrupt):
+    """A run was stopped by a signal (SIGINT, SIGTERM or SIGHUP) after cleaning up.
+
+    :param signum: the signal's number; :attr:`exit_code` is ``128 + signum``
+        (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.signame = signal.Signals(signum).name
+        super().__init__(self.signame)
+
+    @property
+    def exit_code(self) -> int:
+        """The process exit status for this signal: ``128 + signum``."""
+        return 128 + self.signum
 
 
 @dataclass(frozen=True)
@@ -203,8 +228,14 @@ class Runner:
     def run(self, resume: str | None = None) -> Path:
         """Run every planned cell not yet measured; return the run folder.
 
+        While it runs it holds the CPU lock of its cpusets (see :mod:`serverlab.cpulock`)
+        and owns what it starts: on SIGINT, SIGTERM or SIGHUP it stops its server and
+        load generator (processes or containers), says so, and raises :class:`RunStopped`.
+
         :param resume: a run id (or ``"latest"``) to continue instead of starting anew.
-        :raises LabError: on a backend that cannot start, or a bad resume target.
+        :raises LabError: on a backend that cannot start, a bad resume target, or CPUs
+            another run holds (:class:`serverlab.cpulock.CpusBusyError`).
+        :raises RunStopped: when a stop signal arrived (after cleaning up).
         """
         experiment = self.experiment
         if resume:
@@ -222,6 +253,35 @@ class Runner:
             run_dir = self.reports_dir / new_run_id(experiment)
             done = set()
         plan = [cell for cell in plan_cells(experiment, seed) if cell.cell_id not in done]
+        lock = CpuLock([*self.server_cpus, *self.loadgen_cpus],
+                       f"run {run_dir.name} (experiment {experiment.name}, backend {self.backend.name})")
+        lock.acquire()
+        if isinstance(self.backend, DockerBackend):
+            self.backend.project = compose_project(run_dir.name)
+        previous_handlers = self._catch_stop_signals()
+        progress = Progress(len(plan), self.write)
+        stopped: KeyboardInterrupt | None = None
+        try:
+            self._run_cells(plan, run_dir, seed, bool(resume), progress)
+        except KeyboardInterrupt as err:
+            stopped = err
+            raise
+        finally:
+            self._stopping = True  # a second signal must not cut the cleanup short
+            left = self.backend.close()
+            lock.release()
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
+            if stopped is not None:
+                name = stopped.signame if isinstance(stopped, RunStopped) else "SIGINT"
+                self.write(f"\nstopped by {name}: " + (f"stopped {', '.join(left)}; " if left else "")
+                           + f"no server or load generator of this run is left running. {progress.done} cells kept in "
+                           f"{run_dir}/results.jsonl; continue with: serverlab run {experiment.name} --resume {run_dir.name}")
+        return run_dir
+
+    def _run_cells(self, plan: list[PlannedCell], run_dir: Path, seed: int, resume: bool, progress: Progress) -> None:
+        """Prepare the backend, write (or reopen) the results file, and measure ``plan`` in order."""
+        experiment = self.experiment
         if isinstance(self.backend, DockerBackend):
             self.backend.prepare(list(experiment.servers), progress=self.write)
         else:
@@ -230,26 +290,30 @@ class Runner:
         self.write(describe_probe(probe))
         header = RunHeader(run_id=run_dir.name, experiment=experiment.record(),
                            metadata={**run_metadata(experiment, self.backend, seed), "quietness_probe": probe})
-        writer = ResultsWriter(run_dir / "results.jsonl", header, resume=bool(resume))
+        writer = ResultsWriter(run_dir / "results.jsonl", header, resume=resume)
         unit = {"closed": "users", "open": "RPS", "requests": "requests"}[experiment.mode]
         self.write(f"run {run_dir.name}: {len(plan)} cells ({experiment.cell_count} planned), backend {self.backend.name}, "
                    f"seed {seed}, results in {run_dir}/results.jsonl")
         if resume and not plan:
             self.write(f"run {run_dir.name} is complete: every planned cell is ok, nothing to resume")
-        progress = Progress(len(plan), self.write)
-        try:
-            for planned in plan:
-                progress.starting(planned, unit)
-                cell = self.measure_retrying_busy(planned, run_dir)
-                writer.append(cell)
-                progress.finished(cell)
-        except KeyboardInterrupt:
-            self.write(f"\ninterrupted: {progress.done} cells kept in {run_dir}/results.jsonl; "
-                       f"continue with: serverlab run {experiment.name} --resume {run_dir.name}")
-            raise
-        finally:
-            self.backend.close()
-        return run_dir
+        for planned in plan:
+            progress.starting(planned, unit)
+            cell = self.measure_retrying_busy(planned, run_dir)
+            writer.append(cell)
+            progress.finished(cell)
+
+    def _catch_stop_signals(self) -> dict[int, object]:
+        """Turn SIGINT/SIGTERM/SIGHUP into :class:`RunStopped` (main thread only); return the old handlers."""
+        self._stopping = False
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def on_signal(signum: int, _frame: object) -> None:
+            if not self._stopping:
+                self._stopping = True
+                raise RunStopped(signum)
+
+        return {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
 
     def _resolve_run(self, resume: str) -> Path:
         """The run folder ``resume`` names; ``"latest"`` is the newest run of this experiment

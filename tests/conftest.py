@@ -49,6 +49,21 @@ def docker_ready() -> None:
         pytest.skip(f"Docker unavailable: {problem}")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_cpu_locks(tmp_path_factory):
+    """Runs started by this test session lock CPUs in a folder of the session's own, so a
+    test run is not refused because someone else's run (or test session) holds CPUs 0-1."""
+    import os
+
+    previous = os.environ.get("SERVERLAB_LOCK_DIR")
+    os.environ["SERVERLAB_LOCK_DIR"] = str(tmp_path_factory.mktemp("cpu-locks"))
+    yield
+    if previous is None:
+        os.environ.pop("SERVERLAB_LOCK_DIR", None)
+    else:
+        os.environ["SERVERLAB_LOCK_DIR"] = previous
+
+
 @pytest.fixture(scope="module")
 def start_local_server():
     """A factory: ``start_local_server("gunicorn-gthread")`` starts that variant on a free

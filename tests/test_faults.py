@@ -69,18 +69,28 @@ def _server_pids(runner_pid: int) -> list[int]:
     return found
 
 
-def _wait_until_loading(runner: subprocess.Popen, seconds_into_load: float, timeout: float = 120) -> int:
-    """Wait until Locust has run ``seconds_into_load`` s against a server; return the server's pid."""
+def _wait_until_loading(runner: subprocess.Popen, seconds_into_load: float, timeout: float = 300,
+                        local: bool = True) -> int | None:
+    """Wait until Locust has run ``seconds_into_load`` s against a server; return the server's pid (local)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert runner.poll() is None, "the run ended before its load started"
         if any("locust" in _cmdline(p) for p in _descendants(runner.pid)):
             time.sleep(seconds_into_load)
+            if not local:
+                return None
             servers = _server_pids(runner.pid)
             assert servers, "no server process under the runner"
             return servers[0]
         time.sleep(0.1)
     raise AssertionError("Locust never started")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _agrees_with_clean(rps: float, clean: list[float], clean_run) -> bool:
@@ -194,3 +204,65 @@ def test_a_stopped_server_fails_its_cell_naming_the_hang(tmp_path):
     assert "never answered" in cell.error
     assert "measured window" in cell.error
     assert "FAILED: server hung" in (tmp_path / "run.log").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_stop_signal_stops_server_and_generator_first(signum, tmp_path):
+    """Scenario 5 (local): SIGTERM/SIGHUP/SIGINT to the runner alone leave no server or Locust process."""
+    experiment = _write(tmp_path, "tiny", TINY)
+    log = tmp_path / "run.log"
+    runner = _start(["run", str(experiment), "--backend", "local", "--reports-dir", str(tmp_path / "reports")], log)
+    server = _wait_until_loading(runner, 1.0)
+    children = [p.pid for p in _descendants(runner.pid)]
+    assert server in children and len(children) >= 2  # the server and Locust
+    os.kill(runner.pid, signum)
+    assert runner.wait(timeout=60) == 128 + signum, log.read_text()[-2000:]
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in children if _alive(pid)], [_cmdline(psutil.Process(p)) for p in children if _alive(p)]
+    text = log.read_text()
+    assert f"stopped by {signal.Signals(signum).name}" in text
+    assert "--resume " + _run_id(log) in text
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_cpus_is_refused_naming_the_holder(tmp_path):
+    """Scenario 6: two runs at once on one CPU set: the second is refused, naming the first (pid, run id)."""
+    experiment = _write(tmp_path, "tiny", TINY)
+    reports = tmp_path / "reports"
+    first = _start(["run", str(experiment), "--backend", "local", "--reports-dir", str(reports)], tmp_path / "first.log")
+    try:
+        _wait_until_loading(first, 0.5)
+        second = _run(["run", str(experiment), "--backend", "local", "--reports-dir", str(tmp_path / "other")], timeout=60)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert "is in use by another serverlab run" in second.stderr
+        assert f"pid {first.pid}" in second.stderr and _run_id(tmp_path / "first.log") in second.stderr
+        assert not (tmp_path / "other").exists() or not list((tmp_path / "other").glob("*/results.jsonl"))
+    finally:
+        os.kill(first.pid, signal.SIGTERM)
+        assert first.wait(timeout=60) == 143
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_sigterm_to_a_docker_run_leaves_no_container_of_its_project(tmp_path, docker_ready):
+    """Scenarios 5-6 (Docker): a run's own compose project; SIGTERM removes every container of it."""
+    experiment = _write(tmp_path, "tiny", TINY)
+    log = tmp_path / "run.log"
+    runner = _start(["run", str(experiment), "--backend", "docker", "--reports-dir", str(tmp_path / "reports")], log)
+    try:
+        _wait_until_loading(runner, 1.0, timeout=900, local=False)
+        project = "serverlab-" + _run_id(log).lower()
+        listed = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={project}"],
+                                capture_output=True, text=True, timeout=60)
+        assert len(listed.stdout.split()) >= 2, listed  # the server and the one-off Locust container
+    finally:
+        os.kill(runner.pid, signal.SIGTERM)
+        code = runner.wait(timeout=180)
+    assert code == 143, log.read_text()[-2000:]
+    left = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={project}"],
+                          capture_output=True, text=True, timeout=60)
+    assert left.stdout.split() == [], left.stdout
+    assert "stopped by SIGTERM" in log.read_text()
