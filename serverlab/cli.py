@@ -1,6 +1,6 @@
 """The ``serverlab`` command: run experiments, render and compare reports.
 
-    serverlab run [EXPERIMENT] [--backend docker|local] [--resume RUN_ID] [--retry-busy N]
+    serverlab run [EXPERIMENT] [--backend docker|local] [--resume RUN_ID] [--retry-busy N] [--yes]
     serverlab run --list
     serverlab report RESULTS.jsonl... [--out DIR]
     serverlab compare OLD NEW
@@ -29,6 +29,10 @@ from serverlab.experiment import list_experiments, load_experiment
 from serverlab.workloads import WORKLOADS
 
 DEFAULT_REPORTS = Path("reports")
+#: A run estimated to take longer than this (seconds) asks first when stdin is a terminal
+#: (``--yes`` skips the question; without a terminal, as in CI or cron, it just starts).
+#: The shipped ``default`` experiment (~18 min) runs without asking.
+CONFIRM_ABOVE_S = 30 * 60
 #: The exit statuses, as ``--help`` prints them.
 EXIT_STATUSES = (
     "exit status:\n"
@@ -86,7 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("experiment", nargs="?", default="default", help="experiment name or .toml path (default: default)")
     run.add_argument("--backend", choices=("docker", "local"), default="docker",
                      help="docker: compose services with CPU/memory limits (default); local: processes on 127.0.0.1")
-    run.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run (a run id or 'latest')")
+    run.add_argument("--resume", metavar="RUN_ID",
+                     help="continue an interrupted run: a run id, or 'latest' (the newest run of this experiment "
+                          "started); refused if the experiment's settings changed since (start a new run instead)")
+    run.add_argument("--yes", action="store_true",
+                     help=f"start without asking, even when the run is estimated over {CONFIRM_ABOVE_S // 60} min")
     run.add_argument("--retry-busy", type=_retries, default=0, metavar="N",
                      help="re-measure a cell up to N times (0..10) while other programs use the lab's CPUs "
                           "(interference above 5%%); default 0: flag it and move on")
@@ -115,6 +123,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.experiment)
     from serverlab.report import write_report
     from serverlab.runner import Runner, update_latest
+
+    estimate = experiment.estimated_seconds()
+    print(f"{experiment.name}: {experiment.cell_count} cells planned, estimated {estimate / 60:.1f} min "
+          f"({args.backend} backend){'; resuming ' + args.resume if args.resume else ''}")
+    if estimate > CONFIRM_ABOVE_S and not args.yes and sys.stdin.isatty():
+        try:
+            answer = input(f"that is over {CONFIRM_ABOVE_S // 60} min; start it? [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            raise LabError(f"not started; pass --yes to start runs of over {CONFIRM_ABOVE_S // 60} min without asking")
 
     runner = Runner(experiment, args.backend, args.reports_dir, retry_busy=args.retry_busy)
     run_dir = runner.run(resume=args.resume)
@@ -156,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         return handlers[args.command](args)
     except LabError as err:
         print(f"error: {strip_ansi(str(err))}", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. a full disk while writing a report
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # RunStopped (SIGINT/SIGTERM/SIGHUP) carries its own status
         return getattr(err, "exit_code", 130)

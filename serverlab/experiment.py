@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import psutil
+
 from labapp.variants import Variant, VariantError, load_variants
 from serverlab import LabError
 from serverlab.workloads import WORKLOADS
@@ -52,6 +54,8 @@ _TOP_KEYS = {
 _BUDGET_KEYS = {"server_cpus", "server_memory", "server_cpuset", "loadgen_cpuset", "loadgen_processes"}
 _CPUSET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 _MEMORY = re.compile(r"^\d+[kmg]?$")
+#: The smallest server memory limit accepted (bytes): below it no variant starts.
+MIN_SERVER_MEMORY = 32 * 2**20
 
 
 class ExperimentError(LabError):
@@ -188,6 +192,29 @@ def parse_cpuset(text: str) -> list[int]:
     return cpus
 
 
+def format_cpuset(cpus: list[int]) -> str:
+    """CPU numbers as a cpuset string: ``[0, 1, 2, 5] -> "0-2,5"``."""
+    runs: list[list[int]] = []
+    for cpu in sorted(set(cpus)):
+        if runs and runs[-1][1] == cpu - 1:
+            runs[-1][1] = cpu
+        else:
+            runs.append([cpu, cpu])
+    return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in runs)
+
+
+def memory_bytes(size: str) -> int:
+    """Bytes of a Docker-style size: ``"512m" -> 536870912``; ``"0" -> 0``.
+
+    :raises ValueError: if it is not ``<digits>[k|m|g]``.
+    """
+    if not _MEMORY.match(size.lower()):
+        raise ValueError(f"not a size: {size!r} (examples: '512m', '1g')")
+    unit = size[-1].lower()
+    scale = {"k": 2**10, "m": 2**20, "g": 2**30}.get(unit, 1)
+    return int(size[:-1] if unit in "kmg" else size) * scale
+
+
 def list_experiments(directory: Path | None = None) -> dict[str, Path]:
     """Return the shipped experiments, name -> path, sorted."""
     directory = directory or EXPERIMENTS_DIR
@@ -263,6 +290,37 @@ def _loadgen_processes(check: _Checker, value: Any, loadgen_cpuset: str, mode: s
     return {"loadgen_processes": value}
 
 
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on (its affinity mask), sorted."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def check_machine(experiment: Experiment, cpus: list[int] | None = None, memory: int | None = None) -> None:
+    """Check an experiment's budget against this machine, before anything starts.
+
+    :param cpus: usable CPU numbers (default :func:`usable_cpus`).
+    :param memory: this machine's memory in bytes (default: ``psutil.virtual_memory().total``).
+    :raises ExperimentError: for a cpuset naming CPUs this machine lacks (or does not let
+        this process use), or a server memory limit above the machine's memory — naming
+        the key, the value and the valid range.
+    """
+    check = _Checker(Path(experiment.path or experiment.name))
+    usable = set(cpus if cpus is not None else usable_cpus())
+    for key in ("server_cpuset", "loadgen_cpuset"):
+        value = getattr(experiment.budget, key)
+        missing = sorted(set(parse_cpuset(value)) - usable)
+        if missing:
+            raise check.fail(f"budget.{key}", value, f"CPUs of this machine that serverlab may use: "
+                             f"{format_cpuset(sorted(usable))} (CPU(s) {format_cpuset(missing)} do not exist here "
+                             "or are outside this process's affinity)")
+    total = memory if memory is not None else psutil.virtual_memory().total
+    if memory_bytes(experiment.budget.server_memory) > total:
+        raise check.fail("budget.server_memory", experiment.budget.server_memory,
+                         f"a size from {MIN_SERVER_MEMORY // 2**20}m to this machine's memory, {total // 2**20}m")
+
+
 def load_experiment(name_or_path: str, directory: Path | None = None, variants_dir: Path | None = None) -> Experiment:
     """Load and validate an experiment before anything runs.
 
@@ -276,6 +334,9 @@ def load_experiment(name_or_path: str, directory: Path | None = None, variants_d
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ExperimentError(f"{path}: not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ExperimentError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+                              "save the experiment file as UTF-8") from None
     except OSError as err:
         raise ExperimentError(f"{path}: {err.strerror}") from None
     check = _Checker(path)
@@ -328,6 +389,8 @@ def load_experiment(name_or_path: str, directory: Path | None = None, variants_d
         raise check.fail("params", params_table, "a table of workload tables, e.g. [params.cpu]")
     params: dict[str, dict[str, int]] = {}
     for name in params_table:
+        if not isinstance(params_table[name], dict):
+            raise check.fail(f"params.{name}", params_table[name], f"a table of parameters, e.g. [params.{name}]")
         if name not in WORKLOADS:
             raise ExperimentError(f"{path}: key 'params.{name}': unknown workload {name!r}; valid: {', '.join(WORKLOADS)}")
     for name in [*workloads, *(n for n in params_table if n not in workloads)]:
@@ -364,12 +427,18 @@ def load_experiment(name_or_path: str, directory: Path | None = None, variants_d
         if key not in _BUDGET_KEYS:
             raise ExperimentError(f"{path}: key 'budget.{key}' is unknown; valid: {', '.join(sorted(_BUDGET_KEYS))}")
     defaults = Budget()
-    memory = str(budget_table.get("server_memory", defaults.server_memory)).lower()
-    if not _MEMORY.match(memory):
-        raise check.fail("budget.server_memory", memory, "a size like '512m' or '1g'")
+    memory = budget_table.get("server_memory", defaults.server_memory)
+    if not isinstance(memory, str) or not _MEMORY.match(memory.lower()):
+        raise check.fail("budget.server_memory", memory, "a string size like '512m' or '1g'")
+    memory = memory.lower()
+    if memory_bytes(memory) < MIN_SERVER_MEMORY:
+        raise check.fail("budget.server_memory", memory, f"a size from {MIN_SERVER_MEMORY // 2**20}m up to this "
+                         "machine's memory (a server with a few workers needs tens of MiB)")
     cpusets = {}
     for key in ("server_cpuset", "loadgen_cpuset"):
-        value = str(budget_table.get(key, getattr(defaults, key)))
+        value = budget_table.get(key, getattr(defaults, key))
+        if not isinstance(value, str):
+            raise check.fail(f"budget.{key}", value, "a string cpuset such as '0', '0-1' or '0,2'")
         try:
             cpusets[key] = set(parse_cpuset(value))
         except ValueError:

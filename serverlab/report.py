@@ -699,8 +699,9 @@ def _metadata(header: RunHeader) -> list[tuple[str, str]]:
                        ("cpu_model", "CPU model"), ("git_commit", "git commit")):
         if meta.get(key) is not None:
             out.append((label, str(meta[key])))
-    limits = [f"{k}={meta[k]}" for k in ("server_cpus", "server_memory", "server_cpuset", "loadgen_cpuset")
-              if meta.get(k) is not None]
+    unenforced = ("server_cpus", "server_memory") if meta.get("limits_enforced") is False else ()
+    limits = [f"{k}={meta[k]}" + (" (not enforced by the local backend)" if k in unenforced else "")
+              for k in ("server_cpus", "server_memory", "server_cpuset", "loadgen_cpuset") if meta.get(k) is not None]
     if limits:
         out.append(("limits", ", ".join(limits)))
     if meta.get("loadgen_processes_chosen"):
@@ -770,6 +771,8 @@ def _requests_table(rows: list[Row], header: RunHeader) -> Table:
     reps = max(r.repetitions for r in rows)
     cpus = first.config.get("server_cpus", header.metadata.get("server_cpus", "?"))
     memory = first.config.get("server_memory", header.metadata.get("server_memory", "?"))
+    if header.metadata.get("limits_enforced") is False:
+        cpus = memory = "not enforced"
     table.intro.append(
         f"Each cell is the median wall time in seconds to complete that many requests to the "
         f"{first.workload} endpoint ({_fmt_params(first.workload_params)}) with "
@@ -892,8 +895,9 @@ def _config_table(rows: list[Row]) -> Table:
         line = [
             variant, str(config.get("server", "—")), str(config.get("model", "—")),
             str(config.get("workers", "—")), str(config.get("threads", "—")), _slots(config),
-            _yes_no(config.get("keep_alive")), str(config.get("server_cpus", "—")),
-            str(config.get("server_memory", "—")),
+            _yes_no(config.get("keep_alive")),
+            *(["not enforced", "not enforced"] if config.get("backend") == "local"  # no cgroup: pinning only
+              else [str(config.get("server_cpus", "—")), str(config.get("server_memory", "—"))]),
         ]
         for key in optional:
             value = config.get(key)
@@ -1231,6 +1235,15 @@ def render_json(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[str,
 # --------------------------------------------------------------------------- files
 
 
+def planned_cell_count(experiment: dict[str, Any]) -> int | None:
+    """Cells a run of this experiment record plans (servers × workloads × levels × repetitions), or ``None``."""
+    try:
+        return (len(experiment["servers"]) * len(experiment["workloads"]) * len(experiment["levels"])
+                * int(experiment["repetitions"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def load_results(results_paths: Sequence[Path]) -> tuple[RunHeader, list[Cell], list[str]]:
     """Read one or more results files of the same experiment and concatenate their cells.
 
@@ -1262,6 +1275,13 @@ def load_results(results_paths: Sequence[Path]) -> tuple[RunHeader, list[Cell], 
             if h.metadata.get(key) != first.metadata.get(key):
                 extra.append(f"{path}: {key} {h.metadata.get(key)!r} differs from {first.metadata.get(key)!r} "
                              f"in {paths[0]}; figures from the two may not be comparable.")
+    for path, (h, cs) in zip(paths, loaded):
+        planned = planned_cell_count(h.experiment)
+        if planned and len({c.cell_id for c in cs}) < planned:
+            missing = planned - len({c.cell_id for c in cs})
+            extra.append(f"{path}: {missing} of {planned} planned cells are missing (the run was stopped, or a "
+                         f"results line was lost); continue it with: serverlab run {h.experiment.get('name')} "
+                         f"--resume {h.run_id}")
     cells = [c for _, cs in loaded for c in cs]
     if not cells:
         raise ReportError(f"no cells in {', '.join(map(str, paths))}: nothing was measured yet")

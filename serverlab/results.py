@@ -16,10 +16,13 @@ Units: times in seconds unless the key ends in ``_ms`` (milliseconds) or ``_us``
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from serverlab import LabError
 
@@ -211,7 +214,7 @@ class ResultsWriter:
     def __init__(self, path: Path, header: RunHeader, resume: bool = False) -> None:
         self.path = Path(path)
         if resume:
-            existing = read_results(self.path)[0]
+            existing = read_results(self.path, warn=lambda _message: None)[0]
             if existing.run_id != header.run_id:
                 raise ResultsError(f"{self.path}: holds run {existing.run_id!r}, not {header.run_id!r}")
             self._drop_partial_line()
@@ -222,19 +225,37 @@ class ResultsWriter:
             self._write_line(json.dumps(asdict(header), sort_keys=True))
 
     def _drop_partial_line(self) -> None:
-        """Cut a last line left unfinished by a run killed mid-write (read_results ignores it)."""
+        """Cut a last line that is not a valid cell (a write cut short, or garbage), so the
+        next cell starts on a line of its own; the cut text is kept in ``<file>.dropped``."""
         data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
+        lines = data.splitlines(keepends=True)
+        while lines and not lines[-1].strip():
+            lines.pop()
+        if len(lines) < 2:
+            return
+        try:
+            _parse_cell(self.path, len(lines), lines[-1].decode("utf-8"))
+        except (ResultsError, UnicodeDecodeError):
+            keep = sum(len(line) for line in lines[:-1])
+            with self.path.with_name(self.path.name + ".dropped").open("ab") as dropped:
+                dropped.write(lines[-1].rstrip(b"\n") + b"\n")
             with self.path.open("r+b") as handle:
-                handle.truncate(data.rfind(b"\n") + 1)
+                handle.truncate(keep)
+            return
+        if not data.endswith(b"\n"):  # a valid cell whose newline was never written
+            with self.path.open("ab") as handle:
+                handle.write(b"\n")
 
     def _write_line(self, line: str) -> None:
-        import os
-
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as err:
+            hint = " (the disk is full: free space, then resume the run)" if err.errno == errno.ENOSPC else ""
+            raise ResultsError(f"cannot write to {self.path}: {err.strerror}{hint}; every cell written "
+                               "before this one is kept") from None
 
     def append(self, cell: Cell) -> None:
         """Append one cell as a JSON line, durably."""
@@ -258,19 +279,39 @@ def _parse_line(path: Path, number: int, line: str) -> dict[str, Any]:
     return data
 
 
-def read_results(path: Path) -> tuple[RunHeader, list[Cell]]:
+def _parse_cell(path: Path, number: int, line: str) -> Cell:
+    """Parse line ``number`` of ``path`` as a cell.
+
+    :raises ResultsError: naming the line if it is not a valid cell line.
+    """
+    data = _parse_line(path, number, line)
+    if data.get("kind") != "cell":
+        raise ResultsError(f"{path}:{number}: expected a cell line, got kind {data.get('kind')!r}")
+    try:
+        return Cell(**{k: v for k, v in data.items() if k in _CELL_FIELDS})
+    except (TypeError, ResultsError) as err:
+        raise ResultsError(f"{path}:{number}: {err}") from None
+
+
+def _warn_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def read_results(path: Path, warn: Callable[[str], None] | None = None) -> tuple[RunHeader, list[Cell]]:
     """Read one results file.
 
-    A truncated last line (a run killed mid-write) is ignored; any other bad line
-    is an error. Of cells with the same ``cell_id`` the last one wins (a resumed
-    run re-measures failed cells).
+    A bad last line (a run killed mid-write, or garbage) is skipped with a warning
+    naming its line number; a bad line anywhere else is an error. Of cells with the
+    same ``cell_id`` the last one wins (a resumed run re-measures failed cells).
 
+    :param warn: receives the warning text (default: printed to stderr as ``warning: ...``).
     :return: the run header and its cells in file order.
-    :raises ResultsError: if the file is missing, empty, or malformed.
+    :raises ResultsError: if the file is missing, empty, not UTF-8, or malformed.
     """
     path = Path(path)
+    warn = warn or _warn_stderr
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
     except OSError as err:
         raise ResultsError(f"{path}: {err.strerror}") from None
     if not lines:
@@ -278,23 +319,23 @@ def read_results(path: Path) -> tuple[RunHeader, list[Cell]]:
     header_data = _parse_line(path, 1, lines[0])
     if header_data.get("kind") != "run":
         raise ResultsError(f"{path}:1: the first line must be the run header")
-    header = RunHeader(**{k: v for k, v in header_data.items() if k in _RUN_FIELDS})
+    try:
+        header = RunHeader(**{k: v for k, v in header_data.items() if k in _RUN_FIELDS})
+    except TypeError as err:
+        raise ResultsError(f"{path}:1: not a run header ({err})") from None
+    last = max((n for n, line in enumerate(lines, start=1) if line.strip()), default=1)
     cells: dict[str, Cell] = {}
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         try:
-            data = _parse_line(path, number, line)
-        except _PartialLine:
-            if number == len(lines):
-                break  # a line cut short by an interrupted write
+            cell = _parse_cell(path, number, line)
+        except ResultsError as err:
+            if number == last:
+                warn(f"skipped line {number} of {path}, the last one: {str(err).split(': ', 1)[-1]} "
+                     "(a write cut short, or garbage); its cell counts as not measured")
+                break
             raise
-        if data.get("kind") != "cell":
-            raise ResultsError(f"{path}:{number}: expected a cell line, got kind {data.get('kind')!r}")
-        try:
-            cell = Cell(**{k: v for k, v in data.items() if k in _CELL_FIELDS})
-        except (TypeError, ResultsError) as err:
-            raise ResultsError(f"{path}:{number}: {err}") from None
         cells.pop(cell.cell_id, None)
         cells[cell.cell_id] = cell
     return header, list(cells.values())

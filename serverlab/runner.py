@@ -18,6 +18,7 @@ no variant always runs first, last, or after the same neighbour.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -38,7 +39,7 @@ from serverlab import LabError
 from serverlab.backends import ROOT, BackendError, DockerBackend, LocalBackend, RunningServer, compose_project, make_backend
 from serverlab.bottleneck import classify
 from serverlab.cpulock import CpuLock
-from serverlab.experiment import Experiment, parse_cpuset
+from serverlab.experiment import Experiment, check_machine, parse_cpuset
 from serverlab.interference import CpuMonitor, describe_probe, interference_figures, quietness_probe
 from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadOutcome, LoadPlan, parse_wrk, read_outcome, wrk_args
 from serverlab.results import Cell, ResultsWriter, RunHeader, read_results
@@ -147,6 +148,41 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _settings(record: dict[str, object]) -> dict[str, object]:
+    """An experiment record's settings as JSON would give them back, name-independent parts only."""
+    return json.loads(json.dumps({k: v for k, v in record.items() if k not in ("description", "path")}, default=str))
+
+
+def experiment_digest(experiment: Experiment) -> str:
+    """A digest of the effective experiment: its settings and its variants as they would run.
+
+    Two loads of an unchanged experiment file (and unchanged ``servers/*.toml``) give the
+    same digest; any setting that changes what is measured changes it.
+
+    :return: 16 hex digits (the start of a SHA-256).
+    """
+    effective = {"settings": _settings(experiment.record()),
+                 "variants": {name: variant.record() for name, variant in experiment.variants().items()}}
+    return hashlib.sha256(json.dumps(effective, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def check_unchanged(experiment: Experiment, header: RunHeader) -> None:
+    """Refuse to resume a run whose experiment changed since it began.
+
+    :raises LabError: naming the changed settings, and how to start a new run instead.
+    """
+    old, new = _settings(header.experiment), _settings(experiment.record())
+    changed = sorted(key for key in {*old, *new} if old.get(key) != new.get(key))
+    recorded = header.metadata.get("experiment_digest")
+    if (recorded is None and not changed) or recorded == experiment_digest(experiment):
+        return
+    what = "; ".join(f"{key}: {old.get(key)!r} then, {new.get(key)!r} now" for key in changed) \
+        or "the server variants' declarations (servers/*.toml)"
+    raise LabError(f"experiment {experiment.name!r} changed since run {header.run_id} began ({what}); resuming would "
+                   "mix cells measured under different settings. Run it without --resume to start a new run, "
+                   "or restore the settings to resume this one")
+
+
 def run_metadata(experiment: Experiment, backend: LocalBackend | DockerBackend, seed: int) -> dict[str, object]:
     """The facts stored once per run: host, versions, limits, commit, seed."""
     return {
@@ -158,6 +194,7 @@ def run_metadata(experiment: Experiment, backend: LocalBackend | DockerBackend, 
         "git_commit": _git_commit(),
         "started_at": time.time(),
         "seed": seed,
+        "experiment_digest": experiment_digest(experiment),
         "server_cpus": experiment.budget.server_cpus,
         "server_memory": experiment.budget.server_memory,
         "server_cpuset": experiment.budget.server_cpuset,
@@ -211,10 +248,13 @@ class Runner:
     :param reports_dir: the parent of run folders.
     :param write: progress output (``print`` by default).
     :param retry_busy: re-measure a cell flagged for interference up to this many times.
+    :raises serverlab.experiment.ExperimentError: if the budget does not fit this machine
+        (:func:`serverlab.experiment.check_machine`).
     """
 
     def __init__(self, experiment: Experiment, backend: str, reports_dir: Path,
                  write: Callable[[str], None] = print, retry_busy: int = 0) -> None:
+        check_machine(experiment)
         self.experiment = experiment
         self.backend = make_backend(backend, experiment.budget)
         self.reports_dir = Path(reports_dir).resolve()
@@ -243,6 +283,7 @@ class Runner:
             header, done_cells = read_results(run_dir / "results.jsonl")
             if header.experiment.get("name") != experiment.name:
                 raise LabError(f"run {header.run_id} is of experiment {header.experiment.get('name')!r}, not {experiment.name!r}")
+            check_unchanged(experiment, header)
             seed = int(header.metadata["seed"])
             done = {c.cell_id for c in done_cells if c.status == "ok"}
             for cell in done_cells:

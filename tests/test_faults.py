@@ -158,7 +158,7 @@ def test_resume_after_ctrl_c_and_after_killed_server_matches_a_clean_run(tmp_pat
     assert f"run {interrupted.name}: 1 cells" in resumed.stdout
     cell = _only_cell(interrupted)
     assert cell.status == "ok" and cell.failures == 0
-    assert cell.duration_s == pytest.approx(4, rel=0.1)
+    assert 3.4 <= cell.duration_s <= 4.6  # this attempt's window only (a merged one spans both attempts)
     assert _agrees_with_clean(cell.rps, clean_rps, clean_run), (cell.rps, clean_rps)
     assert (interrupted / "cells" / CELL_DIR / "attempt-2" / "locust_stats.csv").is_file()
 
@@ -174,7 +174,7 @@ def test_resume_after_ctrl_c_and_after_killed_server_matches_a_clean_run(tmp_pat
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     cell = _only_cell(killed_run)
     assert cell.status == "ok" and cell.failures == 0, cell
-    assert cell.duration_s == pytest.approx(4, rel=0.1)
+    assert 3.4 <= cell.duration_s <= 4.6  # this attempt's window only (a merged one spans both attempts)
     assert _agrees_with_clean(cell.rps, clean_rps, clean_run), (cell.rps, clean_rps)
 
 
@@ -266,3 +266,190 @@ def test_sigterm_to_a_docker_run_leaves_no_container_of_its_project(tmp_path, do
                           capture_output=True, text=True, timeout=60)
     assert left.stdout.split() == [], left.stdout
     assert "stopped by SIGTERM" in log.read_text()
+
+
+# -- fast: pure logic and errors that need no server ---------------------------------------
+
+
+def _cli_main(args: list[str], capsys) -> tuple[int, str, str]:
+    from serverlab.cli import main
+
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_the_experiment_digest_changes_with_any_effective_setting(tmp_path):
+    from serverlab.experiment import load_experiment
+    from serverlab.runner import experiment_digest
+
+    first = load_experiment(str(_write(tmp_path, "tiny", TINY)))
+    again = load_experiment(str(_write(tmp_path / "..", "tiny", TINY)))  # another path, same settings
+    assert experiment_digest(first) == experiment_digest(again) and len(experiment_digest(first)) == 16
+    for change in ("duration = 4", "duration = 5", "[overrides.gunicorn-gthread]\nthreads = 4\n"):
+        other = load_experiment(str(_write(tmp_path, "tiny", TINY.replace("duration = 4", change)
+                                           if change.startswith("duration") else TINY + change)))
+        assert (experiment_digest(other) == experiment_digest(first)) == (change == "duration = 4")
+
+
+def test_resume_refuses_an_experiment_changed_since_the_run_began(tmp_path, capsys):
+    from serverlab.experiment import load_experiment
+    from serverlab.results import ResultsWriter, RunHeader
+    from serverlab.runner import experiment_digest
+
+    path = _write(tmp_path, "tiny", TINY)
+    experiment = load_experiment(str(path))
+    run_dir = tmp_path / "reports" / "20260101-000000-tiny"
+    ResultsWriter(run_dir / "results.jsonl", RunHeader("20260101-000000-tiny", experiment.record(),
+                                                       {"seed": 1, "experiment_digest": experiment_digest(experiment)}))
+    path.write_text(TINY.replace("duration = 4", "duration = 6"))
+    code, _, err = _cli_main(["run", str(path), "--backend", "local", "--reports-dir", str(tmp_path / "reports"),
+                              "--resume", "latest"], capsys)
+    assert code == 2
+    assert "changed since run 20260101-000000-tiny began" in err and "duration: 4.0 then, 6.0 now" in err
+    assert "without --resume to start a new run" in err
+
+
+def test_resume_latest_with_no_runs_lists_no_results_file(tmp_path, capsys):
+    experiment = _write(tmp_path, "tiny", TINY)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "latest").symlink_to("nowhere")
+    code, _, err = _cli_main(["run", str(experiment), "--backend", "local", "--reports-dir", str(reports),
+                              "--resume", "latest"], capsys)
+    assert code == 2 and "no run of experiment 'tiny'" in err and "runs there: none" in err
+    assert "results.jsonl" not in err.split("runs there:")[1]
+
+
+def test_a_bad_last_results_line_is_skipped_with_its_line_number_and_resume_drops_it(tmp_path):
+    from serverlab.results import ResultsWriter, read_results
+    from report_factories import make_cell, make_header
+
+    path = tmp_path / "results.jsonl"
+    header = make_header()
+    writer = ResultsWriter(path, header)
+    writer.append(make_cell("gunicorn-sync"))
+    good = path.read_text()
+    for bad in ("garbage that is not JSON\n", '{"kind": "cell", "version": 1, "cell_id": "x"}\n',
+                make_cell("werkzeug-single").to_json()[:80]):
+        path.write_text(good + bad)
+        warnings: list[str] = []
+        _, cells = read_results(path, warn=warnings.append)
+        assert [c.variant for c in cells] == ["gunicorn-sync"]
+        assert len(warnings) == 1 and "skipped line 3" in warnings[0]
+        resumed = ResultsWriter(path, header, resume=True)
+        resumed.append(make_cell("werkzeug-single"))
+        warnings.clear()
+        _, cells = read_results(path, warn=warnings.append)
+        assert [c.variant for c in cells] == ["gunicorn-sync", "werkzeug-single"] and warnings == []
+        assert bad.strip() in (tmp_path / "results.jsonl.dropped").read_text()
+
+
+def test_a_full_disk_while_appending_results_is_a_clear_error(tmp_path):
+    from serverlab.results import ResultsError, ResultsWriter
+    from report_factories import make_cell, make_header
+
+    path = tmp_path / "results.jsonl"
+    writer = ResultsWriter(path, make_header())
+    path.unlink()
+    path.symlink_to("/dev/full")  # every write to /dev/full fails with ENOSPC, as on a full disk
+    with pytest.raises(ResultsError) as info:
+        writer.append(make_cell("gunicorn-sync"))
+    assert "No space left on device" in str(info.value) and "disk is full" in str(info.value)
+
+
+def test_a_missing_cell_is_counted_in_the_report(tmp_path):
+    from serverlab.report import write_report
+    from serverlab.results import ResultsWriter
+    from report_factories import make_cell, make_header
+
+    header = make_header(servers=["gunicorn-sync", "werkzeug-single"], workloads=["hello"], levels=[8], repetitions=2)
+    writer = ResultsWriter(tmp_path / "results.jsonl", header)
+    writer.append(make_cell("gunicorn-sync"))
+    summary = write_report([tmp_path / "results.jsonl"], tmp_path)["markdown"].read_text()
+    assert "3 of 4 planned cells are missing" in summary and f"--resume {header.run_id}" in summary
+
+
+def test_local_backend_reports_say_limits_are_not_enforced(tmp_path):
+    from serverlab.report import write_report
+    from serverlab.results import ResultsWriter
+    from report_factories import make_cell, make_header
+
+    header = make_header()
+    header.metadata.update(limits_enforced=False, server_cpus=1.0, server_memory="512m")
+    writer = ResultsWriter(tmp_path / "results.jsonl", header)
+    cell = make_cell("gunicorn-sync")
+    writer.append(type(cell)(**{**cell.__dict__, "config": {**cell.config, "backend": "local"}}))
+    summary = write_report([tmp_path / "results.jsonl"], tmp_path)["markdown"].read_text()
+    assert "server_memory=512m (not enforced by the local backend)" in summary
+    config = summary.split("## Configuration")[1].split("##")[0]
+    assert "not enforced" in config and "512m" not in config
+
+
+@pytest.mark.parametrize(("text", "key", "expected"), [
+    ('server_memory = "0"', "budget.server_memory", "from 32m"),
+    ("server_memory = 512", "budget.server_memory", "a string size"),
+    ("server_cpuset = 0", "budget.server_cpuset", "a string cpuset"),
+])
+def test_budget_values_are_checked_naming_value_and_range(tmp_path, text, key, expected):
+    from serverlab.experiment import ExperimentError, load_experiment
+
+    with pytest.raises(ExperimentError) as info:
+        load_experiment(str(_write(tmp_path, "bad", TINY + f"[budget]\n{text}\n")))
+    value = text.split(" = ")[1].replace('"', "'")
+    assert key in str(info.value) and f"= {value} is invalid" in str(info.value) and expected in str(info.value)
+
+
+def test_cpusets_and_memory_are_checked_against_this_machine(tmp_path):
+    from serverlab.experiment import ExperimentError, check_machine, load_experiment, usable_cpus
+
+    ok = load_experiment(str(_write(tmp_path, "ok", TINY)))
+    check_machine(ok, cpus=[0, 1], memory=2**30)
+    far = max(usable_cpus()) + 5
+    beyond = load_experiment(str(_write(tmp_path, "far", TINY + f'[budget]\nloadgen_cpuset = "{far}"\n')))
+    with pytest.raises(ExperimentError) as info:
+        check_machine(beyond)
+    assert "budget.loadgen_cpuset" in str(info.value) and f"CPU(s) {far} do not exist" in str(info.value)
+    with pytest.raises(ExperimentError, match="budget.server_memory.*this machine's memory, 256m"):
+        check_machine(ok, memory=256 * 2**20)
+
+
+def test_wrong_types_and_non_utf8_files_are_clear_errors(tmp_path):
+    from serverlab.experiment import ExperimentError, load_experiment
+
+    with pytest.raises(ExperimentError, match=r"'params.io' = 5 is invalid; expected a table"):
+        load_experiment(str(_write(tmp_path, "typed", TINY.replace("[params.io]\nms = 100\n", "[params]\nio = 5\n"))))
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('description = "caf\u00e9"\n'.encode("latin-1") + TINY.encode())
+    with pytest.raises(ExperimentError, match="not UTF-8 text.*0xe9"):
+        load_experiment(str(latin1))
+
+
+def test_tool_output_and_error_messages_carry_no_ansi_codes(tmp_path, capsys):
+    from serverlab.backends import _run
+
+    coloured = _run(["sh", "-c", r"printf '\033[31merror\033[0m: \033[1;33mno such service\033[0m'"], 10)
+    assert coloured.output == "error: no such service"
+    code, _, err = _cli_main(["report", str(tmp_path / "\x1b[31mred\x1b[0m.jsonl")], capsys)
+    assert code == 2 and "\x1b" not in err and "red.jsonl" in err
+
+
+def test_a_long_run_asks_first_on_a_terminal(tmp_path):
+    import pty
+
+    big = _write(tmp_path, "big", 'servers = "all"\nworkloads = ["hello", "cpu", "io"]\nusers = [1, 8, 64]\n'
+                 "duration = 60\nwarmup = 5\n")
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "serverlab.cli", "run", str(big), "--backend", "local",
+                                 "--reports-dir", str(tmp_path / "reports")], cwd=ROOT, stdin=follower,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        os.write(leader, b"n\n")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert proc.returncode == 2, out + err
+    assert "big: 63 cells planned, estimated 74.6 min" in out and "start it? [y/N]" in out
+    assert "not started; pass --yes" in err
+    assert not (tmp_path / "reports").exists()

@@ -223,9 +223,18 @@ def test_wrong_version_is_refused(tmp_path, version):
         read_results(path)
 
 
-def test_wrong_version_on_the_last_line_is_refused(tmp_path):
+def test_wrong_version_on_the_last_line_is_skipped_with_a_warning(tmp_path):
     path = write_lines(tmp_path / "results.jsonl", header_line(), cell_line(), cell_line(make_cell("werkzeug-single"), version=99))
-    with pytest.raises(ResultsError, match="schema version"):
+    warnings: list[str] = []
+    _, cells = read_results(path, warn=warnings.append)
+    assert len(cells) == 1 and len(warnings) == 1
+    assert "line 3" in warnings[0] and "schema version" in warnings[0]
+
+
+def test_wrong_version_before_the_last_line_is_refused(tmp_path):
+    path = write_lines(tmp_path / "results.jsonl", header_line(), cell_line(make_cell("werkzeug-single"), version=99),
+                       cell_line())
+    with pytest.raises(ResultsError, match=f"{path}:2: schema version"):
         read_results(path)
 
 
