@@ -450,6 +450,9 @@ def test_a_long_run_asks_first_on_a_terminal(tmp_path):
         os.close(leader)
         os.close(follower)
     assert proc.returncode == 2, out + err
-    assert "big: 63 cells planned, estimated 74.6 min" in out and "start it? [y/N]" in out
+    from serverlab.experiment import load_experiment
+
+    minutes = load_experiment(str(big)).estimated_seconds() / 60
+    assert f"big: 63 cells planned, estimated {minutes:.1f} min" in out and "start it? [y/N]" in out
     assert "not started; pass --yes" in err
     assert not (tmp_path / "reports").exists()
