@@ -232,6 +232,11 @@ def _on_init(environment, **_kwargs) -> None:
     _ENV["environment"] = environment
     workloads = {"hello": HelloUser, "json": JsonUser, "cpu": CpuUser, "io": IoUser, "mixed": MixedUser}
     LabUI(environment, workloads, RECORDER, VARIANTS, lambda name: TARGET_URL_TEMPLATE.format(name=name)).install()
+    # The event loop's clock was last read when gevent started, before imports and set-up
+    # that can take seconds on a busy machine; Locust's --run-time timer is set right after
+    # this event, relative to that clock, and would fire that much early (a 3 s run measured
+    # 0.4 s here). Refresh it so timers count from now.
+    gevent.get_hub().loop.update_now()
 
 
 def _end_warmup(environment) -> None:
@@ -247,6 +252,7 @@ def _on_test_start(environment, **_kwargs) -> None:
     RECORDER.reset()
     warmup = getattr(environment.parsed_options, "warmup_seconds", 0.0) if environment.parsed_options else 0.0
     if warmup > 0:
+        gevent.get_hub().loop.update_now()  # the warm-up counts from now, not from the loop's last wake-up
         gevent.spawn_later(warmup, _end_warmup, environment)
 
 

@@ -120,6 +120,8 @@ class LoadOutcome:
     :param total_time_s: requests mode: first send to last response (seconds).
     :param open_load: open mode: sent, late sends, max lag (ms), whether it fell behind.
     :param locust: Locust's own aggregate row (``rps``, ``p50_ms`` ...), ``{}`` if absent.
+    :param window_end: Unix seconds the last Locust process stopped recording (its test
+        stop): well after the last response when the server stopped answering.
     :param unanswered: requests sent (warm-up included) that had no answer when Locust
         stopped, summed over processes: a server that hangs leaves them.
     :param rps_trend: relative change of throughput from the first to the last third
@@ -143,6 +145,7 @@ class LoadOutcome:
     locust: dict[str, float]
     rps_trend: float | None = None
     unanswered: int = 0
+    window_end: float = 0.0
     timeline: dict[str, Any] | None = None
 
     @property
@@ -281,6 +284,7 @@ def read_outcome(out_dir: Path, plan: LoadPlan, log_text: str = "") -> LoadOutco
                       for d in dumps) for i in range(seconds)]
     return LoadOutcome(
         rps_trend=throughput_trend(per_second), unanswered=sum(int(d.get("unanswered", 0)) for d in dumps),
+        window_end=max(d["window_end_at"] for d in dumps),
         timeline=merge_timelines(dumps),
         requests=requests, failures=failures, duration_s=duration, window=(start, end),
         histogram=merged.encode().decode("ascii") if requests else None,

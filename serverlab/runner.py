@@ -520,9 +520,11 @@ class Runner:
         problems = []
         allowed = max(experiment.duration * SHORT_WINDOW_TOLERANCE, SHORT_WINDOW_SLACK_S)
         if experiment.mode != "requests" and experiment.duration - outcome.duration_s > allowed:
+            silent_tail = outcome.window_end - outcome.window[1]
+            why = (f"the server stopped answering {silent_tail:.1f} s before Locust stopped" if silent_tail > allowed
+                   else "Locust's run ended early (its timers were late or it was starved of CPU)")
             problems.append(f"measured window {outcome.duration_s:.2f} s of {experiment.duration:g} s planned "
-                            f"(shorter by more than {allowed:.2g} s): the server stopped answering "
-                            f"{experiment.duration - outcome.duration_s:.1f} s before the end")
+                            f"(shorter by more than {allowed:.2g} s): {why}")
         if outcome.unanswered and experiment.mode != "open":
             problems.append(f"{outcome.unanswered} request(s) sent but never answered when Locust stopped")
         return problems
