@@ -246,7 +246,10 @@ def _aggregate_key(cells: list[Cell]) -> Row:
                     f"more processes.")
 
     calibration = None
-    calibrated = [c for c in ok if c.calibration]
+    for cell in ok:
+        if cell.calibration and cell.calibration.get("note"):
+            add_warning(f"{label}: calibration: {cell.calibration['note']}")
+    calibrated = [c for c in ok if c.calibration and "wrk_rps" in c.calibration and "ratio" in c.calibration]
     if calibrated:
         calibration = {
             "locust_rps": _median([c.rps for c in calibrated]),

@@ -204,3 +204,12 @@ def test_open_mode_verdict_leaves_out_interference():
     verdict = verdicts(aggregate(make_header(), cells), 100)["io"]
     assert verdict.startswith("gunicorn-gevent wins (open mode): it sustained 200 RPS")
     assert "Left out (other programs used the lab's CPUs while they ran: interference): gunicorn-sync." in verdict
+
+
+def test_a_failed_calibration_is_a_warning_not_a_crash():
+    """wrk missing or failing leaves a note instead of figures; the report still renders."""
+    cells = [make_cell("gunicorn-sync", repetition=r, calibration={"note": "wrk failed: wrk: not found"}) for r in (1, 2)]
+    rows = aggregate(make_header(), cells)
+    assert rows[0].calibration is None
+    assert any("calibration: wrk failed" in w for w in rows[0].warnings)
+    assert "gunicorn-sync" in render_markdown(make_header(), rows)
