@@ -600,3 +600,73 @@ def test_background_jobs_start_refuses_at_the_cap(app):
     assert jobs.start(app, 2000, max_running=1) is not None
     assert jobs.start(app, 0, max_running=1) is None
     assert jobs.running() == 1
+
+
+# --- the dev server's bounds: connection threads and silent connections (issue 8) --------
+
+
+def test_devserver_refuses_bad_bounds(run_simple_calls, capsys):
+    for argv in (["--max-connections", "4"], ["--threaded", "--max-connections", "-1"],
+                 ["--read-timeout", "0"], ["--read-timeout", "99999"]):
+        with pytest.raises(SystemExit):
+            devserver.main(argv)
+    assert run_simple_calls == []
+    assert "--read-timeout" in capsys.readouterr().err
+
+
+def test_devserver_read_timeout_reaches_the_handler(run_simple_calls):
+    devserver.main(["--port", "0", "--read-timeout", "5"])
+    [(_args, kwargs)] = run_simple_calls
+    assert issubclass(kwargs["request_handler"], devserver.QuietRequestHandler)
+    assert kwargs["request_handler"].timeout == 5
+    assert devserver.QuietRequestHandler.timeout == devserver.READ_TIMEOUT_S == 10
+
+
+def connection_threads() -> int:
+    """Threads the threading mix-in started for connections, in this process."""
+    return sum(1 for thread in threading.enumerate() if "process_request_thread" in thread.name)
+
+
+def test_bounded_threaded_server_caps_connection_threads(app):
+    """12 idle connections to a server bounded at 3: 3 connection threads, the others wait
+    in the backlog; once the idle ones close, requests are answered again."""
+    server = devserver.BoundedThreadedWSGIServer("127.0.0.1", 0, app, devserver.QuietRequestHandler, max_connections=3)
+    loop = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    loop.start()
+    before = connection_threads()
+    idle = [socket.create_connection(("127.0.0.1", server.server_port), timeout=5) for _ in range(12)]
+    try:
+        deadline = time.monotonic() + POLL_TIMEOUT_S
+        while connection_threads() - before < 3:
+            assert time.monotonic() < deadline, "the server did not take the first connections"
+            time.sleep(0.01)
+        time.sleep(0.2)  # room for any over-admission to show
+        assert connection_threads() - before == 3
+    finally:
+        for sock in idle:
+            sock.close()
+    try:
+        assert healthcheck.main([str(server.server_port)]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+        loop.join(timeout=5)
+    with pytest.raises(ValueError):
+        devserver.BoundedThreadedWSGIServer("127.0.0.1", 0, app, max_connections=0)
+
+
+def test_silent_connection_is_closed_by_the_server(app):
+    """A client that connects and sends nothing is dropped after the read timeout, so
+    it cannot hold the single-threaded server forever."""
+    handler = type("Handler", (devserver.QuietRequestHandler,), {"timeout": 0.5})
+    server = make_server("127.0.0.1", 0, app, request_handler=handler)
+    loop = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    loop.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=POLL_TIMEOUT_S) as silent:
+            assert silent.recv(1) == b""  # closed by the server, not by our own timeout
+        assert healthcheck.main([str(server.server_port)]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+        loop.join(timeout=5)

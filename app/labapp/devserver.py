@@ -1,9 +1,9 @@
 """Run the app on Werkzeug's development server, the way ``flask run`` does, minus the risks.
 
-``python -m labapp.devserver --port 8000 [--threaded [--max-connections N]]``. The
+``python -m labapp.devserver --port 8000 [--threaded [--max-connections N]] [--read-timeout S]``. The
 debugger and the reloader are never enabled, and per-request logging is off (the
 lab's fairness rule: no server pays for logging). A connection that sends nothing for
-:data:`READ_TIMEOUT_S` seconds is closed, so idle connections cannot hold the
+``--read-timeout`` seconds (default :data:`READ_TIMEOUT_S`) is closed, so idle connections cannot hold the
 single-threaded server (or a bounded threaded one) forever.
 """
 
@@ -65,9 +65,11 @@ class BoundedThreadedWSGIServer(ThreadedWSGIServer):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse ``--host/--port/--threaded/--max-connections`` and serve ``labapp.wsgi:app`` until SIGTERM.
+    """Parse ``--host/--port/--threaded/--max-connections/--read-timeout`` and serve
+    ``labapp.wsgi:app`` until SIGTERM.
 
-    :raises SystemExit: (argparse) for ``--max-connections`` below 0 or without ``--threaded``.
+    :raises SystemExit: (argparse) for ``--max-connections`` below 0 or without
+        ``--threaded``, or ``--read-timeout`` outside 1..3600 seconds.
     """
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="0.0.0.0", help="bind address (default: 0.0.0.0, inside a container)")
@@ -75,13 +77,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threaded", action="store_true", help="one thread per connection (flask run's default)")
     parser.add_argument("--max-connections", type=int, default=0,
                         help="with --threaded: connection threads at most (default 0: unbounded, as flask run)")
+    parser.add_argument("--read-timeout", type=float, default=READ_TIMEOUT_S,
+                        help=f"seconds a silent connection is kept (default {READ_TIMEOUT_S:g}; 1..3600)")
     args = parser.parse_args(argv)
     if args.max_connections < 0 or (args.max_connections and not args.threaded):
         parser.error("--max-connections must be >= 0 and needs --threaded")
+    if not 1 <= args.read_timeout <= 3600:
+        parser.error(f"--read-timeout must be within 1..3600 seconds, got {args.read_timeout:g}")
     from labapp.wsgi import app
 
+    handler: type[QuietRequestHandler] = QuietRequestHandler
+    if args.read_timeout != QuietRequestHandler.timeout:
+        handler = type("QuietRequestHandler", (QuietRequestHandler,), {"timeout": args.read_timeout})
     if args.max_connections:
-        server = BoundedThreadedWSGIServer(args.host, args.port, app, QuietRequestHandler,
+        server = BoundedThreadedWSGIServer(args.host, args.port, app, handler,
                                            max_connections=args.max_connections)
         server.log_startup()
         server.serve_forever()
@@ -94,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         processes=1,
         use_debugger=False,
         use_reloader=False,
-        request_handler=QuietRequestHandler,
+        request_handler=handler,
     )
 
 
