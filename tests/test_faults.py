@@ -452,7 +452,8 @@ def test_a_long_run_asks_first_on_a_terminal(tmp_path):
     assert proc.returncode == 2, out + err
     from serverlab.experiment import load_experiment
 
-    minutes = load_experiment(str(big)).estimated_seconds() / 60
-    assert f"big: 63 cells planned, estimated {minutes:.1f} min" in out and "start it? [y/N]" in out
+    planned = load_experiment(str(big))
+    minutes = planned.estimated_seconds() / 60
+    assert f"big: {planned.cell_count} cells planned, estimated {minutes:.1f} min" in out and "start it? [y/N]" in out
     assert "not started; pass --yes" in err
     assert not (tmp_path / "reports").exists()
