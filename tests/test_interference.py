@@ -81,9 +81,9 @@ def _experiment(tmp_path: Path) -> Path:
     return path
 
 
-def _one_cell(tmp_path: Path, name: str):
+def _one_cell(tmp_path: Path, name: str, retry_busy: int = 0):
     experiment = load_experiment(str(_experiment(tmp_path)))
-    run_dir = Runner(experiment, "local", tmp_path / name, write=lambda line: None).run()
+    run_dir = Runner(experiment, "local", tmp_path / name, write=lambda line: None, retry_busy=retry_busy).run()
     header, cells = read_results(run_dir / "results.jsonl")
     assert len(cells) == 1 and cells[0].status == "ok", cells[0].error
     return header, cells[0]
@@ -94,7 +94,7 @@ def _one_cell(tmp_path: Path, name: str):
 def test_a_cpu_hog_beside_the_server_is_flagged_and_a_quiet_cell_is_not(tmp_path):
     hog = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", "while True: pass"])
     try:
-        header, hogged = _one_cell(tmp_path, "hogged")
+        header, hogged = _one_cell(tmp_path, "hogged", retry_busy=1)
     finally:
         hog.kill()
         hog.wait()
@@ -102,6 +102,9 @@ def test_a_cpu_hog_beside_the_server_is_flagged_and_a_quiet_cell_is_not(tmp_path
     assert hogged.interference["server_share"] >= 0.25, hogged.interference  # the hog shares CPU 0 with the server
     assert hogged.bottleneck["class"] == "interference"
     assert "quietness_probe" in header.metadata
+    # --retry-busy 1: the flagged cell was measured a second time (still hogged)
+    attempts = sorted(p.name for p in (tmp_path / "hogged").glob("*/cells/*/attempt-*"))
+    assert attempts == ["attempt-1", "attempt-2"], attempts
     # the quiet cell: retried while other programs (another test run, a build) disturb it
     reasons = []
     for attempt in range(3):
@@ -117,3 +120,13 @@ def test_a_cpu_hog_beside_the_server_is_flagged_and_a_quiet_cell_is_not(tmp_path
         pytest.skip(message)
     assert quiet.bottleneck["class"] != "interference"
     assert quiet.interference["share"] < hogged.interference["share"]
+
+
+def test_retry_busy_option_is_bounded():
+    from serverlab.cli import build_parser
+
+    assert build_parser().parse_args(["run", "quick", "--retry-busy", "3"]).retry_busy == 3
+    assert build_parser().parse_args(["run", "quick"]).retry_busy == 0
+    for bad in ("11", "-1", "many"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["run", "quick", "--retry-busy", bad])
