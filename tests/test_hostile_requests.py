@@ -36,14 +36,23 @@ def servers(start_local_server):
     return url
 
 
+def answered_by_the_app(name: str) -> bool:
+    """False where a front refuses broken or oversized bodies before the app runs, with
+    its own error page: nginx (``client_max_body_size`` defaults to the same 1 MiB) and
+    Waitress (it reads whole bodies first; ``max_request_body_size`` set to 1 MiB)."""
+    variant = get_variant(name)
+    return variant.proxy is None and variant.server != "waitress"
+
+
 @pytest.mark.parametrize("name", VARIANTS)
 def test_huge_body_gets_413_and_the_server_keeps_answering(servers, name):
     url = servers(name)
     status, _headers, body, sent = post_huge_body(url)
     assert status == 413, body[:300]
-    error = json.loads(body)
-    assert error["limit_bytes"] == labapp.MAX_BODY_BYTES
-    assert str(labapp.MAX_BODY_BYTES) in error["error"]
+    if answered_by_the_app(name):
+        error = json.loads(body)
+        assert error["limit_bytes"] == labapp.MAX_BODY_BYTES
+        assert str(labapp.MAX_BODY_BYTES) in error["error"]
     assert sent < 64 * labapp.MAX_BODY_BYTES  # answered early, not after taking it all
     assert healthy(url)
 
@@ -63,9 +72,11 @@ def test_broken_chunked_body_gets_4xx(servers, name, case):
     url = servers(name)
     status, _headers, body = post_chunked(url, BAD_CHUNKED_BODIES[case])
     # Werkzeug and Gunicorn de-chunk and report the broken framing (400); uWSGI's
-    # --http-socket hands the app no body at all, which is not a JSON object (400).
+    # --http-socket hands the app no body at all, which is not a JSON object (400);
+    # nginx refuses the framing itself (400).
     assert 400 <= status < 500, body[:300]
-    assert json.loads(body)["status"] == status
+    if answered_by_the_app(name):
+        assert json.loads(body)["status"] == status
     assert healthy(url)
 
 
