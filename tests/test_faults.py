@@ -457,3 +457,32 @@ def test_a_long_run_asks_first_on_a_terminal(tmp_path):
     assert f"big: {planned.cell_count} cells planned, estimated {minutes:.1f} min" in out and "start it? [y/N]" in out
     assert "not started; pass --yes" in err
     assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.slow
+def test_a_truncated_or_garbage_last_line_is_reported_and_resumed(tmp_path):
+    """Scenario 7: a cut-short last line is a warning naming it plus a missing cell; resume re-measures it."""
+    experiment = _write(tmp_path, "tiny", TINY.replace('["gunicorn-gthread"]', '["gunicorn-gthread", "gunicorn-sync"]'))
+    reports = tmp_path / "reports"
+    common = [str(experiment), "--backend", "local", "--reports-dir", str(reports)]
+    first = _run(["run", *common])
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    run_dir = (reports / "latest").resolve()
+    results = run_dir / "results.jsonl"
+    header, kept, cell = results.read_text().splitlines()
+    results.write_text(f"{header}\n{kept}\n{cell[: len(cell) // 2]}")  # killed mid-write
+    report = _run(["report", str(results)])
+    assert report.returncode == 0 and "Traceback" not in report.stderr
+    assert f"skipped line 3 of {results}" in report.stderr
+    assert "1 of 2 planned cells are missing" in (run_dir / "summary.md").read_text()
+    resumed = _run(["run", *common, "--resume", "latest"])
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert f"run {run_dir.name}: 1 cells" in resumed.stdout and "skipped line 3" in resumed.stderr
+    _, cells = read_results(results)
+    assert [c.status for c in cells] == ["ok", "ok"]
+    with results.open("a") as handle:
+        handle.write("\x00garbage\n")
+    again = _run(["run", *common, "--resume", run_dir.name])
+    assert again.returncode == 0 and "skipped line 4" in again.stderr and "Traceback" not in again.stderr
+    assert "nothing to resume" in again.stdout
+    assert _run(["report", str(results)]).stderr == ""  # the garbage was dropped (kept in results.jsonl.dropped)
