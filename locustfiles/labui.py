@@ -71,7 +71,21 @@ class CompareRow:
     hdr: str | None = None
     started_at: float | None = None
     processes: int = 0
+    generator_share: float | None = None
     error: str | None = None
+
+    def bottleneck(self) -> str:
+        """What the UI can tell: ``generator-bound`` when a Locust process used ≥ 90% of a core, else unknown.
+
+        Whether the server was at its CPU limit needs its cgroup, which only ``make report`` reads.
+        """
+        from serverlab.bottleneck import GENERATOR_BOUND_UTILIZATION
+
+        if self.generator_share is None:
+            return UNKNOWN_IN_UI
+        if self.generator_share >= GENERATOR_BOUND_UTILIZATION:
+            return f"generator-bound (Locust at {self.generator_share:.0%} of a core): the RPS is a floor"
+        return f"unknown: Locust at {self.generator_share:.0%} of a core, server CPU not visible here"
 
     def public(self) -> dict[str, Any]:
         """The row as the Compare tab shows it (no histogram)."""
@@ -80,7 +94,8 @@ class CompareRow:
             "requests": self.requests, "failures": self.failures, "duration_s": round(self.duration_s, 3),
             "rps": round(self.rps, 1), "p50_us": self.latency_us.get("p50"), "p99_us": self.latency_us.get("p99"),
             "p99.9_us": self.latency_us.get("p99.9"), "processes": self.processes, "error": self.error,
-            "cpu_ms_per_request": UNKNOWN_IN_UI, "bottleneck": UNKNOWN_IN_UI,
+            "cpu_ms_per_request": UNKNOWN_IN_UI, "bottleneck": self.bottleneck(),
+            "generator_share": None if self.generator_share is None else round(self.generator_share, 3),
         }
 
 
@@ -186,6 +201,7 @@ class LabUI:
             "failures": rec.failures,
             "window_start_at": rec.window_start,
             "window_end_at": time.time(),
+            "cpu_seconds": time.process_time() - rec.cpu_start,
             "histogram": rec.histogram.encode().decode("ascii") if rec.requests else None,
         }
 
@@ -299,6 +315,9 @@ class LabUI:
         row.requests = sum(int(p.get("requests", 0)) for p in parts)
         row.failures = sum(int(p.get("failures", 0)) for p in parts)
         row.processes = len(parts)
+        shares = [float(p["cpu_seconds"]) / max(float(p["window_end_at"]) - float(p["window_start_at"]), 1e-9)
+                  for p in parts if p.get("cpu_seconds") is not None]
+        row.generator_share = max(shares) if shares else None
         starts = [p["window_start_at"] for p in parts if p.get("requests")]
         ends = [p["window_end_at"] for p in parts if p.get("requests")]
         row.duration_s = (max(ends) - min(starts)) if starts else comparison.seconds

@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from serverlab import LabError
+from serverlab.bottleneck import GENERATOR_BOUND_UTILIZATION
 from serverlab.report import aggregate, render_markdown
 from serverlab.results import Cell, RunHeader
 
 #: What a UI-measured cell cannot know (the server's cgroup is out of the UI's reach).
-UI_CELL_WARNING = "measured from the web UI: server CPU and memory are not recorded there"
+UI_CELL_WARNING = ("measured from the web UI: server CPU and memory are not recorded there, so a "
+                   "'below-saturation' class only says Locust was not the limit")
 
 
 class UICompareError(LabError):
@@ -47,7 +49,8 @@ def comparison_results(compare_id: str, workload: str, workload_params: dict[str
     :param rows: one mapping per server in run order with ``server``, ``position``,
         ``status`` (``ok``/``failed``; others are skipped), ``error``, ``started_at``,
         ``duration_s``, ``requests``, ``failures``, ``rps``, ``latency_us`` (µs),
-        ``hdr`` (encoded merged histogram) and ``processes`` (Locust processes merged).
+        ``hdr`` (encoded merged histogram), ``processes`` (Locust processes merged) and
+        ``generator_share`` (the busiest Locust process's share of a core, or ``None``).
     :param configs: variant name -> its configuration record (``Variant.record()``).
     :return: ``(results.jsonl text, summary.md text)``.
     :raises UICompareError: when no row was measured.
@@ -67,6 +70,8 @@ def comparison_results(compare_id: str, workload: str, workload_params: dict[str
     cells = []
     for row in measured:
         status = row["status"] if row.get("requests") else "failed"
+        share = None if row.get("generator_share") is None else float(row["generator_share"])
+        saturated = share is not None and share >= GENERATOR_BOUND_UTILIZATION
         cells.append(Cell(
             run_id=compare_id, cell_id=f"{row['server']}/{workload}/{users}/r1", variant=row["server"],
             workload=workload, workload_params=dict(workload_params), mode="closed", level=users, users=users,
@@ -76,7 +81,7 @@ def comparison_results(compare_id: str, workload: str, workload_params: dict[str
             requests=int(row.get("requests") or 0), failures=int(row.get("failures") or 0),
             rps=float(row.get("rps") or 0.0), latency_us=dict(row.get("latency_us") or {}), hdr=row.get("hdr"),
             config={**configs.get(row["server"], {}), "loadgen_processes": int(row.get("processes") or 0)},
-            warnings=[UI_CELL_WARNING],
+            warnings=[UI_CELL_WARNING], loadgen_busiest_share=share, loadgen_saturated=saturated,
         ))
     jsonl = "\n".join([json.dumps(asdict(header), sort_keys=True), *(c.to_json() for c in cells)]) + "\n"
     return jsonl, render_markdown(header, aggregate(header, cells))

@@ -228,6 +228,8 @@ def test_compare_three_servers(lab, page, output):
         values = {k: float(v) for k, v in figures.items()}
         assert values["rps"] > 0, (server, values)
         assert 0 < values["p50"] <= values["p99"] <= values["p999"], (server, values)  # µs
+        bottleneck = row.locator("td.bottleneck").inner_text()
+        assert bottleneck.startswith(("generator-bound (Locust at", "unknown: Locust at")), bottleneck
         seen[server] = values
     assert set(seen) == set(chosen)
     frame.locator("#chart svg").wait_for()

@@ -120,6 +120,18 @@ def test_compare_tab_results_read_back_as_a_make_report_run(tmp_path):
     assert "servers ranked by RPS" in render_html(header, aggregate(header, cells))
 
 
+def test_compare_tab_marks_a_saturated_generator_as_the_bottleneck(tmp_path):
+    rows = [{**ui_row("uwsgi-processes", 0, range(100, 900)), "generator_share": 0.97},
+            {**ui_row("gunicorn-sync", 1, range(1000, 4000)), "generator_share": 0.41}]
+    jsonl, markdown = comparison_results("20261121-060000-ui-compare", "hello", {}, 8, 3.0, 1.0, 7, 0.0, rows, {})
+    (tmp_path / "results.jsonl").write_text(jsonl)
+    _, cells = read_results(tmp_path / "results.jsonl")
+    saturated, calm = cells
+    assert saturated.loadgen_saturated and saturated.loadgen_busiest_share == pytest.approx(0.97)
+    assert not calm.loadgen_saturated and calm.loadgen_busiest_share == pytest.approx(0.41)
+    assert "generator-bound" in markdown
+
+
 def test_compare_tab_with_nothing_measured_has_nothing_to_download():
     with pytest.raises(UICompareError, match="no server has been measured"):
         comparison_results("x", "hello", {}, 8, 3.0, 1.0, 1, 0.0, [{"server": "a", "status": "running"}], {})
