@@ -416,11 +416,6 @@ def _reason(workload: str, rows: list[Row]) -> str:
     keep = _best(rows, lambda r: bool(r.config.get("keep_alive")))
     no_keep = _best(rows, lambda r: "keep_alive" in r.config and not r.config.get("keep_alive"))
     ratio_fact(keep, no_keep, "best with keep-alive vs best without")
-    for proxied, direct in proxy_pairs(rows):
-        ratio = ratio_fact(proxied, direct, f"{proxied.config.get('proxy')} in front of the same {direct.config.get('server')} settings")
-        if ratio is not None and proxied.p99_us and direct.p99_us:
-            facts[-1] += (f" at p99 {_fmt_ms(proxied.p99_us.median)} vs {_fmt_ms(direct.p99_us.median)} ms, so the proxy "
-                          f"{'cost' if ratio < 1 else 'gained'} {abs(1 - ratio):.0%} of throughput")
 
     if workload == "io" and thread_ratio is not None and thread_ratio < 1.1:
         facts.append("here threads did not help much, so something else (the CPU budget, the load "
@@ -449,6 +444,65 @@ def proxy_pairs(rows: Iterable[Row]) -> list[tuple[Row, Row]]:
                       r.config.get("workers"), r.config.get("threads"))
     direct = {same(r): r for r in rows if not r.config.get("proxy")}
     return [(r, direct[same(r)]) for r in rows if r.config.get("proxy") and same(r) in direct]
+
+
+def proxy_sentence(rows: Sequence[Row]) -> str:
+    """What the proxy did, per proxied/direct pair at the highest level both were measured.
+
+    Server CPU per request is compared always (it is the server's cost whatever limited
+    the cell); RPS and p99 only when neither row's RPS was Locust's or disturbed by
+    other programs (bottleneck class ``generator-bound`` or ``interference``).
+
+    :param rows: one workload's rows in one mode.
+    :return: one sentence per pair, or ``""`` without pairs.
+    """
+    pairs = proxy_pairs(rows)
+    if not pairs:
+        return ""
+    top: dict[str, tuple[Row, Row]] = {}
+    for proxied, direct in pairs:
+        if proxied.variant not in top or proxied.level > top[proxied.variant][0].level:
+            top[proxied.variant] = (proxied, direct)
+    parts = []
+    for proxied, direct in top.values():
+        name = f"{proxied.config.get('proxy')} in front of {direct.config.get('server')}"
+        facts = []
+        if proxied.cpu_ms_per_request and direct.cpu_ms_per_request and direct.cpu_ms_per_request.median:
+            cpu = proxied.cpu_ms_per_request.median / direct.cpu_ms_per_request.median
+            facts.append(f"used {cpu:.2f}× the CPU per request ({proxied.cpu_ms_per_request.median:.3f} vs "
+                         f"{direct.cpu_ms_per_request.median:.3f} ms, nginx included)")
+        unusable = [r.variant for r in (proxied, direct) if (r.bottleneck or {}).get("class") in ("generator-bound", "interference")]
+        if unusable:
+            facts.append(f"its RPS is not comparable here (Locust or other programs limited {', '.join(unusable)})")
+        elif proxied.rps and direct.rps and direct.rps.median:
+            ratio = proxied.rps.median / direct.rps.median
+            facts.append(f"did {ratio:.2f}× the RPS ({_fmt_rps(proxied.rps.median)} vs {_fmt_rps(direct.rps.median)})"
+                         + (f" at p99 {_fmt_ms(proxied.p99_us.median)} vs {_fmt_ms(direct.p99_us.median)} ms"
+                            if proxied.p99_us and direct.p99_us else "")
+                         + f", so the proxy {'cost' if ratio < 1 else 'gained'} {abs(1 - ratio):.0%} of throughput")
+        if facts:
+            parts.append(f"Proxy: {name} ({proxied.variant} vs {direct.variant}, {_level_text(proxied.mode, proxied.level)}) "
+                         + " and ".join(facts) + ".")
+    return " ".join(parts)
+
+
+def _proxy_table(rows: Sequence[Row]) -> Table | None:
+    pairs = proxy_pairs(rows)
+    if not pairs:
+        return None
+    table = Table(["workload", "level", "proxied", "direct", "RPS proxied", "RPS direct", "p99 ms proxied",
+                   "p99 ms direct", "CPU ms/req proxied", "CPU ms/req direct", "bottleneck proxied", "bottleneck direct"], [],
+                  title="Proxied vs direct (same app-server settings, same CPU budget)")
+    for proxied, direct in pairs:
+        table.rows.append([
+            proxied.workload, _level_text(proxied.mode, proxied.level), proxied.variant, direct.variant,
+            _fmt_estimate(proxied.rps, _fmt_rps), _fmt_estimate(direct.rps, _fmt_rps),
+            _fmt_estimate(proxied.p99_us, _fmt_ms), _fmt_estimate(direct.p99_us, _fmt_ms),
+            _fmt_estimate(proxied.cpu_ms_per_request, lambda v: f"{v:.3f}"),
+            _fmt_estimate(direct.cpu_ms_per_request, lambda v: f"{v:.3f}"),
+            _bottleneck.describe(proxied.bottleneck), _bottleneck.describe(direct.bottleneck),
+        ])
+    return table
 
 
 def _verdict_rate(workload: str, mode: str, rows: list[Row]) -> str:
@@ -537,6 +591,9 @@ def verdicts(rows: Sequence[Row], p99_bound_ms: float = DEFAULT_P99_BOUND_MS) ->
                                   f"{', '.join(dict.fromkeys(disturbed))}.")
         else:
             out[workload] = _verdict_rate(workload, mode, mrows)
+        proxy = proxy_sentence(mrows)
+        if proxy:
+            out[workload] += " " + proxy
     return out
 
 
@@ -956,6 +1013,11 @@ def build_document(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[s
             section.charts.extend(render_charts(grows))
             section.charts.extend(timeline_charts(grows))
         sections.append(section)
+    proxy_table = _proxy_table(rows)
+    if proxy_table:
+        sections.append(Section("Proxied vs direct", "proxy", tables=[proxy_table], paragraphs=[
+            "Each proxied variant runs nginx and the app server in one container (one CPU budget); its direct twin "
+            "runs the same app server with the same workers and threads alone. CPU per request includes nginx."]))
     sections.append(Section("Configuration", "configuration", tables=[_config_table(rows)],
                             paragraphs=["The effective configuration of every variant as it ran."]))
     warnings: list[str] = list(dict.fromkeys([*extra_warnings, *(w for r in rows for w in r.warnings)]))
