@@ -34,7 +34,7 @@ INFO_ENV = {
     "keep_alive": "SERVERLAB_KEEP_ALIVE",
 }
 #: Packages whose versions ``/lab/info`` reports.
-REPORTED_PACKAGES = ("flask", "werkzeug", "gunicorn", "pyuwsgi", "gevent", "locust", "hdrhistogram")
+REPORTED_PACKAGES = ("flask", "werkzeug", "gunicorn", "pyuwsgi", "gevent", "waitress", "granian", "locust", "hdrhistogram")
 #: At most this many background jobs are remembered; older finished ones are dropped.
 MAX_BACKGROUND_JOBS = 1000
 #: At most this many background jobs may run at once (a 429 beyond that).
