@@ -392,8 +392,13 @@ def _fmt_rps(value: float) -> str:
     return f"{value:.2f}"
 
 
-def _reason(workload: str, rows: list[Row]) -> str:
-    """A reason a person can check: the workload's principle plus facts from these rows."""
+def _reason(workload: str, rows: list[Row], left_out: Sequence[str] = ()) -> str:
+    """A reason a person can check: the workload's principle plus facts from these rows.
+
+    :param rows: the rows whose measured RPS is the server's (the ratios compare them).
+    :param left_out: variants whose RPS is not the server's (generator-bound); the ratios
+        say they are left out, so "best without keep-alive" never silently skips a faster one.
+    """
     cpus = next((r.config.get("server_cpus") for r in rows if r.config.get("server_cpus") is not None), "?")
     principle = _WORKLOAD_PRINCIPLES.get(workload, "").format(cpus=cpus)
     facts: list[str] = []
@@ -427,7 +432,9 @@ def _reason(workload: str, rows: list[Row]) -> str:
         facts.append(f"extra processes did not help: with server_cpus={cpus} there is no spare CPU for them")
     text = principle
     if facts:
-        text = (text + " " if text else "") + "Check: " + "; ".join(facts) + "."
+        among = (f" (Locust RPS, among the variants Locust could load fully; left out, generator-bound: "
+                 f"{', '.join(left_out)})" if left_out else "")
+        text = (text + " " if text else "") + f"Check{among}: " + "; ".join(facts) + "."
     return text
 
 

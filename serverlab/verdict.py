@@ -225,7 +225,7 @@ def capacity_disagreement(row: Any, workload: str) -> str | None:
             f"{abs(diff):.0%}: {why}")
 
 
-def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable[[str, list[Any]], str],
+def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable[[str, list[Any], list[str]], str],
                  level_text: Callable[[str, int], str]) -> str:
     """The verdict of a closed- or requests-mode workload.
 
@@ -235,8 +235,8 @@ def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable
 
     :param workload: the workload; :param mode: ``closed`` or ``requests``.
     :param rows: this workload's :class:`serverlab.report.Row` objects in this mode.
-    :param reason: ``reason(workload, rows)``: the principle and checkable ratios (only
-        rows whose RPS is not the generator's are passed).
+    :param reason: ``reason(workload, rows, left_out)``: the principle and checkable ratios
+        (only rows whose RPS is not the generator's are passed; ``left_out`` names the others).
     :param level_text: ``level_text(mode, level)``, e.g. ``"32 users"``.
     :return: the verdict text.
     """
@@ -334,7 +334,8 @@ def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable
     parts.extend(tail)
     if winner is not None and _generator_bound(winner) and not generator_bound:
         parts.append("Caution: the winner's generator was saturated.")
-    text = reason(workload, [r for r in candidates if row_class(r) in _RPS_CLASSES or row_class(r) is None])
+    measured = [r for r in candidates if row_class(r) in _RPS_CLASSES or row_class(r) is None]
+    text = reason(workload, measured, [r.variant for r in candidates if r not in measured])
     if text:
         parts.append(text)
     return " ".join(parts)

@@ -149,6 +149,20 @@ def test_a_clear_capacity_lead_names_the_generator_bound_winner_on_wrk_and_cpu_c
                               "runner-up gunicorn-gthread: wrk 12,061 vs 6,427 RPS; CPU-cost capacity")
 
 
+def test_checkable_ratios_name_the_generator_bound_variants_they_leave_out():
+    """'best without keep-alive' among measured rows must not silently skip a faster, generator-bound one
+    (seen in the quiet calibration run: gunicorn-sync was called the best without keep-alive while
+    uwsgi-processes, a floor at 4.6k RPS with wrk at 9k, was left out unnamed)."""
+    sync = {**UWSGI_PROCESSES, "server": "gunicorn", "workers": 3}
+    table = {"gunicorn-gthread": (5_288, 4_251, 0.186, 0.98, 0.73), "gunicorn-sync": (2_727, 3_142, 0.321, 0.85, 0.80),
+             "uwsgi-processes": (4_557, 8_982, 0.122, 0.57, 0.99)}
+    cells = [recorded_cell(v, *f, rep, **({"config": sync} if v == "gunicorn-sync" else {}))
+             for v, f in table.items() for rep in (1, 2, 3)]
+    verdict = verdicts(aggregate(make_header(), cells))["hello"]
+    assert "best with keep-alive vs best without: gunicorn-gthread" in verdict
+    assert "Check (Locust RPS, among the variants Locust could load fully; left out, generator-bound: uwsgi-processes)" in verdict
+
+
 def test_generator_bound_rows_without_capacity_evidence_cannot_win():
     """Without wrk (not hello) and with equal CPU costs, a floor and a server-bound figure cannot be ordered."""
     table = {"gunicorn-gevent": (6_299, 0, 0.156, 0.98, 0.73), "uwsgi-processes": (5_414, 0, 0.156, 0.85, 0.99)}
