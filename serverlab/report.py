@@ -45,6 +45,8 @@ from serverlab.stats import (  # noqa: E402
     Estimate,
     StatsError,
     compare_samples,
+    format_estimate,
+    format_rps,
     instability_warning,
     latency_summary,
     median_ci,
@@ -382,16 +384,6 @@ def _best(rows: list[Row], test: Callable[[Row], bool]) -> Row | None:
     return max(chosen, key=lambda r: r.rps.median) if chosen else None  # type: ignore[union-attr]
 
 
-def _fmt_rps(value: float) -> str:
-    if value >= 1000:
-        return f"{value:,.0f}"
-    if value >= 100:
-        return f"{value:.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
 def _reason(workload: str, rows: list[Row], left_out: Sequence[str] = ()) -> str:
     """A reason a person can check: the workload's principle plus facts from these rows.
 
@@ -407,8 +399,8 @@ def _reason(workload: str, rows: list[Row], left_out: Sequence[str] = ()) -> str
         if better is None or base is None or better is base or not base.rps or not better.rps:
             return None
         ratio = better.rps.median / base.rps.median if base.rps.median else math.inf
-        facts.append(f"{what}: {better.variant} ({_fmt_rps(better.rps.median)} RPS) did {ratio:.2f}× "
-                     f"{base.variant} ({_fmt_rps(base.rps.median)} RPS)")
+        facts.append(f"{what}: {better.variant} ({format_rps(better.rps.median)} RPS) did {ratio:.2f}× "
+                     f"{base.variant} ({format_rps(base.rps.median)} RPS)")
         return ratio
 
     one_process = lambda r: _int(r.config.get("workers")) <= 1  # noqa: E731
@@ -483,7 +475,7 @@ def proxy_sentence(rows: Sequence[Row]) -> str:
             facts.append(f"its RPS is not comparable here (Locust or other programs limited {', '.join(unusable)})")
         elif proxied.rps and direct.rps and direct.rps.median:
             ratio = proxied.rps.median / direct.rps.median
-            facts.append(f"did {ratio:.2f}× the RPS ({_fmt_rps(proxied.rps.median)} vs {_fmt_rps(direct.rps.median)})"
+            facts.append(f"did {ratio:.2f}× the RPS ({format_rps(proxied.rps.median)} vs {format_rps(direct.rps.median)})"
                          + (f" at p99 {_fmt_ms(proxied.p99_us.median)} vs {_fmt_ms(direct.p99_us.median)} ms"
                             if proxied.p99_us and direct.p99_us else "")
                          + f", so the proxy {'cost' if ratio < 1 else 'gained'} {abs(1 - ratio):.0%} of throughput")
@@ -503,10 +495,10 @@ def _proxy_table(rows: Sequence[Row]) -> Table | None:
     for proxied, direct in pairs:
         table.rows.append([
             proxied.workload, _level_text(proxied.mode, proxied.level), proxied.variant, direct.variant,
-            _fmt_estimate(proxied.rps, _fmt_rps), _fmt_estimate(direct.rps, _fmt_rps),
-            _fmt_estimate(proxied.p99_us, _fmt_ms), _fmt_estimate(direct.p99_us, _fmt_ms),
-            _fmt_estimate(proxied.cpu_ms_per_request, lambda v: f"{v:.3f}"),
-            _fmt_estimate(direct.cpu_ms_per_request, lambda v: f"{v:.3f}"),
+            format_estimate(proxied.rps, format_rps), format_estimate(direct.rps, format_rps),
+            format_estimate(proxied.p99_us, _fmt_ms), format_estimate(direct.p99_us, _fmt_ms),
+            format_estimate(proxied.cpu_ms_per_request, lambda v: f"{v:.3f}"),
+            format_estimate(direct.cpu_ms_per_request, lambda v: f"{v:.3f}"),
             _bottleneck.describe(proxied.bottleneck), _bottleneck.describe(direct.bottleneck),
         ])
     return table
@@ -622,14 +614,6 @@ def _fmt_ms(us: float | None) -> str:
 
 def _fmt_s(seconds: float) -> str:
     return f"{seconds:.3g}" if seconds < 100 else f"{seconds:,.0f}"
-
-
-def _fmt_estimate(est: Estimate | None, fmt: Callable[[float], str]) -> str:
-    if est is None:
-        return "—"
-    if est.low is not None and est.high is not None:
-        return f"{fmt(est.median)} [{fmt(est.low)}–{fmt(est.high)}]"
-    return fmt(est.median)
 
 
 def _fmt_bytes(value: int | None) -> str:
@@ -804,7 +788,7 @@ def _main_table(rows: list[Row], mode: str) -> Table:
         if row.failed:
             rps, failures = "failed", "—"
         else:
-            rps = _fmt_estimate(row.rps, _fmt_rps)
+            rps = format_estimate(row.rps, format_rps)
             failures = f"{row.failures} ({row.failure_ratio:.1%})" if row.failures else "0"
         cpu = f"{row.cpu_ms_per_request.median:.3g}" if row.cpu_ms_per_request else "—"
         if row.failed:
@@ -831,7 +815,7 @@ def _requests_table(rows: list[Row], header: RunHeader) -> Table:
             elif row.failed or row.total_time_s is None:
                 line.append("failed" if row.failed else "—")
             else:
-                line.append(_fmt_estimate(row.total_time_s, _fmt_s))
+                line.append(format_estimate(row.total_time_s, _fmt_s))
         table.rows.append(line)
     first = rows[0]
     users = sorted({r.users for r in rows})
@@ -915,7 +899,7 @@ def _open_tables(rows: list[Row], bound_ms: float) -> list[Table]:
         if row.failed:
             table.failed_rows.add(len(table.rows))
         table.rows.append([
-            row.variant, str(row.level), "failed" if row.failed else _fmt_estimate(row.rps, _fmt_rps),
+            row.variant, str(row.level), "failed" if row.failed else format_estimate(row.rps, format_rps),
             _fmt_ms(row.hdr_us.get("p99")), str(load.get("late_sends", "—")),
             f"{load['max_lag_ms']:.1f}" if "max_lag_ms" in load else "—",
             _yes_no(load.get("fell_behind")) if load else "—", str(row.failures),
@@ -944,8 +928,8 @@ def _calibration_table(rows: list[Row]) -> Table | None:
         cal = row.calibration or {}
         low = cal["ratio"] < CALIBRATION_MIN_RATIO
         table.rows.append([row.variant, row.workload, _level_text(row.mode, row.level),
-                           _fmt_rps(cal["locust_rps"]), _fmt_rps(cal["wrk_rps"]), f"{cal['ratio']:.2f}",
-                           _fmt_estimate(row.cost_capacity_rps, _fmt_rps), _bottleneck.describe(row.bottleneck),
+                           format_rps(cal["locust_rps"]), format_rps(cal["wrk_rps"]), f"{cal['ratio']:.2f}",
+                           format_estimate(row.cost_capacity_rps, format_rps), _bottleneck.describe(row.bottleneck),
                            "⚠ below 0.9" if low else ""])
     return table
 
@@ -1448,8 +1432,8 @@ def compare(old_path: Path, new_path: Path) -> str:
             if suspect:
                 change += f" (not the server's: {' and '.join(suspect)})"
         cells = [key[0], key[1], key[2], str(key[3]),
-                 "failed" if old.failed else _fmt_estimate(old.rps, _fmt_rps),
-                 "failed" if new.failed else _fmt_estimate(new.rps, _fmt_rps), change,
+                 "failed" if old.failed else format_estimate(old.rps, format_rps),
+                 "failed" if new.failed else format_estimate(new.rps, format_rps), change,
                  _fmt_ms(old.hdr_us.get("p99")), _fmt_ms(new.hdr_us.get("p99")),
                  _bottleneck.describe(old.bottleneck), _bottleneck.describe(new.bottleneck)]
         lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")

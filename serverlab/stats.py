@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
@@ -192,6 +192,28 @@ class Estimate:
     def has_ci(self) -> bool:
         """Whether a confidence interval is available."""
         return self.low is not None and self.high is not None
+
+
+def format_rps(value: float) -> str:
+    """Requests per second for people: thousands separated at ≥ 1000, three significant
+    figures or so below (``12,061``, ``156``, ``19.4``, ``0.52``)."""
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def format_estimate(est: Estimate | None, fmt: Callable[[float], str] = format_rps) -> str:
+    """``"median [low–high]"`` with ``fmt`` for each figure, the median alone without an
+    interval, ``"—"`` for ``None``."""
+    if est is None:
+        return "—"
+    if est.has_ci:
+        return f"{fmt(est.median)} [{fmt(est.low)}–{fmt(est.high)}]"  # type: ignore[arg-type]
+    return fmt(est.median)
 
 
 def _clean(values: Iterable[Any]) -> np.ndarray:

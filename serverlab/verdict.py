@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from serverlab.stats import Estimate, compare_samples, median_ci
+from serverlab.stats import Estimate, compare_samples, format_estimate, format_rps, median_ci
 
 #: wrk measures each variant once per run (no CI). On the quiet machine, two variants
 #: with the same CPU cost (gunicorn-gevent 6,400, gunicorn-gthread 6,427; measuring-here.md)
@@ -44,22 +44,6 @@ CAPACITY_AGREEMENT = 0.15
 CALIBRATION_WORKLOAD = "hello"
 #: Classes whose measured RPS is not limited by the generator.
 _RPS_CLASSES = ("server-bound", "below-saturation")
-
-
-def _fmt_rps(value: float) -> str:
-    if value >= 1000:
-        return f"{value:,.0f}"
-    if value >= 100:
-        return f"{value:.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def _fmt_est(est: Estimate) -> str:
-    if est.low is not None and est.high is not None:
-        return f"{_fmt_rps(est.median)} [{_fmt_rps(est.low)}–{_fmt_rps(est.high)}]"
-    return _fmt_rps(est.median)
 
 
 def row_class(row: Any) -> str | None:
@@ -118,7 +102,7 @@ def compare_pair(a: Any, b: Any, workload: str) -> PairDecision:
     ga, gb = _generator_bound(a), _generator_bound(b)
     if a.rps is not None and b.rps is not None:
         cmp = compare_samples(b.rps.samples, a.rps.samples, higher_is_better=True)
-        text = f"Locust {_fmt_rps(a.rps.median)} vs {_fmt_rps(b.rps.median)} RPS"
+        text = f"Locust {format_rps(a.rps.median)} vs {format_rps(b.rps.median)} RPS"
         direction = 0 if cmp.speedup is None else (1 if cmp.speedup > 1 else -1 if cmp.speedup < 1 else 0)
         if not ga and not gb:
             evidence.append(Evidence("measured RPS", direction if cmp.significant else 0, direction, text))
@@ -132,14 +116,14 @@ def compare_pair(a: Any, b: Any, workload: str) -> PairDecision:
         ratio = float(wrk_a) / float(wrk_b)
         sign = 1 if ratio > 1 + WRK_TIE_MARGIN else -1 if ratio < 1 / (1 + WRK_TIE_MARGIN) else 0
         lean = 1 if ratio > 1 + WRK_LEAN_MARGIN else -1 if ratio < 1 / (1 + WRK_LEAN_MARGIN) else 0
-        evidence.append(Evidence("wrk", sign, lean, f"wrk {_fmt_rps(float(wrk_a))} vs {_fmt_rps(float(wrk_b))} RPS"))
+        evidence.append(Evidence("wrk", sign, lean, f"wrk {format_rps(float(wrk_a))} vs {format_rps(float(wrk_b))} RPS"))
     both_server = row_class(a) == row_class(b) == "server-bound"
     cap_a, cap_b = getattr(a, "cost_capacity_rps", None), getattr(b, "cost_capacity_rps", None)
     if (ga or gb or both_server) and cap_a is not None and cap_b is not None:
         cmp = compare_samples(cap_b.samples, cap_a.samples, higher_is_better=True)
         direction = 0 if cmp.speedup is None else (1 if cmp.speedup > 1 else -1 if cmp.speedup < 1 else 0)
         evidence.append(Evidence("CPU cost", direction if cmp.significant else 0, direction,
-                                 f"CPU-cost capacity {_fmt_est(cap_a)} vs {_fmt_est(cap_b)} RPS"))
+                                 f"CPU-cost capacity {format_estimate(cap_a)} vs {format_estimate(cap_b)} RPS"))
     strong = {e.sign for e in evidence if e.sign}
     leans = {e.lean for e in evidence if e.source == "wrk" and e.lean}
     conflict = len(strong) > 1 or (len(strong) == 1 and bool(leans) and leans != strong)
@@ -201,12 +185,12 @@ def _row_evidence(row: Any, workload: str) -> str:
         figures.append(f"Locust {summary['generator_utilization']:.0%}")
     parts = [f"{kind}" + (f" ({', '.join(figures)})" if figures else "")]
     if row.rps is not None:
-        parts.append(f"Locust {_fmt_est(row.rps)} RPS" + (" (a floor)" if kind == "generator-bound" else ""))
+        parts.append(f"Locust {format_estimate(row.rps)} RPS" + (" (a floor)" if kind == "generator-bound" else ""))
     wrk = (row.calibration or {}).get("wrk_rps")
     if wrk and workload == CALIBRATION_WORKLOAD:
-        parts.append(f"wrk {_fmt_rps(float(wrk))} RPS")
+        parts.append(f"wrk {format_rps(float(wrk))} RPS")
     if getattr(row, "cost_capacity_rps", None) is not None:
-        parts.append(f"CPU-cost capacity {_fmt_est(row.cost_capacity_rps)} RPS")
+        parts.append(f"CPU-cost capacity {format_estimate(row.cost_capacity_rps)} RPS")
     return f"{row.variant}: " + ", ".join(parts)
 
 
@@ -221,7 +205,7 @@ def capacity_disagreement(row: Any, workload: str) -> str | None:
         return None
     why = ("the server cannot use its whole CPU budget (it waits on connections or I/O)" if diff > 0
            else "wrk reached more than its CPU cost implies (CPU per request falls at higher load)")
-    return (f"for {row.variant} wrk ({_fmt_rps(float(wrk))} RPS) and CPU cost ({_fmt_rps(cap.median)} RPS) disagree by "
+    return (f"for {row.variant} wrk ({format_rps(float(wrk))} RPS) and CPU cost ({format_rps(cap.median)} RPS) disagree by "
             f"{abs(diff):.0%}: {why}")
 
 
@@ -281,15 +265,15 @@ def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable
     if winner is not None:
         runner = tiers[1][0] if len(tiers) > 1 else None
         if runner is None:
-            parts.append(f"{winner.variant} wins ({where}): median {_fmt_rps(winner.rps.median)} RPS, "
+            parts.append(f"{winner.variant} wins ({where}): median {format_rps(winner.rps.median)} RPS, "
                          f"the only variant measured cleanly at this level.")
         else:
             d = decisions[(winner.variant, runner.variant)]
             decisive = [e for e in d.evidence if e.sign > 0]
             if row_class(winner) in _RPS_CLASSES and any(e.source == "measured RPS" for e in decisive):
                 cmp = compare_samples(runner.rps.samples, winner.rps.samples, higher_is_better=True)
-                parts.append(f"{winner.variant} wins ({where}): median {_fmt_rps(winner.rps.median)} RPS, "
-                             f"{cmp.text} than the runner-up {runner.variant} ({_fmt_rps(runner.rps.median)} RPS).")
+                parts.append(f"{winner.variant} wins ({where}): median {format_rps(winner.rps.median)} RPS, "
+                             f"{cmp.text} than the runner-up {runner.variant} ({format_rps(runner.rps.median)} RPS).")
             else:
                 parts.append(f"{winner.variant} wins ({where}) on "
                              f"{' and '.join(dict.fromkeys(e.source for e in decisive))}, ahead of the runner-up "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from labapp import proxy
+from test_e2e_docker import keeps_alive as _keeps_alive
 from labapp.variants import get_variant, load_variants
 from serverlab.experiment import Budget
 from serverlab.workloads import WORKLOADS, verify
@@ -48,22 +48,8 @@ def need_nginx(name: str) -> None:
 
 
 def keeps_alive(host: str, port: int) -> bool:
-    """Send two requests on one TCP connection; True if both are answered."""
-    request = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n"
-    with socket.create_connection((host, port), timeout=5) as sock:
-        for _ in range(2):
-            try:
-                sock.sendall(request)
-                data = b""
-                while b"Hello, World!" not in data:
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        return False
-                    data += chunk
-            except OSError:
-                return False
-    return True
-
+    """Two requests on one TCP connection, both answered? (the e2e suite's own check)."""
+    return _keeps_alive(f"{host}:{port}")
 
 # --- declarations (fast) -----------------------------------------------------------------
 
