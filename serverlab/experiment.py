@@ -42,6 +42,7 @@ import psutil
 
 from labapp.variants import Variant, VariantError, load_variants
 from serverlab import LabError
+from serverlab.terms import WorkloadParameterError
 from serverlab.workloads import WORKLOADS
 
 #: The folder of shipped experiments.
@@ -396,7 +397,7 @@ def load_experiment(name_or_path: str, directory: Path | None = None, variants_d
     for name in [*workloads, *(n for n in params_table if n not in workloads)]:
         try:
             checked = WORKLOADS[name].params(params_table.get(name))
-        except LabError as err:
+        except WorkloadParameterError as err:
             raise ExperimentError(f"{path}: key 'params.{name}': {err}") from None
         if name in workloads:
             params[name] = checked

@@ -1,74 +1,29 @@
 """The workloads an experiment can name, and how to check a server answers them correctly.
 
-Each workload maps to one request path of the app, one Locust user class and
-the app's own parameter bounds (:mod:`labapp.workloads`), so that an experiment
-file is validated against the same ranges the server enforces.
+Each workload is declared once, as a :class:`serverlab.terms.WorkloadSpec`: its request
+path, Locust user class and parameter bounds, which the app enforces too, so that an
+experiment file is validated against the same ranges the server enforces.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from labapp import workloads as app_workloads
-from labapp.workloads import Bound
 from serverlab import LabError
+from serverlab.terms import WORKLOADS as TERMS_WORKLOADS
+from serverlab.terms import WorkloadSpec
 
 
 class VerificationError(LabError):
     """A server answered a workload request wrongly (status, headers or body)."""
 
 
-@dataclass(frozen=True)
-class Workload:
-    """A named request the lab can load a server with.
-
-    :param name: the name experiments use (``hello``, ``json``, ``cpu``, ``io``, ``mixed``).
-    :param path: the request path without query string.
-    :param user_class: the Locust user class in ``locustfiles/locustfile.py``.
-    :param bounds: the query parameters it takes, by name, with the app's bounds.
-    :param locust_options: parameter name -> Locust command-line option carrying it.
-    :param content_type: the ``Content-Type`` a correct answer has.
-    :param summary: one line for ``--list`` and reports.
-    """
-
-    name: str
-    path: str
-    user_class: str
-    bounds: Mapping[str, Bound]
-    locust_options: Mapping[str, str]
-    content_type: str
-    summary: str
-
-    def params(self, overrides: Mapping[str, Any] | None = None) -> dict[str, int]:
-        """Return the full parameter set: defaults updated with ``overrides``.
-
-        :raises LabError: naming the parameter and its allowed range if a value is unknown or out of range.
-        """
-        params = {name: bound.default for name, bound in self.bounds.items()}
-        for key, value in (overrides or {}).items():
-            if key not in self.bounds:
-                valid = ", ".join(self.bounds) or "none"
-                raise LabError(f"workload {self.name!r} has no parameter {key!r} (valid: {valid})")
-            bound = self.bounds[key]
-            if isinstance(value, bool) or not isinstance(value, int) or not bound.low <= value <= bound.high:
-                raise LabError(f"workload {self.name!r} parameter {key!r} = {value!r}; allowed: integer {bound.describe()}")
-            params[key] = value
-        return params
-
-    def url_path(self, params: Mapping[str, int]) -> str:
-        """Return the path with its query string, e.g. ``/cpu?n=1000``."""
-        return f"{self.path}?{urlencode(dict(params))}" if params else self.path
-
-    def locust_args(self, params: Mapping[str, int]) -> list[str]:
-        """Return the Locust options that carry ``params`` plus the user class name."""
-        args: list[str] = []
-        for key, value in params.items():
-            args += [self.locust_options[key], str(value)]
-        return [*args, self.user_class]
+#: A workload as experiments and load plans use it (the one definition is in :mod:`serverlab.terms`).
+Workload = WorkloadSpec
 
 
 def _expect_hello(body: bytes, params: Mapping[str, int]) -> None:
@@ -102,6 +57,7 @@ def _expect_mixed(body: bytes, params: Mapping[str, int]) -> None:
         raise VerificationError(f"unexpected /mixed answer {data!r:.160}")
 
 
+#: Body checks by workload name; a workload without one gets the status and header checks.
 _CHECKS: dict[str, Callable[[bytes, Mapping[str, int]], None]] = {
     "hello": _expect_hello,
     "json": _expect_json_doc,
@@ -110,28 +66,17 @@ _CHECKS: dict[str, Callable[[bytes, Mapping[str, int]], None]] = {
     "mixed": _expect_mixed,
 }
 
-#: Every workload, by name.
-WORKLOADS: dict[str, Workload] = {
-    w.name: w
-    for w in (
-        Workload("hello", "/", "HelloUser", {}, {}, "text/html; charset=utf-8",
-                 'GET / "Hello, World!": the server\'s own per-request overhead'),
-        Workload("json", "/json", "JsonUser", {}, {}, "application/json", "GET /json: a small JSON document"),
-        Workload("cpu", "/cpu", "CpuUser", {"n": app_workloads.CPU_N}, {"n": "--cpu-n"}, "application/json",
-                 "GET /cpu?n=: the first n Fibonacci numbers, CPU-bound (holds the GIL)"),
-        Workload("io", "/io", "IoUser", {"ms": app_workloads.IO_MS}, {"ms": "--io-ms"}, "application/json",
-                 "GET /io?ms=: sleeps ms milliseconds, I/O-bound (releases the GIL)"),
-        Workload("mixed", "/mixed", "MixedUser", {"n": app_workloads.MIXED_N, "ms": app_workloads.MIXED_MS},
-                 {"n": "--mixed-n", "ms": "--mixed-ms"}, "application/json", "GET /mixed: some CPU, then some waiting"),
-    )
-}
+#: Every workload, by name: the same dict as :data:`serverlab.terms.WORKLOADS`.
+WORKLOADS: dict[str, Workload] = TERMS_WORKLOADS
 
 
 def verify(base_url: str, workload: Workload, params: Mapping[str, int], timeout: float = 10.0) -> dict[str, Any]:
     """Check a server answers ``workload`` correctly before it is loaded.
 
     Checks status 200, ``Content-Type``, that ``Content-Length`` equals the body
-    length, and the body itself (for ``cpu``, the digest is recomputed here).
+    length, and, for the workloads this module has a body check for, the body itself
+    (for ``cpu``, the digest is recomputed here). Any other workload gets the status and
+    header checks.
 
     :param base_url: e.g. ``"http://127.0.0.1:18001"``.
     :return: ``{"status", "content_type", "content_length", "keep_alive_header"}`` as observed
@@ -163,8 +108,10 @@ def verify(base_url: str, workload: Workload, params: Mapping[str, int], timeout
         raise VerificationError(f"{where}: Content-Type {content_type!r}, expected {workload.content_type!r}")
     if length is None or not length.strip().isdigit() or int(length) != len(body):
         raise VerificationError(f"{where}: Content-Length {length!r} but the body has {len(body)} bytes")
+    check = _CHECKS.get(workload.name)  # a workload without a body check gets the checks above only
     try:
-        _CHECKS[workload.name](body, params)
+        if check is not None:
+            check(body, params)
     except VerificationError as err:
         raise VerificationError(f"{where}: {err}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as err:

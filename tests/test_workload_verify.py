@@ -14,7 +14,7 @@ import pytest
 
 from labapp import workloads as app_workloads
 from labapp.variants import get_variant
-from serverlab import LabError
+from serverlab.terms import WorkloadParameterError
 from serverlab.workloads import WORKLOADS, VerificationError, Workload, verify
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +72,7 @@ def test_param_overrides():
     ("io", {"ms": True}, ["'ms' = True", "0..10000"]),
 ])
 def test_param_refusals_name_the_parameter_and_range(name, overrides, fragments):
-    with pytest.raises(LabError) as info:
+    with pytest.raises(WorkloadParameterError) as info:
         WORKLOADS[name].params(overrides)
     for fragment in fragments:
         assert fragment in str(info.value), str(info.value)

@@ -1,48 +1,27 @@
 """The workloads the lab serves: pure functions, bounded by design.
 
-Every parameter a request can set has an allowed range here, so that no single
-request can burn minutes of CPU or allocate unbounded memory.
+Every parameter a request can set has an allowed range, so that no single request can
+burn minutes of CPU or allocate unbounded memory. The ranges of the measured workloads
+are declared once, in :data:`serverlab.terms.WORKLOADS`, and read here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+
+from serverlab.terms import WORKLOADS, Bound
 
 
-@dataclass(frozen=True)
-class Bound:
-    """An inclusive integer range for one request parameter.
-
-    :param name: the query/JSON parameter name, e.g. ``"n"``.
-    :param default: the value used when the parameter is absent.
-    :param low: the smallest allowed value.
-    :param high: the largest allowed value.
-    :param unit: what the number counts, shown in error messages.
-    """
-
-    name: str
-    default: int
-    low: int
-    high: int
-    unit: str
-
-    def describe(self) -> str:
-        """Return ``"<low>..<high> <unit>"`` for error messages."""
-        return f"{self.low}..{self.high} {self.unit}"
-
-
-#: ``/cpu?n=``: how many Fibonacci numbers to compute. The default, 1000, is the
-#: workload quoted by Flask threading articles; the upper bound
-#: (20 000 numbers) takes ~55 ms of one core (measured on the 2-core dev machine).
-CPU_N = Bound("n", 1000, 1, 20_000, "Fibonacci numbers")
+#: ``/cpu?n=``: how many Fibonacci numbers to compute (bounds from :data:`serverlab.terms.WORKLOADS`).
+CPU_N = WORKLOADS["cpu"].bounds["n"]
 #: ``/io?ms=``: how long to sleep, in milliseconds (a stand-in for a database call).
-IO_MS = Bound("ms", 50, 0, 10_000, "milliseconds")
+IO_MS = WORKLOADS["io"].bounds["ms"]
 #: ``/mixed``: the CPU part (Fibonacci numbers) and the waiting part (milliseconds).
-MIXED_N = Bound("n", 500, 1, 20_000, "Fibonacci numbers")
-MIXED_MS = Bound("ms", 20, 0, 10_000, "milliseconds")
-#: ``POST /background``: how long the background job runs, in milliseconds.
+MIXED_N = WORKLOADS["mixed"].bounds["n"]
+MIXED_MS = WORKLOADS["mixed"].bounds["ms"]
+#: ``POST /background``: how long the background job runs, in milliseconds (not a workload
+#: the lab measures, so not in :data:`serverlab.terms.WORKLOADS`).
 BACKGROUND_MS = Bound("ms", 1000, 0, 60_000, "milliseconds")
 
 
