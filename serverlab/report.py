@@ -36,6 +36,22 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLo
 from serverlab import LabError, __version__  # noqa: E402
 from serverlab import bottleneck as _bottleneck  # noqa: E402
 from serverlab import verdict as _verdict  # noqa: E402
+from serverlab.findings import (  # noqa: E402
+    CalibrationFailed,
+    CalibrationLow,
+    FailedRequests,
+    FellBehind,
+    Finding,
+    FindingKind,
+    GeneratorSaturated,
+    HistogramsUnmerged,
+    Interference,
+    Note,
+    UIMeasured,
+    Unanswered,
+    Unstable,
+    WarmupTrend,
+)
 from serverlab.interference import describe_probe  # noqa: E402
 from serverlab.results import MODES, Cell, RunHeader, read_results  # noqa: E402
 from serverlab.stats import (  # noqa: E402
@@ -47,7 +63,6 @@ from serverlab.stats import (  # noqa: E402
     compare_samples,
     format_estimate,
     format_rps,
-    instability_warning,
     latency_summary,
     median_ci,
     merge_histograms,
@@ -103,6 +118,19 @@ class FailedCell:
 
 
 @dataclass(frozen=True)
+class RowFinding:
+    """A finding about a row: one repetition's (``repetition`` set) or the row's own (``None``).
+
+    :param finding: the finding (:mod:`serverlab.findings`).
+    :param repetition: the repetition whose cell recorded it; ``None`` for a finding about
+        all repetitions (instability, saturation, calibration, interference).
+    """
+
+    finding: Finding
+    repetition: int | None = None
+
+
+@dataclass(frozen=True)
 class Row:
     """One (variant, workload, mode, level) over its repetitions: what every report shows.
 
@@ -137,7 +165,8 @@ class Row:
     :param total_time_s: requests mode: median time to complete all requests (s), with CI.
     :param open_load: open mode: ``{"target_rps", "achieved_rps", "sent", "late_sends",
         "max_lag_ms", "fell_behind"}`` (sums, maxima, any) over repetitions.
-    :param warnings: plain-language warnings (cells' own, instability, saturation).
+    :param findings: the repetitions' findings (each with its repetition) and the row's own
+        (instability, saturation, calibration, interference), as data; :attr:`warnings` words them.
     :param failed_cells: the cells of this key that were not measured, with why.
     :param bottleneck: what limited the repetitions (:func:`serverlab.bottleneck.summarize`):
         ``{"class", "counts", "server_utilization", "generator_utilization", "interference_share"}``.
@@ -171,7 +200,7 @@ class Row:
     calibration: dict[str, float] | None
     total_time_s: Estimate | None
     open_load: dict[str, Any] | None
-    warnings: tuple[str, ...] = ()
+    findings: tuple[RowFinding, ...] = ()
     failed_cells: tuple[FailedCell, ...] = ()
     bottleneck: dict[str, Any] | None = None
     cost_capacity_rps: Estimate | None = None
@@ -181,6 +210,11 @@ class Row:
     def key(self) -> tuple[str, str, str, int]:
         """(variant, workload, mode, level), as :attr:`serverlab.results.Cell.key`."""
         return (self.variant, self.workload, self.mode, self.level)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The findings as plain-language warnings, each naming this row (and repetition), without repeats."""
+        return tuple(dict.fromkeys(warning(self.label, f) for f in self.findings))
 
     @property
     def failed(self) -> bool:
@@ -215,16 +249,7 @@ def _aggregate_key(cells: list[Cell]) -> Row:
     ok = [c for c in cells if c.status == "ok"]
     first = ok[0] if ok else cells[0]
     variant, workload, mode, level = first.key
-    label = f"{variant} / {workload} / {mode} / {_level_text(mode, level)}"
-    warnings: list[str] = []
-
-    def add_warning(text: str) -> None:
-        if text not in warnings:
-            warnings.append(text)
-
-    for cell in ok:
-        for text in cell.warnings:
-            add_warning(f"{label} (repetition {cell.repetition}): {text}")
+    found: list[RowFinding] = [RowFinding(f, cell.repetition) for cell in ok for f in cell.findings]
 
     rps_values = [c.rps for c in ok]
     try:
@@ -233,34 +258,32 @@ def _aggregate_key(cells: list[Cell]) -> Row:
         hdr_count = int(hist.get_total_count())
         distribution = tuple(percentile_distribution(hist))
     except StatsError as err:
-        add_warning(f"{label}: latency histograms could not be merged ({err}); HDR percentiles are missing.")
+        found.append(RowFinding(HistogramsUnmerged(str(err))))
         hdr_us, hdr_count, distribution = {}, 0, ()
     requests = sum(c.requests for c in ok)
     failures = sum(c.failures for c in ok)
 
-    unstable = instability_warning(label, rps_values)
-    if unstable:
-        add_warning(unstable)
+    value = spread(rps_values)
+    if value is not None and value > INSTABILITY_THRESHOLD:
+        found.append(RowFinding(Unstable(value, len(rps_values), INSTABILITY_THRESHOLD)))
     saturated = any(c.loadgen_saturated for c in ok)
     if saturated:
-        add_warning(f"{label}: the load generator was saturated (CPU at its budget), so this figure may "
-                    f"measure Locust rather than the server; give the load generator more CPUs or "
-                    f"more processes.")
+        shares = [c.loadgen_busiest_share for c in ok if c.loadgen_saturated and c.loadgen_busiest_share is not None]
+        found.append(RowFinding(GeneratorSaturated(max(shares) if shares else None)))
 
     calibration = None
     for cell in ok:
-        if cell.calibration and cell.calibration.get("note"):
-            add_warning(f"{label}: calibration: {cell.calibration['note']}")
-    calibrated = [c for c in ok if c.calibration and "wrk_rps" in c.calibration and "ratio" in c.calibration]
+        if cell.calibration and cell.calibration.note:
+            found.append(RowFinding(CalibrationFailed(cell.calibration.note)))
+    calibrated = [c for c in ok if c.calibration and c.calibration.measured]
     if calibrated:
         calibration = {
             "locust_rps": _median([c.rps for c in calibrated]),
-            "wrk_rps": _median([float(c.calibration["wrk_rps"]) for c in calibrated]),
-            "ratio": _median([float(c.calibration["ratio"]) for c in calibrated]),
+            "wrk_rps": _median([float(c.calibration.wrk_rps) for c in calibrated]),  # type: ignore[union-attr,arg-type]
+            "ratio": _median([float(c.calibration.ratio) for c in calibrated]),  # type: ignore[union-attr,arg-type]
         }
         if calibration["ratio"] < CALIBRATION_MIN_RATIO:
-            add_warning(f"{label}: Locust reached only {calibration['ratio']:.0%} of wrk's RPS "
-                        f"(below {CALIBRATION_MIN_RATIO:.0%}): Locust, not the server, may be the limit.")
+            found.append(RowFinding(CalibrationLow(calibration["ratio"], CALIBRATION_MIN_RATIO)))
 
     open_load = None
     opened = [c for c in ok if c.open_load]
@@ -277,9 +300,7 @@ def _aggregate_key(cells: list[Cell]) -> Row:
 
     summary = _bottleneck.summarize(ok)
     if summary and summary["class"] == "interference":
-        add_warning(f"{label}: other programs used up to {summary['interference_share'] or 0:.0%} of the lab's CPUs "
-                    f"during this cell (interference); it is left out of verdicts. Rerun on a quiet machine or "
-                    f"with --retry-busy N.")
+        found.append(RowFinding(Interference(summary["interference_share"] or 0)))
     try:
         server_cpus = float(first.config.get("server_cpus") or 0)
     except (TypeError, ValueError):
@@ -301,7 +322,7 @@ def _aggregate_key(cells: list[Cell]) -> Row:
         peak_memory_bytes=max(memory) if memory else None,
         loadgen_saturated=saturated, calibration=calibration,
         total_time_s=_estimate([c.total_time_s for c in ok if c.total_time_s is not None]),
-        open_load=open_load, warnings=tuple(warnings),
+        open_load=open_load, findings=tuple(found),
         failed_cells=tuple(FailedCell(c.cell_id, c.status, c.error or "") for c in cells if c.status != "ok"),
         bottleneck=summary, cost_capacity_rps=capacity,
         timelines=tuple(c.timeline for c in ok if c.timeline),
@@ -351,6 +372,87 @@ def aggregate(header: RunHeader, cells: Iterable[Cell]) -> list[Row]:
     rows.sort(key=lambda r: (_order(workloads, r.workload), MODES.index(r.mode),
                              _order(variants, r.variant), r.level))
     return rows
+
+
+# --------------------------------------------------------------------------- sentences
+
+#: The sentence of a :class:`~serverlab.findings.UIMeasured` finding.
+UI_MEASURED_SENTENCE = ("measured from the web UI: server CPU and memory are not recorded there, so a "
+                        "'below-saturation' class only says Locust was not the limit")
+
+
+def _saturated(f: GeneratorSaturated, cell: bool) -> str:
+    if not cell:
+        return ("the load generator was saturated (CPU at its budget), so this figure may measure Locust rather "
+                "than the server; give the load generator more CPUs or more processes.")
+    return (f"load generator saturated ({f.busiest_share or 0:.0%} of a core"
+            f"{', Locust warned of high CPU' if f.cpu_warning else ''}): this figure measures Locust, not the server; "
+            "raise budget.loadgen_processes or give the generator more CPUs")
+
+
+def _interference(f: Interference, cell: bool) -> str:
+    if not cell or f.threshold is None:
+        return (f"other programs used up to {f.share:.0%} of the lab's CPUs during this cell (interference); it is "
+                f"left out of verdicts. Rerun on a quiet machine or with --retry-busy N.")
+    return (f"other programs used {f.share:.0%} of the lab's CPUs during the window (interference; threshold "
+            f"{f.threshold:.0%}): this figure is not the server's alone; rerun on a quiet machine or with --retry-busy N")
+
+
+#: One sentence per finding kind: ``(finding, about_one_cell) -> text``.
+SENTENCES: dict[FindingKind, Callable[[Any, bool], str]] = {
+    FindingKind.NOTE: lambda f, _: f.text,
+    FindingKind.GENERATOR_SATURATED: _saturated,
+    FindingKind.WARMUP_TREND: lambda f, _: (
+        f"throughput {'rose' if f.rps_trend > 0 else 'fell'} {abs(f.rps_trend):.0%} from the first to the last third "
+        "of the measured period: a warm-up trend (or a degrading server); raise warmup or duration"),
+    FindingKind.INTERFERENCE: _interference,
+    FindingKind.UNANSWERED: lambda f, _: f"{f.count} request(s) sent but not answered when Locust stopped",
+    FindingKind.FAILED_REQUESTS: lambda f, _: f"{f.failures} of {f.requests} requests failed",
+    FindingKind.FELL_BEHIND: lambda f, _: (
+        f"the generator fell behind its schedule: {f.late_sends} late sends, max lag {f.max_lag_ms:.1f} ms"),
+    FindingKind.UI_MEASURED: lambda f, _: UI_MEASURED_SENTENCE,
+    FindingKind.UNSTABLE: lambda f, _: (
+        f"RPS of the {f.repetitions} repetitions spread by {f.spread:.1%} of the median (more than "
+        f"{f.threshold:.0%}), so the result is unstable; run more repetitions or a longer duration; close other programs."),
+    FindingKind.CALIBRATION_FAILED: lambda f, _: f"calibration: {f.note}",
+    FindingKind.CALIBRATION_LOW: lambda f, _: (
+        f"Locust reached only {f.ratio:.0%} of wrk's RPS (below {f.threshold:.0%}): Locust, not the server, "
+        f"may be the limit."),
+    FindingKind.HISTOGRAMS_UNMERGED: lambda f, _: (
+        f"latency histograms could not be merged ({f.error}); HDR percentiles are missing."),
+}
+
+#: The short form of some kinds in a table's notes column (``None``: no note).
+NOTES: dict[FindingKind, Callable[[Any, Row], str | None]] = {
+    FindingKind.UNSTABLE: lambda f, row: f"unstable: repetitions spread {f.spread:.1%}",
+    FindingKind.GENERATOR_SATURATED: lambda f, row: (
+        "load generator saturated" if (row.bottleneck or {}).get("class") != "generator-bound" else None),
+    FindingKind.CALIBRATION_LOW: lambda f, row: f"Locust/wrk {f.ratio:.2f}",
+}
+
+
+def sentence(finding: Finding, about_one_cell: bool = True) -> str:
+    """A finding in words (without naming its row).
+
+    :param finding: any finding of :mod:`serverlab.findings`.
+    :param about_one_cell: it is one repetition's (``True``) or a whole row's; saturation
+        and interference are worded differently for the two.
+    :return: the sentence.
+    :raises KeyError: a kind without a sentence (every :class:`~serverlab.findings.FindingKind` has one).
+    """
+    return SENTENCES[finding.kind](finding, about_one_cell)
+
+
+def warning(label: str, item: RowFinding) -> str:
+    """A row's finding as a warning naming the row: ``"<label> (repetition N): ..."`` or ``"<label>: ..."``.
+
+    :param label: :attr:`Row.label`.
+    :param item: the finding and its repetition (``None``: about the whole row).
+    :return: the warning text.
+    """
+    if item.repetition is None:
+        return f"{label}: {sentence(item.finding, about_one_cell=False)}"
+    return f"{label} (repetition {item.repetition}): {sentence(item.finding)}"
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -652,13 +754,11 @@ def _row_notes(row: Row) -> str:
         notes.append(row.rps.note)
     if row.failures:
         notes.append(f"{row.failure_ratio:.1%} of requests failed")
-    value = spread(row.rps.samples) if row.rps else None
-    if value is not None and value > INSTABILITY_THRESHOLD:
-        notes.append(f"unstable: repetitions spread {value:.1%}")
-    if row.loadgen_saturated and (row.bottleneck or {}).get("class") != "generator-bound":
-        notes.append("load generator saturated")
-    if row.calibration and row.calibration["ratio"] < CALIBRATION_MIN_RATIO:
-        notes.append(f"Locust/wrk {row.calibration['ratio']:.2f}")
+    for item in row.findings:
+        short = NOTES.get(item.finding.kind) if item.repetition is None else None
+        note = short(item.finding, row) if short else None
+        if note:
+            notes.append(note)
     if row.open_load and row.open_load.get("fell_behind"):
         notes.append("load generator fell behind schedule")
     return "; ".join(notes)
@@ -1261,6 +1361,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _row_dict(row: Row) -> dict[str, Any]:
+    """A row as report.json holds it: its fields, the findings as their warnings."""
+    data = asdict(row)
+    del data["findings"]
+    data["warnings"] = list(row.warnings)
+    return data
+
+
 def render_json(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[str, str] | None = None,
                 *, extra_warnings: Sequence[str] = ()) -> str:
     """Render ``report.json``: ``{"kind": "report", "version": 1, "run_id", "experiment",
@@ -1283,7 +1391,7 @@ def render_json(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[str,
         "experiment": header.experiment, "metadata": header.metadata, "verdicts": verdict_texts,
         "sustainable_throughput": [{"workload": w, "variant": v, "rps": t} for (w, v), t in sustained.items()],
         "warnings": list(dict.fromkeys([*extra_warnings, *(w for r in rows for w in r.warnings)])),
-        "rows": [asdict(r) for r in rows],
+        "rows": [_row_dict(r) for r in rows],
     }
     return json.dumps(_jsonable(data), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 

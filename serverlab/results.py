@@ -4,8 +4,8 @@ A results file (``results.jsonl``) starts with one **run header** line and then 
 one **cell** line per measured (or failed) cell, appended and flushed the moment
 the cell finishes, so an interrupted run keeps everything already measured::
 
-    {"kind": "run", "version": 2, "run_id": ..., "experiment": {...}, "metadata": {...}}
-    {"kind": "cell", "version": 2, "cell_id": ..., "variant": ..., ...}
+    {"kind": "run", "version": 3, "run_id": ..., "experiment": {...}, "metadata": {...}}
+    {"kind": "cell", "version": 3, "cell_id": ..., "variant": ..., ...}
 
 Every report format is rendered from :class:`Cell` rows read back with
 :func:`read_results`. Modelled on pyperf: versioned, sorted keys, validated on load.
@@ -22,15 +22,19 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from serverlab import LabError
+from serverlab.findings import Calibration, Finding, Note, finding_from_dict
 
 #: Schema version written into every line. Version 2 added the cell fields
-#: ``loadgen_busiest_share``, ``interference`` and ``bottleneck`` (all optional).
-SCHEMA_VERSION = 2
-#: Versions this serverlab reads; older cells get the new fields' defaults.
-READABLE_VERSIONS = (1, 2)
+#: ``loadgen_busiest_share``, ``interference`` and ``bottleneck`` (all optional);
+#: version 3 stores a cell's ``findings`` as data (kind and figures) instead of its
+#: ``warnings`` sentences.
+SCHEMA_VERSION = 3
+#: Versions this serverlab reads; older cells get the new fields' defaults, and their
+#: ``warnings`` sentences become :class:`serverlab.findings.Note` findings.
+READABLE_VERSIONS = (1, 2, 3)
 #: Cell statuses: measured; server failed or crashed; server answered wrongly before load.
 STATUSES = ("ok", "failed", "unverified")
 #: Load models: Locust's closed model, constant-arrival open model, or a fixed request count.
@@ -125,11 +129,14 @@ class Cell:
     :param total_time_s: requests mode: wall time to complete all requests (seconds).
     :param open_load: open mode: ``{"target_rps", "sent", "late_sends", "max_lag_ms",
         "fell_behind"}``; ``None`` otherwise.
-    :param calibration: ``{"wrk_rps", "ratio"}`` when the variant was calibrated with wrk.
+    :param calibration: the variant's calibration against wrk (:class:`~serverlab.findings.Calibration`),
+        when it was calibrated.
     :param config: the effective configuration: the variant's record (workers,
         threads, keep_alive, command, ...) plus ``server_cpus``, ``server_memory``,
         ``server_cpuset``, ``loadgen_cpuset``, ``loadgen_processes``.
-    :param warnings: plain-language warnings about this cell.
+    :param findings: what the measurement says about its own trustworthiness (saturation,
+        warm-up trend, interference, ...), as data (:mod:`serverlab.findings`); the report
+        words them.
     :param timeline: throughput and latency over time, one entry per second from the
         start of the warm-up: ``{"interval_s": 1.0, "warmup_s": s, "rps": [...],
         "p99_us": [µs or None, ...]}``; ``None`` when not recorded (older runs).
@@ -167,14 +174,24 @@ class Cell:
     bottleneck: dict[str, Any] | None = None
     total_time_s: float | None = None
     open_load: dict[str, Any] | None = None
-    calibration: dict[str, float] | None = None
+    calibration: Calibration | None = None
     config: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    findings: tuple[Finding, ...] = ()
     timeline: dict[str, Any] | None = None
     kind: str = "cell"
     version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
+        # JSON shapes are accepted and stored typed: a calibration mapping, findings as mappings or a list
+        try:
+            if isinstance(self.calibration, Mapping):
+                object.__setattr__(self, "calibration", Calibration.from_dict(self.calibration))
+            object.__setattr__(self, "findings", tuple(
+                finding_from_dict(f) if isinstance(f, Mapping) else f for f in self.findings))
+        except ValueError as err:
+            raise ResultsError(f"cell {self.cell_id}: {err}") from None
+        if not all(isinstance(f, Finding) for f in self.findings):
+            raise ResultsError(f"cell {self.cell_id}: findings must be serverlab.findings.Finding objects")
         if self.status not in STATUSES:
             raise ResultsError(f"cell {self.cell_id}: status {self.status!r} not in {STATUSES}")
         if self.mode not in MODES:
@@ -195,8 +212,29 @@ class Cell:
         return self.failures / self.requests if self.requests else 0.0
 
     def to_json(self) -> str:
-        """One JSON line (sorted keys, no newline)."""
-        return json.dumps(asdict(self), sort_keys=True)
+        """One JSON line (sorted keys, no newline); findings as ``{"kind", <figures>}`` objects."""
+        data = asdict(self)
+        data["findings"] = [f.to_dict() for f in self.findings]
+        data["calibration"] = self.calibration.to_dict() if self.calibration is not None else None
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cell:
+        """A cell from a results line's object, of any readable schema version.
+
+        Versions 1 and 2 stored ``warnings`` sentences: each becomes a :class:`~serverlab.findings.Note`.
+        Unknown keys are ignored.
+
+        :raises ResultsError: a field is missing or malformed (a finding of an unknown kind, a
+            calibration that is not numbers, a bad status or mode, inconsistent counts).
+        """
+        values = {k: v for k, v in data.items() if k in _CELL_FIELDS}
+        if data.get("version", SCHEMA_VERSION) < 3:
+            values["findings"] = tuple(Note(str(text)) for text in data.get("warnings") or ())
+        try:
+            return cls(**values)
+        except TypeError as err:
+            raise ResultsError(f"cell {data.get('cell_id', '?')}: {err}") from None
 
 
 _CELL_FIELDS = {f.name for f in fields(Cell)}
@@ -288,8 +326,8 @@ def _parse_cell(path: Path, number: int, line: str) -> Cell:
     if data.get("kind") != "cell":
         raise ResultsError(f"{path}:{number}: expected a cell line, got kind {data.get('kind')!r}")
     try:
-        return Cell(**{k: v for k, v in data.items() if k in _CELL_FIELDS})
-    except (TypeError, ResultsError) as err:
+        return Cell.from_dict(data)
+    except ResultsError as err:
         raise ResultsError(f"{path}:{number}: {err}") from None
 
 

@@ -40,6 +40,7 @@ from serverlab.backends import ROOT, BackendError, DockerBackend, LocalBackend, 
 from serverlab.bottleneck import classify
 from serverlab.cpulock import CpuLock
 from serverlab.experiment import Experiment, check_machine, parse_cpuset
+from serverlab.findings import Calibration, cell_findings
 from serverlab.interference import CpuMonitor, describe_probe, interference_figures, quietness_probe
 from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadOutcome, LoadPlan, parse_wrk, read_outcome, wrk_args
 from serverlab.results import Cell, ResultsWriter, RunHeader, read_results
@@ -260,7 +261,7 @@ class Runner:
         self.reports_dir = Path(reports_dir).resolve()
         self.write = write
         self.variants: dict[str, Variant] = experiment.variants()
-        self.calibration: dict[str, dict[str, float]] = {}
+        self.calibration: dict[str, Calibration] = {}
         self.retry_busy = max(0, int(retry_busy))
         self.server_cpus = parse_cpuset(experiment.budget.server_cpuset)
         self.loadgen_cpus = parse_cpuset(experiment.budget.loadgen_cpuset)
@@ -451,33 +452,14 @@ class Runner:
             return Cell(**base, status="failed", error=f"{reason + ': ' if reason else ''}{err}")
         sampler = self.backend.sampler()
         server_cpu = sampler.cpu_between(*outcome.window) if sampler else None
-        warnings: list[str] = []
         saturated = outcome.busiest_process_share >= SATURATION_SHARE or outcome.cpu_warning
-        if saturated:
-            warnings.append(f"load generator saturated ({outcome.busiest_process_share:.0%} of a core"
-                            f"{', Locust warned of high CPU' if outcome.cpu_warning else ''}): this figure measures Locust, "
-                            "not the server; raise budget.loadgen_processes or give the generator more CPUs")
-        if outcome.rps_trend is not None and abs(outcome.rps_trend) > 0.10:
-            warnings.append(f"throughput {'rose' if outcome.rps_trend > 0 else 'fell'} {abs(outcome.rps_trend):.0%} from the "
-                            "first to the last third of the measured period: a warm-up trend (or a degrading server); "
-                            "raise warmup or duration")
         interference = None
         window = monitor.between(*outcome.window)
         if window is not None:
             loadgen_rate = outcome.loadgen_cpu_s / outcome.duration_s if outcome.duration_s > 0 else 0.0
             interference = interference_figures(window[0], window[1], self.server_cpus, self.loadgen_cpus,
                                                 server_cpu, loadgen_rate * (window[1].at - window[0].at))
-        if interference and interference["flagged"]:
-            warnings.append(f"other programs used {interference['share']:.0%} of the lab's CPUs during the window "
-                            f"(interference; threshold {interference['threshold']:.0%}): this figure is not the "
-                            "server's alone; rerun on a quiet machine or with --retry-busy N")
-        if outcome.unanswered and experiment.mode == "open":
-            warnings.append(f"{outcome.unanswered} request(s) sent but not answered when Locust stopped")
-        if outcome.failures:
-            warnings.append(f"{outcome.failures} of {outcome.requests} requests failed")
-        if outcome.open_load and outcome.open_load["fell_behind"]:
-            warnings.append(f"the generator fell behind its schedule: {outcome.open_load['late_sends']} late sends, "
-                            f"max lag {outcome.open_load['max_lag_ms']:.1f} ms")
+        findings = cell_findings(outcome, saturated=saturated, interference=interference, mode=experiment.mode)
         status, error = "ok", None
         problems = self._window_problems(outcome)
         if died:
@@ -495,7 +477,7 @@ class Runner:
             server_peak_memory_bytes=sampler.peak_memory() if sampler else None,
             cpu_ms_per_request=(server_cpu * 1000 / outcome.requests) if server_cpu is not None and outcome.requests else None,
             loadgen_cpu_s=outcome.loadgen_cpu_s, loadgen_saturated=saturated, total_time_s=outcome.total_time_s,
-            open_load=outcome.open_load, warnings=warnings,
+            open_load=outcome.open_load, findings=tuple(findings),
             loadgen_busiest_share=round(outcome.busiest_process_share, 4), interference=interference,
             timeline=outcome.timeline,
         )
@@ -529,11 +511,11 @@ class Runner:
             problems.append(f"{outcome.unanswered} request(s) sent but never answered when Locust stopped")
         return problems
 
-    def calibrate(self, server: RunningServer, cell_dir: Path) -> dict[str, float]:
+    def calibrate(self, server: RunningServer, cell_dir: Path) -> Calibration:
         """Measure the variant's hello ceiling with wrk and with Locust at the same concurrency.
 
-        :return: ``{"wrk_rps", "locust_rps", "ratio", "connections", "duration_s"}`` (RPS, seconds);
-            when wrk or Locust fails, a dict with a ``"note"`` saying which and why, and no ratio.
+        :return: wrk's and Locust's RPS and their ratio; when wrk or Locust fails, a
+            :class:`~serverlab.findings.Calibration` whose ``note`` says which and why, and no ratio.
         """
         duration = max(3.0, min(self.experiment.duration, 10.0))
         self.write(f"    calibrating {server.variant.name}: wrk vs Locust on hello, {CALIBRATION_CONNECTIONS} connections, {duration:g} s each")
@@ -544,7 +526,7 @@ class Runner:
         try:
             wrk_rps = parse_wrk(wrk.output)
         except LoadError as err:
-            return {"note": f"wrk failed: {err}"}  # type: ignore[dict-item]
+            return Calibration(note=f"wrk failed: {err}")
         hello = WORKLOADS["hello"]
         plan = LoadPlan(hello, {}, "closed", CALIBRATION_CONNECTIONS, CALIBRATION_CONNECTIONS, duration, 1.0,
                         self.experiment.budget.loadgen_processes)
@@ -555,9 +537,9 @@ class Runner:
         try:
             locust_rps = read_outcome(calib_dir, plan, result.output).rps
         except LoadError as err:
-            return {"wrk_rps": wrk_rps, "note": f"Locust failed: {err}"}  # type: ignore[dict-item]
-        return {"wrk_rps": wrk_rps, "locust_rps": locust_rps, "ratio": locust_rps / wrk_rps if wrk_rps else 0.0,
-                "connections": CALIBRATION_CONNECTIONS, "duration_s": duration}
+            return Calibration(wrk_rps=wrk_rps, note=f"Locust failed: {err}")
+        return Calibration(wrk_rps=wrk_rps, locust_rps=locust_rps, ratio=locust_rps / wrk_rps if wrk_rps else 0.0,
+                           connections=CALIBRATION_CONNECTIONS, duration_s=duration)
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,13 @@ from typing import Any, Mapping, Sequence
 
 from serverlab import LabError
 from serverlab.bottleneck import GENERATOR_BOUND_UTILIZATION
-from serverlab.report import aggregate, render_markdown
+from serverlab.findings import UIMeasured
+from serverlab.report import UI_MEASURED_SENTENCE, aggregate, render_markdown
 from serverlab.results import Cell, RunHeader
 
-#: What a UI-measured cell cannot know (the server's cgroup is out of the UI's reach).
-UI_CELL_WARNING = ("measured from the web UI: server CPU and memory are not recorded there, so a "
-                   "'below-saturation' class only says Locust was not the limit")
+#: What a UI-measured cell cannot know (the server's cgroup is out of the UI's reach): the
+#: sentence of its :class:`~serverlab.findings.UIMeasured` finding.
+UI_CELL_WARNING = UI_MEASURED_SENTENCE
 
 
 class UICompareError(LabError):
@@ -81,7 +82,7 @@ def comparison_results(compare_id: str, workload: str, workload_params: dict[str
             requests=int(row.get("requests") or 0), failures=int(row.get("failures") or 0),
             rps=float(row.get("rps") or 0.0), latency_us=dict(row.get("latency_us") or {}), hdr=row.get("hdr"),
             config={**configs.get(row["server"], {}), "loadgen_processes": int(row.get("processes") or 0)},
-            warnings=[UI_CELL_WARNING], loadgen_busiest_share=share, loadgen_saturated=saturated,
+            findings=(UIMeasured(),), loadgen_busiest_share=share, loadgen_saturated=saturated,
         ))
     jsonl = "\n".join([json.dumps(asdict(header), sort_keys=True), *(c.to_json() for c in cells)]) + "\n"
     return jsonl, render_markdown(header, aggregate(header, cells))

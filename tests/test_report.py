@@ -10,6 +10,7 @@ import pytest
 
 from report_factories import histogram_of, latency_samples, make_cell, make_header, write_results
 from serverlab import LabError
+from serverlab.findings import GeneratorSaturated
 from serverlab.report import (
     ReportError,
     aggregate,
@@ -101,7 +102,7 @@ def test_instability_and_saturation_warnings():
     cells = [make_cell("gunicorn-sync", level=8, repetition=r, rps=rps, samples=100)
              for r, rps in ((1, 700.0), (2, 1_000.0), (3, 1_050.0))]
     cells.append(make_cell("werkzeug-single", level=8, repetition=1, samples=100, loadgen_saturated=True,
-                           warnings=["Locust warned of high CPU"]))
+                           findings=[GeneratorSaturated(0.97, cpu_warning=True)]))
     rows = {r.variant: r for r in aggregate(make_header(), cells)}
     assert any("run more repetitions or a longer duration" in w for w in rows["gunicorn-sync"].warnings)
     single = rows["werkzeug-single"].warnings

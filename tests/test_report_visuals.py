@@ -10,6 +10,7 @@ import pytest
 from report_factories import make_cell, make_header, make_timeline, write_results
 
 from serverlab.charts import ranking_charts, timeline_charts
+from serverlab.findings import UIMeasured
 from serverlab.report import aggregate, render_html
 from serverlab.results import read_results
 from serverlab.stats import latency_summary, merge_histograms
@@ -113,7 +114,9 @@ def test_compare_tab_results_read_back_as_a_make_report_run(tmp_path):
     assert sync.requests == 3000 and sync.rps == pytest.approx(1000.0)
     assert sync.latency_us["p50"] == pytest.approx(2500, rel=0.01)  # µs, from the merged histogram
     assert sync.config["workers"] == 3 and sync.config["loadgen_processes"] == 2
-    assert UI_CELL_WARNING in sync.warnings
+    assert sync.findings == (UIMeasured(),)
+    assert f"{sync.variant} / hello / closed / 8 users (repetition 1): {UI_CELL_WARNING}" in \
+        aggregate(header, cells)[0].warnings
     assert "## Workload hello: closed mode" in markdown and "uwsgi-threads" in markdown
     # the same file renders like any run
     write_results(tmp_path / "again.jsonl", header, cells)

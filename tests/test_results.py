@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from serverlab.findings import FailedRequests
 from serverlab.results import (
     MODES,
     SCHEMA_VERSION,
@@ -41,7 +42,7 @@ def make_cell(variant: str = "gunicorn-sync", level: int = 8, repetition: int = 
         hdr="HISTFAAAAB94nJNpmSzMwMDAzgABzFCaEUzOtp/ACBEAAD1zAuk=", locust={"rps": 998.0, "p50_ms": 2.0},
         server_cpu_s=5.5, server_peak_memory_bytes=50_000_000, cpu_ms_per_request=0.9166,
         loadgen_cpu_s=4.0, loadgen_cpu_budget=1.0, loadgen_saturated=False,
-        config={"workers": 3, "threads": 1, "command": ["gunicorn", "-w", "3"]}, warnings=["3 of 6000 requests failed"],
+        config={"workers": 3, "threads": 1, "command": ["gunicorn", "-w", "3"]}, findings=[FailedRequests(3, 6000)],
     )
     values.update(changes)
     return Cell(**values)

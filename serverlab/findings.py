@@ -1,0 +1,297 @@
+"""Findings: what a measurement says about its own trustworthiness, as data.
+
+A finding has a :class:`FindingKind` and its figures (a frozen dataclass per kind);
+it is produced once — by the runner for a cell (:func:`cell_findings`), or by the
+report's aggregation for a row — and stored as data in ``results.jsonl``
+(``{"kind": "warm-up-trend", "rps_trend": 0.14, "threshold": 0.1}``). Its words
+are written once, in :mod:`serverlab.report.sentences`, so adding a warning is:
+a kind and its figures here, a sentence there.
+
+Results files of schema versions 1 and 2 stored cell warnings as sentences; each
+is read back as a :class:`Note` carrying the text, so their reports are unchanged.
+
+Stdlib only (results files are read where numpy may be absent). Units: shares
+are fractions (0.99 = 99%), lags in milliseconds, rates in RPS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+if TYPE_CHECKING:  # loadgen imports stats, which imports results, which imports this module
+    from serverlab.loadgen import LoadOutcome
+
+#: Relative change of throughput from the first to the last third of the measured
+#: period above which a cell is reported as still warming up (or degrading).
+WARMUP_TREND_THRESHOLD = 0.10
+
+
+class FindingKind(StrEnum):
+    """What a finding is about; its value is the ``kind`` stored in results files."""
+
+    NOTE = "note"                                  # a sentence from an older results file
+    GENERATOR_SATURATED = "generator-saturated"    # Locust at its CPU limit: the RPS is Locust's
+    WARMUP_TREND = "warm-up-trend"                 # throughput still rising (or falling) in the window
+    INTERFERENCE = "interference"                  # other programs used the lab's CPUs
+    UNANSWERED = "unanswered"                      # open model: requests sent, never answered
+    FAILED_REQUESTS = "failed-requests"            # errors or non-200 answers
+    FELL_BEHIND = "fell-behind"                    # open model: the generator missed its schedule
+    UI_MEASURED = "ui-measured"                    # measured from the web UI (no server CPU/memory)
+    UNSTABLE = "unstable"                          # repetitions disagree
+    CALIBRATION_FAILED = "calibration-failed"      # wrk or Locust failed in the calibration
+    CALIBRATION_LOW = "calibration-low"            # Locust reached too little of wrk's RPS
+    HISTOGRAMS_UNMERGED = "histograms-unmerged"    # HDR histograms could not be merged
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Base of every finding: subclasses name their :attr:`kind` and hold its figures as fields."""
+
+    kind: ClassVar[FindingKind]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"kind": ..., <figure>: value, ...}``, JSON-ready (figures that are ``None`` left out)."""
+        data: dict[str, Any] = {"kind": str(self.kind)}
+        data.update({f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None})
+        return data
+
+
+@dataclass(frozen=True)
+class Note(Finding):
+    """A warning sentence from a results file of schema version 1 or 2, kept verbatim.
+
+    :param text: the sentence as the runner wrote it.
+    """
+
+    kind: ClassVar[FindingKind] = FindingKind.NOTE
+    text: str
+
+
+@dataclass(frozen=True)
+class GeneratorSaturated(Finding):
+    """The load generator was at its CPU limit, so the figure measures Locust, not the server.
+
+    :param busiest_share: the busiest Locust process's share of one core (0.99 = 99%);
+        ``None`` for a row (any repetition saturated).
+    :param cpu_warning: Locust itself warned of high CPU.
+    """
+
+    kind: ClassVar[FindingKind] = FindingKind.GENERATOR_SATURATED
+    busiest_share: float | None = None
+    cpu_warning: bool = False
+
+
+@dataclass(frozen=True)
+class WarmupTrend(Finding):
+    """Throughput changed from the first to the last third of the measured period.
+
+    :param rps_trend: relative change (+0.14 = rose 14%).
+    :param threshold: the largest change accepted (:data:`WARMUP_TREND_THRESHOLD`).
+    """
+
+    kind: ClassVar[FindingKind] = FindingKind.WARMUP_TREND
+    rps_trend: float
+    threshold: float = WARMUP_TREND_THRESHOLD
+
+
+@dataclass(frozen=True)
+class Interference(Finding):
+    """Other programs used the lab's CPUs while the cell ran.
+
+    :param share: the share of the lab's CPUs they used (a cell), or the largest over
+        the repetitions (a row).
+    :param threshold: the share above which a cell is flagged; ``None`` for a row.
+    """
+
+    kind: ClassVar[FindingKind] = FindingKind.INTERFERENCE
+    share: float
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class Unanswered(Finding):
+    """Open model: requests sent but not answered when Locust stopped.
+
+    :param count: how many.
+    """
+
+    kind: ClassVar[FindingKind] = FindingKind.UNANSWERED
+    count: int
+
+
+@dataclass(frozen=True)
+class FailedRequests(Finding):
+    """Requests failed (errors, non-200 answers) in the measured period.
+
+    :param failures: failed requests; :param requests: all responses.
+    """
+
+    kind: ClassVar[FindingKind] = FindingKind.FAILED_REQUESTS
+    failures: int
+    requests: int
+
+
+@dataclass(frozen=True)
+class FellBehind(Finding):
+    """Open model: the generator could not keep to its schedule.
+
+    :param late_sends: requests sent late; :param max_lag_ms: the largest lag (ms).
+    """
+
+    kind: ClassVar[FindingKind] = FindingKind.FELL_BEHIND
+    late_sends: int
+    max_lag_ms: float
+
+
+@dataclass(frozen=True)
+class UIMeasured(Finding):
+    """Measured from the web UI's Compare tab: the server's CPU and memory are out of its reach."""
+
+    kind: ClassVar[FindingKind] = FindingKind.UI_MEASURED
+
+
+@dataclass(frozen=True)
+class Unstable(Finding):
+    """The repetitions' RPS disagree by more than the threshold.
+
+    :param spread: ``(max - min) / median`` of the repetitions (0.12 = 12%).
+    :param repetitions: how many repetitions; :param threshold: the largest spread accepted.
+    """
+
+    kind: ClassVar[FindingKind] = FindingKind.UNSTABLE
+    spread: float
+    repetitions: int
+    threshold: float
+
+
+@dataclass(frozen=True)
+class CalibrationFailed(Finding):
+    """The calibration against wrk did not produce a ratio.
+
+    :param note: which tool failed and why, as :class:`Calibration` recorded it.
+    """
+
+    kind: ClassVar[FindingKind] = FindingKind.CALIBRATION_FAILED
+    note: str
+
+
+@dataclass(frozen=True)
+class CalibrationLow(Finding):
+    """Locust reached less than ``threshold`` of wrk's RPS: Locust may be the limit.
+
+    :param ratio: Locust RPS ÷ wrk RPS (median over repetitions); :param threshold: the lowest ratio accepted.
+    """
+
+    kind: ClassVar[FindingKind] = FindingKind.CALIBRATION_LOW
+    ratio: float
+    threshold: float
+
+
+@dataclass(frozen=True)
+class HistogramsUnmerged(Finding):
+    """The repetitions' HDR histograms could not be merged, so HDR percentiles are missing.
+
+    :param error: why, from :func:`serverlab.stats.merge_histograms`.
+    """
+
+    kind: ClassVar[FindingKind] = FindingKind.HISTOGRAMS_UNMERGED
+    error: str
+
+
+#: The figures class of every kind.
+FINDING_TYPES: dict[FindingKind, type[Finding]] = {
+    cls.kind: cls for cls in (Note, GeneratorSaturated, WarmupTrend, Interference, Unanswered, FailedRequests,
+                              FellBehind, UIMeasured, Unstable, CalibrationFailed, CalibrationLow, HistogramsUnmerged)
+}
+
+
+def finding_from_dict(data: Mapping[str, Any]) -> Finding:
+    """Rebuild a finding from :meth:`Finding.to_dict` output.
+
+    :param data: ``{"kind": ..., <figures>}``.
+    :return: the finding.
+    :raises ValueError: an unknown kind, or figures that do not fit it.
+    """
+    try:
+        cls = FINDING_TYPES[FindingKind(data.get("kind"))]
+    except ValueError:
+        raise ValueError(f"unknown finding kind {data.get('kind')!r}") from None
+    try:
+        return cls(**{k: v for k, v in data.items() if k != "kind"})
+    except TypeError as err:
+        raise ValueError(f"finding {data.get('kind')!r}: {err}") from None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A variant's hello ceiling measured with wrk and with Locust at the same concurrency.
+
+    :param wrk_rps: wrk's RPS; ``None`` when wrk failed.
+    :param locust_rps: Locust's RPS; ``None`` when Locust (or wrk before it) failed.
+    :param ratio: ``locust_rps / wrk_rps``; ``None`` when either failed.
+    :param connections: wrk connections and Locust users.
+    :param duration_s: each tool's run (seconds).
+    :param note: which tool failed and why; ``None`` when both ran.
+    """
+
+    wrk_rps: float | None = None
+    locust_rps: float | None = None
+    ratio: float | None = None
+    connections: int | None = None
+    duration_s: float | None = None
+    note: str | None = None
+
+    @property
+    def measured(self) -> bool:
+        """Both tools ran: the ratio is known."""
+        return self.wrk_rps is not None and self.ratio is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, the fields that are ``None`` left out (the layout of results files before version 3)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        """Read a results file's ``calibration`` object (any schema version; unknown keys ignored).
+
+        :raises ValueError: a field is not a number (or the note not text).
+        """
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key, value in values.items():
+            if key == "note":
+                if value is not None and not isinstance(value, str):
+                    raise ValueError(f"calibration note {value!r} is not text")
+            elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"calibration {key} {value!r} is not a number")
+        return cls(**values)
+
+
+def cell_findings(outcome: LoadOutcome, *, saturated: bool, interference: Mapping[str, Any] | None,
+                  mode: str) -> list[Finding]:
+    """What a measured window says about itself, in the order a report lists it.
+
+    :param outcome: the load generator's outcome (:class:`serverlab.loadgen.LoadOutcome`).
+    :param saturated: the generator was at its CPU limit (the runner's judgement, also
+        stored as :attr:`serverlab.results.Cell.loadgen_saturated`).
+    :param interference: :func:`serverlab.interference.interference_figures` of the window, or ``None``.
+    :param mode: the load mode (``closed``, ``open``, ``requests``); unanswered requests are
+        a finding in open mode (elsewhere they fail the cell).
+    :return: findings: saturation, warm-up trend, interference, unanswered, failed requests, fell behind.
+    """
+    found: list[Finding] = []
+    if saturated:
+        found.append(GeneratorSaturated(outcome.busiest_process_share, bool(outcome.cpu_warning)))
+    if outcome.rps_trend is not None and abs(outcome.rps_trend) > WARMUP_TREND_THRESHOLD:
+        found.append(WarmupTrend(outcome.rps_trend))
+    if interference and interference.get("flagged"):
+        found.append(Interference(float(interference["share"]), float(interference["threshold"])))
+    if outcome.unanswered and mode == "open":
+        found.append(Unanswered(int(outcome.unanswered)))
+    if outcome.failures:
+        found.append(FailedRequests(int(outcome.failures), int(outcome.requests)))
+    if outcome.open_load and outcome.open_load.get("fell_behind"):
+        found.append(FellBehind(int(outcome.open_load["late_sends"]), float(outcome.open_load["max_lag_ms"])))
+    return found
