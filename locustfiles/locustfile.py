@@ -1,4 +1,6 @@
-"""Locust users for serverlab: one FastHttpUser class per workload.
+"""Locust users for serverlab: one FastHttpUser class per workload, generated from
+:data:`serverlab.terms.WORKLOADS` (``HelloUser``, ``JsonUser``, ``CpuUser``, ``IoUser``,
+``MixedUser``; each parameter is a Locust option, e.g. ``--cpu-n``).
 
 Web UI (``docker compose up``, http://localhost:8089): ``HelloUser`` is ticked by
 default; pick the target in the **Server** dropdown under *Custom parameters*
@@ -37,7 +39,6 @@ import ipaddress
 import json
 import os
 import socket
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -47,17 +48,17 @@ from hdrh.histogram import HdrHistogram
 from locust import FastHttpUser, constant, events, task
 from locust.exception import StopUser
 
-sys.path.insert(0, os.environ.get("SERVERLAB_APP_DIR", str(Path(__file__).resolve().parents[1] / "app")))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# After Locust (which monkey-patches with gevent). labapp and serverlab are installed packages
+# (the venv; PYTHONPATH=/srv/app:/srv in the image); labui sits beside this file, and Locust
+# puts a locustfile's folder on sys.path while importing it.
 from labapp.variants import load_variants  # noqa: E402
 from labui import LabUI  # noqa: E402  (web UI: defaults, Compare and Reports tabs)
+from serverlab.terms import (APP_PORT, DEFAULT_OPEN_MAX_IN_FLIGHT, HDR, HDR_DIR_ENV, HDR_FILE_PREFIX,  # noqa: E402
+                             LATE_SEND_S, LATENCY_UNIT, MAX_REQUESTS_OPTION, OPEN_MAX_IN_FLIGHT_ENV, OPEN_RATE_OPTION,
+                             US_PER_S, WARMUP_OPTION, WORKLOADS, WorkloadSpec)
 
 #: How a server name becomes a URL; compose services answer on port 8000 by name.
-TARGET_URL_TEMPLATE = os.environ.get("SERVERLAB_TARGET_URL_TEMPLATE", "http://{name}:8000")
-#: HDR histogram range: 1 µs to 120 s, 3 significant digits (0.1% resolution).
-HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS = 1, 120_000_000, 3
-#: An open-model send this much later than scheduled counts as late (seconds).
-LATE_SEND_S = 0.005
+TARGET_URL_TEMPLATE = os.environ.get("SERVERLAB_TARGET_URL_TEMPLATE", f"http://{{name}}:{APP_PORT}")
 VARIANTS = load_variants()
 VARIANT_NAMES = list(VARIANTS)
 
@@ -67,15 +68,16 @@ def _add_arguments(parser) -> None:
     default = "gunicorn-sync" if "gunicorn-sync" in VARIANT_NAMES else VARIANT_NAMES[0]
     parser.add_argument("--server", choices=VARIANT_NAMES, default=default, env_var="SERVERLAB_SERVER_CHOICE",
                         help="server variant to load when Host is empty")
-    parser.add_argument("--cpu-n", type=int, default=1000, help="Fibonacci numbers per /cpu request (1..20000)")
-    parser.add_argument("--io-ms", type=int, default=50, help="milliseconds each /io request sleeps (0..10000)")
-    parser.add_argument("--mixed-n", type=int, default=500, help="Fibonacci numbers per /mixed request (1..20000)")
-    parser.add_argument("--mixed-ms", type=int, default=20, help="milliseconds each /mixed request sleeps (0..10000)")
-    parser.add_argument("--warmup-seconds", type=float, default=0.0, include_in_web_ui=False,
+    for spec in WORKLOADS.values():  # one option per workload parameter, e.g. --cpu-n
+        for name, option in spec.locust_options.items():
+            bound = spec.bounds[name]
+            parser.add_argument(option, type=int, default=bound.default,
+                                help=f"{spec.path}?{name}=: {bound.unit} per request ({bound.low}..{bound.high})")
+    parser.add_argument(WARMUP_OPTION, type=float, default=0.0, include_in_web_ui=False,
                         help="discard the figures of the first N seconds")
-    parser.add_argument("--max-requests", type=int, default=0, include_in_web_ui=False,
+    parser.add_argument(MAX_REQUESTS_OPTION, type=int, default=0, include_in_web_ui=False,
                         help="requests mode: stop after this many responses (per process)")
-    parser.add_argument("--open-rate", type=float, default=0.0, include_in_web_ui=False,
+    parser.add_argument(OPEN_RATE_OPTION, type=float, default=0.0, include_in_web_ui=False,
                         help="open model: target requests per second across all users (0: closed model)")
 
 
@@ -133,7 +135,7 @@ class Recorder:
         self.timeline_counts: list[int] = []
         self.timeline_hdrs: list[str | None] = []
         self._second = 0
-        self._second_hist = HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, TIMELINE_DIGITS)
+        self._second_hist = HdrHistogram(HDR.lowest_us, HDR.highest_us, TIMELINE_DIGITS)
 
     def _flush_second(self) -> None:
         hist = self._second_hist
@@ -162,7 +164,7 @@ class Recorder:
 
     def reset(self) -> None:
         """Forget everything recorded; the measured window starts now."""
-        self.histogram = HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_DIGITS)
+        self.histogram = HdrHistogram(HDR.lowest_us, HDR.highest_us, HDR.significant_digits)
         self.requests = 0
         self.failures = 0
         self.sent = 0
@@ -186,7 +188,7 @@ class Recorder:
             self.per_second[second] += 1
         if failed:
             self.failures += 1
-        us = min(max(int(round(latency_s * 1_000_000)), HDR_LOWEST_US), HDR_HIGHEST_US)
+        us = HDR.clamp(int(round(latency_s * US_PER_S)))
         self.histogram.record_value(us)
         self._timeline_record(us, end)
 
@@ -201,7 +203,7 @@ class Recorder:
 
     def dump(self, directory: str) -> Path:
         """Write ``hdr-<host>-<pid>.json`` (units: seconds, µs in the histogram); return its path."""
-        path = Path(directory) / f"hdr-{socket.gethostname()}-{os.getpid()}.json"
+        path = Path(directory) / f"{HDR_FILE_PREFIX}{socket.gethostname()}-{os.getpid()}.json"
         data = {
             "requests": self.requests,
             "failures": self.failures,
@@ -217,7 +219,7 @@ class Recorder:
             "responses_per_second": self.per_second,
             "histogram": self.histogram.encode().decode("ascii"),
             "timeline": self.timeline(),
-            "unit": "microseconds",
+            "unit": LATENCY_UNIT,
         }
         path.write_text(json.dumps(data, sort_keys=True))
         return path
@@ -230,8 +232,7 @@ _ENV = {}
 @events.init.add_listener
 def _on_init(environment, **_kwargs) -> None:
     _ENV["environment"] = environment
-    workloads = {"hello": HelloUser, "json": JsonUser, "cpu": CpuUser, "io": IoUser, "mixed": MixedUser}
-    LabUI(environment, workloads, RECORDER, VARIANTS, lambda name: TARGET_URL_TEMPLATE.format(name=name)).install()
+    LabUI(environment, dict(USER_CLASSES), RECORDER, VARIANTS, lambda name: TARGET_URL_TEMPLATE.format(name=name)).install()
     # The event loop's clock was last read when gevent started, before imports and set-up
     # that can take seconds on a busy machine; Locust's --run-time timer is set right after
     # this event, relative to that clock, and would fire that much early (a 3 s run measured
@@ -270,7 +271,7 @@ def _on_request(response_time, exception, start_time=None, context=None, **_kwar
 
 @events.test_stop.add_listener
 def _on_test_stop(environment, **_kwargs) -> None:
-    directory = os.environ.get("SERVERLAB_HDR_DIR")
+    directory = os.environ.get(HDR_DIR_ENV)
     if directory and (RECORDER.requests or RECORDER.sent or RECORDER.in_flight):
         RECORDER.dump(directory)
 
@@ -293,7 +294,7 @@ class LabUser(FastHttpUser):
         self.open_rate = getattr(options, "open_rate", 0.0) or 0.0
         if self.open_rate > 0:
             # Each open-model user keeps up to this many requests in flight.
-            self.concurrency = int(os.environ.get("SERVERLAB_OPEN_MAX_IN_FLIGHT", "100"))
+            self.concurrency = int(os.environ.get(OPEN_MAX_IN_FLIGHT_ENV, str(DEFAULT_OPEN_MAX_IN_FLIGHT)))
         super().__init__(environment)
 
     def path(self) -> str:
@@ -338,37 +339,25 @@ class LabUser(FastHttpUser):
 import gevent.pool  # noqa: E402  (after gevent's monkey-patching by Locust)
 
 
-class HelloUser(LabUser):
-    """``GET /``: "Hello, World!" — measures the server's per-request overhead."""
+def user_class(spec: WorkloadSpec) -> type[LabUser]:
+    """Return the Locust user class of one workload: ``GET spec.path`` with its parameters
+    taken from the workload's Locust options (``--cpu-n`` ...), named ``spec.user_class``.
 
-    def path(self) -> str:
-        return "/"
-
-
-class JsonUser(LabUser):
-    """``GET /json``: a small JSON document."""
-
-    def path(self) -> str:
-        return "/json"
-
-
-class CpuUser(LabUser):
-    """``GET /cpu?n=``: CPU-bound Fibonacci work that holds the GIL."""
-
-    def path(self) -> str:
-        return f"/cpu?n={self.environment.parsed_options.cpu_n}"
-
-
-class IoUser(LabUser):
-    """``GET /io?ms=``: I/O-bound waiting that releases the GIL."""
-
-    def path(self) -> str:
-        return f"/io?ms={self.environment.parsed_options.io_ms}"
-
-
-class MixedUser(LabUser):
-    """``GET /mixed``: some CPU plus some waiting."""
+    :param spec: the workload, from :data:`serverlab.terms.WORKLOADS`.
+    :return: a concrete :class:`LabUser` subclass (Locust runs it when named on the command line).
+    """
+    dests = {name: WorkloadSpec.option_dest(option) for name, option in spec.locust_options.items()}
 
     def path(self) -> str:
         options = self.environment.parsed_options
-        return f"/mixed?n={options.mixed_n}&ms={options.mixed_ms}"
+        return spec.url_path({name: getattr(options, dest) for name, dest in dests.items()})
+
+    path.__doc__ = f"``{spec.url_path(spec.default_params())}`` with the values of this run's options."
+    doc = f"``GET {spec.path}``: {spec.summary or spec.name}"
+    return type(spec.user_class, (LabUser,), {"__doc__": doc, "__module__": __name__, "path": path, "spec": spec})
+
+
+#: One user class per workload, by workload name, e.g. ``"hello" -> HelloUser`` (the web UI
+#: ticks ``HelloUser`` by default). Locust finds them as this module's globals.
+USER_CLASSES: dict[str, type[LabUser]] = {name: user_class(spec) for name, spec in WORKLOADS.items()}
+globals().update({cls.__name__: cls for cls in USER_CLASSES.values()})

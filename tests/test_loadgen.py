@@ -136,14 +136,13 @@ def test_locust_users():
     assert plan("open", level=1000, users=10, processes=2).locust_users == 2
 
 
-def test_workload_options_exist_in_the_locustfile():
-    text = LOCUSTFILE.read_text()
-    for workload in WORKLOADS.values():
-        assert f"class {workload.user_class}(LabUser)" in text
-        for flag in workload.locust_options.values():
-            assert f'"{flag}"' in text
-    for flag in ("--warmup-seconds", "--max-requests", "--open-rate"):
-        assert f'"{flag}"' in text
+def test_the_locustfile_has_one_user_class_per_workload():
+    """Locust itself lists the generated classes (run as ``serverlab run`` does: the venv's locust)."""
+    result = subprocess.run([str(VENV_BIN / "locust"), "-f", str(LOCUSTFILE), "--list"], capture_output=True,
+                            text=True, timeout=120, cwd="/")
+    assert result.returncode == 0, result.stderr
+    listed = [line.strip() for line in result.stdout.splitlines()[1:] if line.strip()]
+    assert listed == [workload.user_class for workload in WORKLOADS.values()]
 
 
 # --- Locust's CSV and wrk --------------------------------------------------------------------------------
@@ -202,6 +201,7 @@ RECORDER_SCRIPT = textwrap.dedent("""
     import importlib.util, json, sys, time
     from pathlib import Path
 
+    sys.path.insert(0, str(Path(sys.argv[1]).parent))  # as Locust does while importing a locustfile
     spec = importlib.util.spec_from_file_location("lab_locustfile", sys.argv[1])
     locustfile = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(locustfile)
@@ -435,17 +435,14 @@ def test_throughput_trend_flags_a_rising_period_and_ignores_the_partial_last_sec
     assert throughput_trend([0, 0, 0, 5, 5, 5, 5]) is None  # no baseline to compare with
 
 
-def test_locustfile_records_histograms_with_the_range_the_lab_merges_with():
-    """The locustfile runs in the image without serverlab, so it keeps its own copy of the HDR range."""
-    import ast
-
+def test_locustfile_records_histograms_with_the_range_the_lab_merges_with(dumps):
+    """Both sides read serverlab.terms.HDR; a recorded histogram has the geometry stats merges into."""
     from serverlab import stats
 
-    tree = ast.parse(LOCUSTFILE.read_text())
-    assign = next(node for node in tree.body if isinstance(node, ast.Assign)
-                  and isinstance(node.targets[0], ast.Tuple)
-                  and [t.id for t in node.targets[0].elts] == ["HDR_LOWEST_US", "HDR_HIGHEST_US", "HDR_DIGITS"])
-    assert ast.literal_eval(assign.value) == (stats.HDR_LOWEST_US, stats.HDR_HIGHEST_US, stats.HDR_SIGNIFICANT_FIGURES)
+    recorded = HdrHistogram.decode(files_of(dumps["behind"])[0]["histogram"])
+    lab = stats.new_histogram()
+    assert (recorded.lowest_trackable_value, recorded.highest_trackable_value, recorded.significant_figures) == \
+        (lab.lowest_trackable_value, lab.highest_trackable_value, lab.significant_figures) == (1, 120_000_000, 3)
 
 
 def test_timelines_of_two_processes_merge_per_second(tmp_path):
