@@ -31,8 +31,6 @@ refusal names the file, the key, the bad value and the valid choices.
 
 from __future__ import annotations
 
-import os
-import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,21 +40,27 @@ import psutil
 
 from labapp.variants import Variant, VariantError, load_variants
 from serverlab import LabError
-from serverlab.terms import WorkloadParameterError
+from serverlab.budget import (  # noqa: F401  (Budget, auto_loadgen_processes, usable_cpus: importable from here too)
+    MIN_SERVER_MEMORY,
+    Budget,
+    auto_loadgen_processes,
+    format_cpuset,
+    memory_bytes,
+    parse_cpuset,
+    usable_cpus,
+)
+from serverlab.terms import Mode, WorkloadParameterError
 from serverlab.workloads import WORKLOADS
 
 #: The folder of shipped experiments.
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
-MODES = ("closed", "open", "requests")
+#: Load models an experiment may name (:class:`serverlab.terms.Mode`).
+MODES = tuple(mode.value for mode in Mode)
 _TOP_KEYS = {
     "description", "servers", "workloads", "mode", "users", "rates", "requests", "duration", "warmup",
     "repetitions", "calibrate", "p99_bound_ms", "seed", "params", "overrides", "budget",
 }
 _BUDGET_KEYS = {"server_cpus", "server_memory", "server_cpuset", "loadgen_cpuset", "loadgen_processes"}
-_CPUSET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
-_MEMORY = re.compile(r"^\d+[kmg]?$")
-#: The smallest server memory limit accepted (bytes): below it no variant starts.
-MIN_SERVER_MEMORY = 32 * 2**20
 
 
 class ExperimentError(LabError):
@@ -64,37 +68,11 @@ class ExperimentError(LabError):
 
 
 @dataclass(frozen=True)
-class Budget:
-    """The resources every server variant gets, and where the load generator runs.
-
-    :param server_cpus: CPU quota of a server (cores, e.g. ``1.0``).
-    :param server_memory: memory limit of a server, Docker syntax (``"512m"``).
-    :param server_cpuset: CPUs the server may run on (``"0"``).
-    :param loadgen_cpuset: CPUs the load generator runs on (``"1"``); must not overlap the server's.
-    :param loadgen_processes: Locust processes (``--processes``); 1 = a single process.
-        An experiment's ``"auto"`` (the default) is resolved when it is loaded, by
-        :func:`auto_loadgen_processes`; :attr:`loadgen_auto` then records that.
-    :param loadgen_auto: ``loadgen_processes`` was chosen automatically for this machine.
-    """
-
-    server_cpus: float = 1.0
-    server_memory: str = "512m"
-    server_cpuset: str = "0"
-    loadgen_cpuset: str = "1"
-    loadgen_processes: int = 1
-    loadgen_auto: bool = False
-
-    @property
-    def loadgen_cores(self) -> int:
-        """How many CPUs the load generator's cpuset holds."""
-        return len(parse_cpuset(self.loadgen_cpuset))
-
-
-@dataclass(frozen=True)
 class Experiment:
     """A validated experiment: which variants, workloads and load levels, how long, how often.
 
     :param name: the file's stem.
+    :param mode: the load model.
     :param levels: load levels: users (closed), target RPS (open) or request counts (requests).
     :param users: concurrent users for open/requests modes (open: requests in flight at most).
     :param duration: measured seconds per cell (closed, open); a time cap in requests mode.
@@ -108,7 +86,7 @@ class Experiment:
     description: str
     servers: tuple[str, ...]
     workloads: tuple[str, ...]
-    mode: str
+    mode: Mode
     levels: tuple[int, ...]
     users: int
     duration: float
@@ -141,7 +119,7 @@ class Experiment:
         (each ``max(3, min(duration, 10))`` s, Locust with a 1 s warm-up) and their overhead,
         plus ``prepare_s`` (the Docker image check and version probe, the final teardown:
         ~60 s measured here with a cached image) and the 2 s quietness probe."""
-        per_cell = self.warmup + (self.duration if self.mode != "requests" else 10.0) + overhead_s
+        per_cell = self.warmup + (self.duration if self.mode != Mode.REQUESTS else 10.0) + overhead_s
         calibration = 0.0
         if self.calibrate:
             each = max(3.0, min(self.duration, 10.0))
@@ -153,67 +131,6 @@ class Experiment:
         data = asdict(self)
         data["budget"] = asdict(self.budget)
         return data
-
-
-def auto_loadgen_processes(loadgen_cpuset: str, mode: str = "closed") -> int:
-    """Locust processes for ``loadgen_processes = "auto"``: one per CPU the generator may use.
-
-    The CPUs are those of ``loadgen_cpuset`` (never the servers': the cpusets may not
-    overlap) that this machine has and this process may run on. Locust runs one
-    single-threaded event loop per process, so one process per free CPU is the most
-    load it can offer without two processes sharing a core. Requests mode needs one
-    process (one process counts the requests).
-
-    :param loadgen_cpuset: the generator's cpuset, e.g. ``"1"`` or ``"1-3"``.
-    :param mode: the experiment's load model.
-    :return: at least 1.
-    """
-    if mode == "requests":
-        return 1
-    try:
-        available = set(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        available = set(range(os.cpu_count() or 1))
-    return max(1, len(set(parse_cpuset(loadgen_cpuset)) & available))
-
-
-def parse_cpuset(text: str) -> list[int]:
-    """Parse a cpuset like ``"0"``, ``"0-3"`` or ``"0,2"`` into CPU numbers.
-
-    :raises ValueError: if the text is not a cpuset.
-    """
-    if not _CPUSET.match(text):
-        raise ValueError(f"not a cpuset: {text!r} (examples: '0', '0-3', '0,2')")
-    cpus: list[int] = []
-    for part in text.split(","):
-        low, _, high = part.partition("-")
-        if int(high or low) < int(low):
-            raise ValueError(f"not a cpuset: {text!r} (range {part!r} runs backwards)")
-        cpus.extend(range(int(low), int(high or low) + 1))
-    return cpus
-
-
-def format_cpuset(cpus: list[int]) -> str:
-    """CPU numbers as a cpuset string: ``[0, 1, 2, 5] -> "0-2,5"``."""
-    runs: list[list[int]] = []
-    for cpu in sorted(set(cpus)):
-        if runs and runs[-1][1] == cpu - 1:
-            runs[-1][1] = cpu
-        else:
-            runs.append([cpu, cpu])
-    return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in runs)
-
-
-def memory_bytes(size: str) -> int:
-    """Bytes of a Docker-style size: ``"512m" -> 536870912``; ``"0" -> 0``.
-
-    :raises ValueError: if it is not ``<digits>[k|m|g]``.
-    """
-    if not _MEMORY.match(size.lower()):
-        raise ValueError(f"not a size: {size!r} (examples: '512m', '1g')")
-    unit = size[-1].lower()
-    scale = {"k": 2**10, "m": 2**20, "g": 2**30}.get(unit, 1)
-    return int(size[:-1] if unit in "kmg" else size) * scale
 
 
 def list_experiments(directory: Path | None = None) -> dict[str, Path]:
@@ -291,11 +208,13 @@ def _loadgen_processes(check: _Checker, value: Any, loadgen_cpuset: str, mode: s
     return {"loadgen_processes": value}
 
 
-def usable_cpus() -> list[int]:
-    """The CPUs this process may run on (its affinity mask), sorted."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
+def _is_size(text: str) -> bool:
+    """Whether ``text`` is a Docker-style size (see :func:`serverlab.budget.memory_bytes`)."""
+    try:
+        memory_bytes(text)
+    except ValueError:
+        return False
+    return True
 
 
 def check_machine(experiment: Experiment, cpus: list[int] | None = None, memory: int | None = None) -> None:
@@ -349,32 +268,32 @@ def load_experiment(name_or_path: str, directory: Path | None = None, variants_d
     except VariantError as err:
         raise ExperimentError(str(err)) from None
 
-    mode = data.get("mode", "closed")
+    mode = data.get("mode", Mode.CLOSED.value)
     if mode not in MODES:
         raise check.fail("mode", mode, f"one of {', '.join(MODES)}")
+    mode = Mode(mode)
     servers = check.names("servers", data.get("servers", "all"), list(declared))
     workloads = check.names("workloads", data.get("workloads", ["hello"]), list(WORKLOADS))
     description = data.get("description", "")
     if not isinstance(description, str):
         raise check.fail("description", description, "a string")
 
-    level_key = {"closed": "users", "open": "rates", "requests": "requests"}[mode]
-    for key in ("users", "rates", "requests"):
-        if key in data and key != level_key and not (key == "users" and mode != "closed"):
-            raise ExperimentError(f"{path}: key {key!r} does not apply to mode {mode!r} (its load levels are {level_key!r})")
+    level_key = mode.level_key
+    for key in (m.level_key for m in Mode):
+        if key in data and key != level_key and not (key == "users" and mode != Mode.CLOSED):
+            raise ExperimentError(f"{path}: key {key!r} does not apply to mode {mode.value!r} (its load levels are {level_key!r})")
     if level_key not in data:
-        raise ExperimentError(f"{path}: mode {mode!r} needs key {level_key!r} (its load levels)")
-    limits = {"users": (1, 1000), "rates": (1, 100_000), "requests": (1, 1_000_000)}[level_key]
-    levels = check.int_list(level_key, data[level_key], *limits)
-    if mode == "closed":
+        raise ExperimentError(f"{path}: mode {mode.value!r} needs key {level_key!r} (its load levels)")
+    levels = check.int_list(level_key, data[level_key], *mode.level_range)
+    if mode == Mode.CLOSED:
         users = max(levels)
     else:
-        default_users = 100 if mode == "open" else 10
+        default_users = 100 if mode == Mode.OPEN else 10
         users = check.integer("users", data.get("users", default_users), 1, 10_000)
 
     duration = check.number("duration", data.get("duration", 10), 1, 3600)
-    warmup = check.number("warmup", data.get("warmup", 0 if mode == "requests" else 2), 0, 600)
-    if mode == "requests" and warmup:
+    warmup = check.number("warmup", data.get("warmup", 0 if mode == Mode.REQUESTS else 2), 0, 600)
+    if mode == Mode.REQUESTS and warmup:
         raise check.fail("warmup", warmup, "0 in requests mode (the total time of N requests includes start-up)")
     repetitions = check.integer("repetitions", data.get("repetitions", 1), 1, 100)
     calibrate = data.get("calibrate", False)
@@ -429,7 +348,7 @@ def load_experiment(name_or_path: str, directory: Path | None = None, variants_d
             raise ExperimentError(f"{path}: key 'budget.{key}' is unknown; valid: {', '.join(sorted(_BUDGET_KEYS))}")
     defaults = Budget()
     memory = budget_table.get("server_memory", defaults.server_memory)
-    if not isinstance(memory, str) or not _MEMORY.match(memory.lower()):
+    if not isinstance(memory, str) or not _is_size(memory):
         raise check.fail("budget.server_memory", memory, "a string size like '512m' or '1g'")
     memory = memory.lower()
     if memory_bytes(memory) < MIN_SERVER_MEMORY:
@@ -459,7 +378,7 @@ def load_experiment(name_or_path: str, directory: Path | None = None, variants_d
     )
     if budget.server_cpus > len(cpusets["server_cpuset"]):
         raise check.fail("budget.server_cpus", budget.server_cpus, f"at most the {len(cpusets['server_cpuset'])} CPU(s) of server_cpuset")
-    if mode == "requests" and budget.loadgen_processes != 1:
+    if mode == Mode.REQUESTS and budget.loadgen_processes != 1:
         raise check.fail("budget.loadgen_processes", budget.loadgen_processes, "1 in requests mode (one process counts the requests)")
 
     return Experiment(

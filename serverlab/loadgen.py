@@ -19,14 +19,15 @@ from typing import Any
 
 from serverlab import LabError
 from serverlab.stats import StatsError, latency_summary, merge_histograms
-from serverlab.workloads import Workload
+from serverlab.terms import (HDR_DIR_ENV, HDR_FILE_PREFIX, MAX_REQUESTS_OPTION, OPEN_MAX_IN_FLIGHT_ENV,
+                             OPEN_RATE_OPTION, WARMUP_OPTION, Mode, WorkloadSpec)
 
 #: Locust's own warning when a process is CPU-bound (its figures then measure Locust).
 LOCUST_CPU_WARNING = re.compile(r"CPU usage above \d+%")
 #: A load-generator process using this share of a core or more is saturated.
 SATURATION_SHARE = 0.9
 #: Open model: the generator "fell behind" when more than this share of its sends
-#: left over 5 ms after their scheduled time (the locustfile's LATE_SEND_S). Single
+#: left over :data:`serverlab.terms.LATE_SEND_S` after their scheduled time. Single
 #: hiccups of tens of ms are normal on a shared core and are already inside the
 #: latencies, which are measured from the intended send time.
 FELL_BEHIND_LATE_SHARE = 0.05
@@ -42,7 +43,7 @@ class LoadPlan:
 
     :param workload: the workload (its user class and parameter options).
     :param params: the workload's parameters.
-    :param mode: ``"closed"``, ``"open"`` or ``"requests"``.
+    :param mode: the load model (a :class:`~serverlab.terms.Mode` or its string).
     :param level: users (closed), target RPS (open) or request count (requests).
     :param users: Locust users for open/requests modes.
     :param duration_s: measured seconds (closed/open) or time cap (requests).
@@ -50,9 +51,9 @@ class LoadPlan:
     :param processes: Locust processes (``--processes``); 1 runs a single process.
     """
 
-    workload: Workload
+    workload: WorkloadSpec
     params: dict[str, int]
-    mode: str
+    mode: Mode
     level: int
     users: int
     duration_s: float
@@ -62,9 +63,9 @@ class LoadPlan:
     @property
     def locust_users(self) -> int:
         """The ``-u`` Locust gets: the level (closed), users (requests), one per process (open)."""
-        if self.mode == "closed":
+        if self.mode == Mode.CLOSED:
             return self.level
-        if self.mode == "open":
+        if self.mode == Mode.OPEN:
             return self.processes
         return self.users
 
@@ -90,18 +91,18 @@ class LoadPlan:
         if self.processes > 1:
             args += ["--processes", str(self.processes)]
         if self.warmup_s > 0:
-            args += ["--warmup-seconds", str(self.warmup_s)]
-        if self.mode == "requests":
-            args += ["--max-requests", str(self.level)]
-        if self.mode == "open":
-            args += ["--open-rate", str(self.level)]
+            args += [WARMUP_OPTION, str(self.warmup_s)]
+        if self.mode == Mode.REQUESTS:
+            args += [MAX_REQUESTS_OPTION, str(self.level)]
+        if self.mode == Mode.OPEN:
+            args += [OPEN_RATE_OPTION, str(self.level)]
         return args + self.workload.locust_args(self.params)
 
     def environment(self, hdr_dir: str) -> dict[str, str]:
         """Environment variables for the Locust process(es)."""
-        env = {"SERVERLAB_HDR_DIR": hdr_dir}
-        if self.mode == "open":
-            env["SERVERLAB_OPEN_MAX_IN_FLIGHT"] = str(max(1, self.users // self.processes))
+        env = {HDR_DIR_ENV: hdr_dir}
+        if self.mode == Mode.OPEN:
+            env[OPEN_MAX_IN_FLIGHT_ENV] = str(max(1, self.users // self.processes))
         return env
 
 
@@ -248,7 +249,7 @@ def read_outcome(out_dir: Path, plan: LoadPlan, log_text: str = "") -> LoadOutco
 
     :raises LoadError: if no process recorded anything (the server never answered).
     """
-    files = sorted(Path(out_dir).glob("hdr-*.json"))
+    files = sorted(Path(out_dir).glob(f"{HDR_FILE_PREFIX}*.json"))
     dumps = [json.loads(path.read_text()) for path in files]
     if not dumps:
         tail = "\n".join(log_text.strip().splitlines()[-5:])
@@ -266,11 +267,11 @@ def read_outcome(out_dir: Path, plan: LoadPlan, log_text: str = "") -> LoadOutco
     cpu = sum(d["cpu_seconds"] for d in dumps)
     share = max(d["cpu_seconds"] / max(d["window_end_at"] - d["window_start_at"], 1e-9) for d in dumps)
     total_time = None
-    if plan.mode == "requests":
+    if plan.mode == Mode.REQUESTS:
         first = min(d["first_send_at"] for d in dumps if d["first_send_at"])
         total_time = end - first
     open_load = None
-    if plan.mode == "open":
+    if plan.mode == Mode.OPEN:
         sent = sum(d["sent"] for d in dumps)
         late = sum(d["late_sends"] for d in dumps)
         open_load = {

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from serverlab import LabError
 from serverlab.findings import Calibration, Finding, Note, finding_from_dict
+from serverlab.terms import PERCENTILES, CellStatus, Mode, percentile_key  # noqa: F401  (PERCENTILES: importable here)
 
 #: Schema version written into every line. Version 2 added the cell fields
 #: ``loadgen_busiest_share``, ``interference`` and ``bottleneck`` (all optional);
@@ -36,20 +37,13 @@ SCHEMA_VERSION = 3
 #: ``warnings`` sentences become :class:`serverlab.findings.Note` findings.
 READABLE_VERSIONS = (1, 2, 3)
 #: Cell statuses: measured; server failed or crashed; server answered wrongly before load.
-STATUSES = ("ok", "failed", "unverified")
+STATUSES = tuple(status.value for status in CellStatus)
 #: Load models: Locust's closed model, constant-arrival open model, or a fixed request count.
-MODES = ("closed", "open", "requests")
-#: Percentiles reported from the HDR histogram, as keys of :attr:`Cell.latency_us`.
-PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+MODES = tuple(mode.value for mode in Mode)
 
 
 class ResultsError(LabError):
     """A results file is missing, not JSON lines, of another schema version, or inconsistent."""
-
-
-def percentile_key(p: float) -> str:
-    """Return the key a percentile is stored under: ``50.0 -> "p50"``, ``99.9 -> "p99.9"``."""
-    return "p" + (f"{p:g}")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from serverlab.results import Cell, RunHeader
-from serverlab.stats import HDR_HIGHEST_US, latency_summary, new_histogram
+from serverlab.stats import latency_summary, new_histogram
+from serverlab.terms import HDR
 
 #: Variant configurations shaped like servers/*.toml plus the runner's limits.
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -37,7 +38,7 @@ def latency_samples(median_us: float, count: int, seed: int, sigma: float = 0.5)
     """Lognormal response times (µs) with the given median, as integers within the HDR range."""
     rng = np.random.default_rng(seed)
     values = rng.lognormal(mean=np.log(median_us), sigma=sigma, size=count)
-    return np.clip(np.rint(values), 1, HDR_HIGHEST_US).astype(np.int64)
+    return np.clip(np.rint(values), 1, HDR.highest_us).astype(np.int64)
 
 
 def histogram_of(samples: Iterable[int]) -> HdrHistogram:

@@ -20,8 +20,9 @@ from typing import Any, Mapping
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, ClientDisconnected, HTTPException, RequestEntityTooLarge
 
+from serverlab.terms import WORKLOADS, Bound, WorkloadSpec
+
 from . import workloads
-from .workloads import Bound
 
 #: Environment variables the launcher (:mod:`labapp.serve`) sets so that
 #: ``/lab/info`` can say which variant and worker model served a request.
@@ -122,6 +123,16 @@ def int_param(bound: Bound, source: Mapping[str, Any] | None = None) -> int:
     if not bound.low <= value <= bound.high:
         raise ParameterError(bound, text)
     return value
+
+
+def workload_params(spec: WorkloadSpec) -> dict[str, int]:
+    """Read every parameter of a workload from the query string, in the spec's order.
+
+    :param spec: the workload, from :data:`serverlab.terms.WORKLOADS`.
+    :return: parameter name -> value (its default when absent), e.g. ``{"n": 1000}``.
+    :raises ParameterError: for the first value that is not a decimal integer within its bound.
+    """
+    return {name: int_param(bound) for name, bound in spec.bounds.items()}
 
 
 def package_versions() -> dict[str, str | None]:
@@ -250,29 +261,30 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     def _http_error(err: HTTPException):
         return jsonify({"error": err.description, "status": err.code}), err.code
 
-    @app.get("/")
+    # The measured workloads: paths and parameter bounds from serverlab.terms.WORKLOADS.
+    @app.get(WORKLOADS["hello"].path)
     def hello():
         return "Hello, World!"
 
-    @app.get("/json")
+    @app.get(WORKLOADS["json"].path)
     def json_doc():
         return jsonify(message="Hello, World!", items=list(range(10)))
 
-    @app.get("/cpu")
+    @app.get(WORKLOADS["cpu"].path)
     def cpu():
-        return jsonify(workloads.fibonacci_digest(int_param(workloads.CPU_N)))
+        params = workload_params(WORKLOADS["cpu"])
+        return jsonify(workloads.fibonacci_digest(params["n"]))
 
-    @app.get("/io")
+    @app.get(WORKLOADS["io"].path)
     def io():
-        ms = int_param(workloads.IO_MS)
-        return jsonify(ms=ms, slept_ms=round(workloads.sleep_ms(ms), 3))
+        params = workload_params(WORKLOADS["io"])
+        return jsonify(ms=params["ms"], slept_ms=round(workloads.sleep_ms(params["ms"]), 3))
 
-    @app.get("/mixed")
+    @app.get(WORKLOADS["mixed"].path)
     def mixed():
-        n = int_param(workloads.MIXED_N)
-        ms = int_param(workloads.MIXED_MS)
-        result = workloads.fibonacci_digest(n)
-        result["slept_ms"] = round(workloads.sleep_ms(ms), 3)
+        params = workload_params(WORKLOADS["mixed"])
+        result = workloads.fibonacci_digest(params["n"])
+        result["slept_ms"] = round(workloads.sleep_ms(params["ms"]), 3)
         return jsonify(result)
 
     @app.post("/background")

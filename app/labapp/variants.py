@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from serverlab.terms import APP_PORT, WorkerModel
+
 #: The folder of declarations: ``servers/`` at the repository root (``/srv/servers`` in the image).
 SERVERS_DIR = Path(os.environ.get("SERVERLAB_SERVERS_DIR") or Path(__file__).resolve().parents[2] / "servers")
 #: Servers a declaration may name.
@@ -46,10 +48,10 @@ SERVERS = ("werkzeug", "gunicorn", "uwsgi", "waitress", "granian")
 PROXIES = ("nginx",)
 #: How the proxy talks to the app server: HTTP/1.1 (``proxy_pass``) or the uwsgi protocol (``uwsgi_pass``).
 PROXY_PROTOCOLS = ("http", "uwsgi")
-#: Concurrency models, in the field's terms.
-MODELS = ("single", "threaded", "multi-process", "process-thread", "gevent")
+#: Concurrency models, in the field's terms (:class:`serverlab.terms.WorkerModel`).
+MODELS = tuple(model.value for model in WorkerModel)
 #: The port every server listens on inside its container.
-DEFAULT_PORT = 8000
+DEFAULT_PORT = APP_PORT
 _REQUIRED = {"description": str, "server": str, "model": str, "keep_alive": bool, "workers": int, "threads": int, "command": list}
 _OPTIONAL = {"connections": int, "settings": dict, "proxy": str, "proxy_protocol": str, "proxy_workers": int}
 _PLACEHOLDERS = ("port", "workers", "threads", "connections", "python", "bin")
@@ -109,7 +111,7 @@ class Variant:
         when ``connections`` bounds the threads, else ``None`` (unbounded). Used for Little's-law
         predictions: an I/O workload sleeping S seconds peaks at ``slots / S`` requests/s.
         """
-        if self.model == "gevent":
+        if self.model == WorkerModel.GEVENT:
             return self.workers * (self.connections or 1)
         if self.threads == 0:
             return self.workers * self.connections if self.connections else None
@@ -215,7 +217,7 @@ def _check(path: Path, data: Mapping[str, Any]) -> None:
     connections = data.get("connections")
     if connections is not None and (isinstance(connections, bool) or not isinstance(connections, int) or connections < 1):
         raise VariantError(f"{path}: key 'connections' must be an integer >= 1, got {connections!r}")
-    if data["model"] == "gevent" and connections is None:
+    if data["model"] == WorkerModel.GEVENT and connections is None:
         raise VariantError(f"{path}: a gevent variant needs 'connections' (greenlets per worker)")
     if not data["command"] or not all(isinstance(part, str) for part in data["command"]):
         raise VariantError(f"{path}: key 'command' must be a non-empty list of strings")

@@ -1,0 +1,114 @@
+"""The resources every server variant gets, and where the load generator runs.
+
+An experiment's ``[budget]`` table becomes a :class:`Budget`; the helpers here parse
+its cpusets (``"0-3,5"``) and Docker-style memory sizes (``"512m"``) and resolve
+``loadgen_processes = "auto"`` for this machine. Units: CPUs (cores), bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from serverlab.terms import Mode
+
+_CPUSET = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+_MEMORY = re.compile(r"^\d+[kmg]?$")
+#: The smallest server memory limit accepted (bytes): below it no variant starts.
+MIN_SERVER_MEMORY = 32 * 2**20
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The resources every server variant gets, and where the load generator runs.
+
+    :param server_cpus: CPU quota of a server (cores, e.g. ``1.0``).
+    :param server_memory: memory limit of a server, Docker syntax (``"512m"``).
+    :param server_cpuset: CPUs the server may run on (``"0"``).
+    :param loadgen_cpuset: CPUs the load generator runs on (``"1"``); must not overlap the server's.
+    :param loadgen_processes: Locust processes (``--processes``); 1 = a single process.
+        An experiment's ``"auto"`` (the default) is resolved when it is loaded, by
+        :func:`auto_loadgen_processes`; :attr:`loadgen_auto` then records that.
+    :param loadgen_auto: ``loadgen_processes`` was chosen automatically for this machine.
+    """
+
+    server_cpus: float = 1.0
+    server_memory: str = "512m"
+    server_cpuset: str = "0"
+    loadgen_cpuset: str = "1"
+    loadgen_processes: int = 1
+    loadgen_auto: bool = False
+
+    @property
+    def loadgen_cores(self) -> int:
+        """How many CPUs the load generator's cpuset holds."""
+        return len(parse_cpuset(self.loadgen_cpuset))
+
+
+def auto_loadgen_processes(loadgen_cpuset: str, mode: str = Mode.CLOSED) -> int:
+    """Locust processes for ``loadgen_processes = "auto"``: one per CPU the generator may use.
+
+    The CPUs are those of ``loadgen_cpuset`` (never the servers': the cpusets may not
+    overlap) that this machine has and this process may run on. Locust runs one
+    single-threaded event loop per process, so one process per free CPU is the most
+    load it can offer without two processes sharing a core. Requests mode needs one
+    process (one process counts the requests).
+
+    :param loadgen_cpuset: the generator's cpuset, e.g. ``"1"`` or ``"1-3"``.
+    :param mode: the experiment's load model.
+    :return: at least 1.
+    """
+    if mode == Mode.REQUESTS:
+        return 1
+    try:
+        available = set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        available = set(range(os.cpu_count() or 1))
+    return max(1, len(set(parse_cpuset(loadgen_cpuset)) & available))
+
+
+def parse_cpuset(text: str) -> list[int]:
+    """Parse a cpuset like ``"0"``, ``"0-3"`` or ``"0,2"`` into CPU numbers.
+
+    :raises ValueError: if the text is not a cpuset.
+    """
+    if not _CPUSET.match(text):
+        raise ValueError(f"not a cpuset: {text!r} (examples: '0', '0-3', '0,2')")
+    cpus: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        if int(high or low) < int(low):
+            raise ValueError(f"not a cpuset: {text!r} (range {part!r} runs backwards)")
+        cpus.extend(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+def format_cpuset(cpus: list[int]) -> str:
+    """CPU numbers as a cpuset string: ``[0, 1, 2, 5] -> "0-2,5"``."""
+    runs: list[list[int]] = []
+    for cpu in sorted(set(cpus)):
+        if runs and runs[-1][1] == cpu - 1:
+            runs[-1][1] = cpu
+        else:
+            runs.append([cpu, cpu])
+    return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in runs)
+
+
+def memory_bytes(size: str) -> int:
+    """Bytes of a Docker-style size: ``"512m" -> 536870912``; ``"0" -> 0``.
+
+    :raises ValueError: if it is not ``<digits>[k|m|g]``.
+    """
+    if not _MEMORY.match(size.lower()):
+        raise ValueError(f"not a size: {size!r} (examples: '512m', '1g')")
+    unit = size[-1].lower()
+    scale = {"k": 2**10, "m": 2**20, "g": 2**30}.get(unit, 1)
+    return int(size[:-1] if unit in "kmg" else size) * scale
+
+
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on (its affinity mask), sorted."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
