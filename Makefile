@@ -6,7 +6,7 @@ EXPERIMENT ?= default
 BACKEND ?= docker
 ARGS ?=
 
-.PHONY: help venv test test-fast test-browser report offline up down clean
+.PHONY: help venv test test-fast test-browser report compose offline up down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,6 +30,9 @@ test-browser: venv  ## the web UI and report in Debian's chromium (apt-get insta
 
 report: venv  ## run EXPERIMENT (default: default) and write reports/<run-id>/
 	$(BIN)/serverlab run $(EXPERIMENT) --backend $(BACKEND) $(ARGS)
+
+compose: venv  ## write docker-compose.yml from servers/*.toml (after adding or changing a variant; commit it)
+	$(BIN)/serverlab compose
 
 offline:  ## prepare Docker, a base image and a wheelhouse where no registry is reachable
 	bash scripts/provision-offline.sh

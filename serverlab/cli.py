@@ -4,6 +4,7 @@
     serverlab run --list
     serverlab report RESULTS.jsonl... [--out DIR]
     serverlab compare OLD NEW
+    serverlab compose [--check] [--output PATH] [--servers DIR]
 
 Every failure ends as one ``error: ...`` line. Exit statuses (also in ``--help``):
 
@@ -108,6 +109,26 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="show the change per cell between two runs")
     compare.add_argument("old", type=Path, help="results.jsonl (or run folder) of the baseline")
     compare.add_argument("new", type=Path, help="results.jsonl (or run folder) of the new run")
+
+    from serverlab.compose import COMPOSE_FILE
+
+    compose = sub.add_parser(
+        "compose", help="write docker-compose.yml from servers/*.toml (after adding or changing a variant)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write docker-compose.yml from the server declarations (servers/*.toml): one hardened "
+                    "service per variant, published on 127.0.0.1:<its host_port>, plus the Locust master, "
+                    "workers and the headless loadgen. The file is generated: commit it, never edit it by hand.",
+        epilog="examples:\n  serverlab compose            # after adding servers/<name>.toml (give it a free host_port)\n"
+               "  serverlab compose --check    # in CI: is the committed file current?\n\n"
+               "exit status:\n  0    written (or already current); with --check: current\n"
+               "  1    --check only: the file differs (the diff is printed; run `serverlab compose`)\n"
+               "  2    error: an invalid declaration, a host_port missing, clashing or reserved (8089)")
+    compose.add_argument("--check", action="store_true",
+                         help="write nothing; print the diff and exit 1 if the file differs from what would be written")
+    compose.add_argument("--output", type=Path, default=COMPOSE_FILE, metavar="PATH",
+                         help="the compose file (default: docker-compose.yml at the repository root)")
+    compose.add_argument("--servers", type=Path, metavar="DIR",
+                         help="the declarations' folder (default: servers/, or $SERVERLAB_SERVERS_DIR)")
     return parser
 
 
@@ -167,10 +188,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compose(args: argparse.Namespace) -> int:
+    """``serverlab compose``: write the compose file, or with ``--check`` diff it (0 current, 1 differs)."""
+    from serverlab import compose
+
+    text = compose.generate(args.servers)
+    if args.check:
+        diff = compose.difference(args.output, text)
+        if diff:
+            print(diff, end="")
+            print(f"{args.output} differs from what `{compose.COMMAND}` writes from the server declarations; "
+                  f"run `{compose.COMMAND}` (or `make compose`) and commit the result", file=sys.stderr)
+            return 1
+        print(f"{args.output} is current")
+        return 0
+    changed = compose.write(args.output, text)
+    print(f"{'wrote' if changed else 'unchanged:'} {args.output}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, dispatch, and turn every :class:`LabError` into ``error: ...``."""
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "report": cmd_report, "compare": cmd_compare}
+    handlers = {"run": cmd_run, "report": cmd_report, "compare": cmd_compare, "compose": cmd_compose}
     try:
         return handlers[args.command](args)
     except LabError as err:

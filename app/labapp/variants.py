@@ -15,6 +15,10 @@ Example (``servers/gunicorn-gthread.toml``)::
     threads = 8
     command = ["{bin}/gunicorn", "--bind", "0.0.0.0:{port}", "--threads", "{threads}", ...]
 
+``host_port`` (optional, unique across declarations, in 1024..65535) is the port on
+127.0.0.1 where ``docker compose up`` publishes the variant; ``serverlab compose``
+writes it into ``docker-compose.yml`` and refuses a declaration without one.
+
 Command placeholders: ``{port}``, ``{workers}``, ``{threads}``, ``{connections}``,
 ``{python}`` (this interpreter), ``{bin}`` (its ``bin`` directory), and the name of
 every entry of the optional ``[settings]`` table (server settings that are not
@@ -36,7 +40,7 @@ import sys
 import tomllib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from serverlab.terms import APP_PORT, WorkerModel
 
@@ -53,12 +57,14 @@ MODELS = tuple(model.value for model in WorkerModel)
 #: The port every server listens on inside its container.
 DEFAULT_PORT = APP_PORT
 _REQUIRED = {"description": str, "server": str, "model": str, "keep_alive": bool, "workers": int, "threads": int, "command": list}
-_OPTIONAL = {"connections": int, "settings": dict, "proxy": str, "proxy_protocol": str, "proxy_workers": int}
+_OPTIONAL = {"connections": int, "settings": dict, "proxy": str, "proxy_protocol": str, "proxy_workers": int, "host_port": int}
 _PLACEHOLDERS = ("port", "workers", "threads", "connections", "python", "bin")
 #: Extra placeholder of proxied variants: the Unix socket the app server listens on.
 _PROXY_PLACEHOLDERS = ("socket",)
 #: Upper bound of nginx worker processes (each is one more process in the same CPU budget).
 MAX_PROXY_WORKERS = 16
+#: Host ports a declaration's ``host_port`` may take (unprivileged TCP ports).
+HOST_PORTS = range(1024, 65536)
 
 
 class VariantError(ValueError):
@@ -87,6 +93,9 @@ class Variant:
     :param proxy: the reverse proxy in front (``"nginx"``) or ``None`` for a direct server.
     :param proxy_protocol: ``"http"`` or ``"uwsgi"`` when proxied, else ``None``.
     :param proxy_workers: nginx worker processes when proxied, else ``None``.
+    :param host_port: the 127.0.0.1 port ``docker compose up`` publishes this variant on
+        (``None`` if undeclared). Where the lab is reachable, not how it serves: it is left
+        out of :meth:`record`, so results files and ``--resume`` do not depend on it.
     """
 
     name: str
@@ -102,6 +111,7 @@ class Variant:
     proxy: str | None = None
     proxy_protocol: str | None = None
     proxy_workers: int | None = None
+    host_port: int | None = None
 
     @property
     def slots(self) -> int | None:
@@ -190,6 +200,7 @@ class Variant:
     def record(self) -> dict[str, Any]:
         """Return the effective configuration as a JSON-ready dict (for results files)."""
         data = asdict(self)
+        del data["host_port"]
         data["command"] = list(self.command)
         data["settings"] = dict(self.settings)
         data["slots"] = self.slots
@@ -206,8 +217,11 @@ def _check(path: Path, data: Mapping[str, Any]) -> None:
         if key not in _REQUIRED and key not in _OPTIONAL:
             raise VariantError(f"{path}: unknown key {key!r} (valid: {', '.join([*_REQUIRED, *_OPTIONAL])})")
     for key, kind in _OPTIONAL.items():
-        if key != "connections" and key in data and (not isinstance(data[key], kind) or (kind is int and isinstance(data[key], bool))):
+        if key not in ("connections", "host_port") and key in data and (not isinstance(data[key], kind) or (kind is int and isinstance(data[key], bool))):
             raise VariantError(f"{path}: key {key!r} must be a {'table' if kind is dict else kind.__name__}, got {data[key]!r}")
+    port = data.get("host_port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or port not in HOST_PORTS):
+        raise VariantError(f"{path}: key 'host_port' must be an integer in {HOST_PORTS.start}..{HOST_PORTS.stop - 1}, got {port!r}")
     if data["server"] not in SERVERS:
         raise VariantError(f"{path}: key 'server' is {data['server']!r}; valid: {', '.join(SERVERS)}")
     if data["model"] not in MODELS:
@@ -278,13 +292,37 @@ def load_variants(directory: Path | None = None) -> dict[str, Variant]:
     """Load every ``*.toml`` declaration in ``directory`` (default :data:`SERVERS_DIR`).
 
     :return: variants by name, sorted by name.
-    :raises VariantError: if the folder has no declarations or any is invalid.
+    :raises VariantError: if the folder has no declarations, any is invalid, or two
+        declare the same ``host_port`` (naming both files, the port and a free one).
     """
     directory = directory or SERVERS_DIR
     paths = sorted(directory.glob("*.toml"))
     if not paths:
         raise VariantError(f"{directory}: no server declarations (*.toml) found")
-    return {path.stem: load_variant(path) for path in paths}
+    variants = {path.stem: load_variant(path) for path in paths}
+    owners: dict[int, Path] = {}
+    for path in paths:
+        port = variants[path.stem].host_port
+        if port is not None and port in owners:
+            raise VariantError(f"{path}: host_port {port} is already declared by {owners[port]}; "
+                               f"each variant needs its own (next free: {next_free_host_port(variants.values())})")
+        if port is not None:
+            owners[port] = path
+    return variants
+
+
+def next_free_host_port(variants: Iterable[Variant], start: int = 8001) -> int:
+    """The lowest host port from ``start`` (default 8001, the first variant's) that no variant declares.
+
+    :param variants: the declarations already taken into account.
+    :param start: the first candidate port (1024..65535).
+    :raises VariantError: if every port from ``start`` to 65535 is taken.
+    """
+    taken = {variant.host_port for variant in variants}
+    for port in range(start, HOST_PORTS.stop):
+        if port not in taken:
+            return port
+    raise VariantError(f"no free host port in {start}..{HOST_PORTS.stop - 1}")
 
 
 def get_variant(name: str, directory: Path | None = None) -> Variant:
