@@ -231,7 +231,8 @@ def test_verdict_says_what_the_proxy_did():
 
     from report_factories import CONFIGS, make_cell, make_header
 
-    from serverlab.report import _config_table, _proxy_table, aggregate, proxy_pairs, proxy_sentence, verdicts
+    from serverlab.report import aggregate, proxy_pairs, proxy_sentence, verdicts
+    from serverlab.report.tables import _config_table, _proxy_table
 
     proxied_config = {**CONFIGS["gunicorn-gthread"], "proxy": "nginx", "proxy_protocol": "http", "proxy_workers": 1,
                       "server_cpus": 1, "server_memory": "512m"}

@@ -9,9 +9,9 @@ import time
 import pytest
 from report_factories import make_cell, make_header, make_timeline, write_results
 
-from serverlab.charts import ranking_charts, timeline_charts
 from serverlab.findings import UIMeasured
 from serverlab.report import aggregate, render_html
+from serverlab.report.charts import ranking_charts, timeline_charts
 from serverlab.results import read_results
 from serverlab.stats import latency_summary, merge_histograms
 from serverlab.uicompare import UI_CELL_WARNING, UICompareError, comparison_results, list_runs

@@ -1,4 +1,4 @@
-"""Verdicts that follow the physics: who is fastest, on evidence that can tell, or "cannot tell".
+"""Ranking that follows the physics: who is fastest, on evidence that can tell, or "cannot tell".
 
 A Locust RPS figure is the server's capacity only when the server was the
 bottleneck (:mod:`serverlab.bottleneck`). So variants are ordered pairwise on
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from serverlab.stats import Estimate, compare_samples, format_estimate, format_rps, median_ci
+from serverlab.terms import Bottleneck
 
 #: wrk measures each variant once per run (no CI). On the quiet machine, two variants
 #: with the same CPU cost (gunicorn-gevent 6,400, gunicorn-gthread 6,427; measuring-here.md)
@@ -43,7 +44,7 @@ CAPACITY_AGREEMENT = 0.15
 #: The workload wrk calibrates (its ceiling is evidence only for this workload).
 CALIBRATION_WORKLOAD = "hello"
 #: Classes whose measured RPS is not limited by the generator.
-_RPS_CLASSES = ("server-bound", "below-saturation")
+_RPS_CLASSES = (Bottleneck.SERVER_BOUND, Bottleneck.BELOW_SATURATION)
 
 
 def row_class(row: Any) -> str | None:
@@ -88,13 +89,13 @@ class PairDecision:
 
 
 def _generator_bound(row: Any) -> bool:
-    return row_class(row) == "generator-bound"
+    return row_class(row) == Bottleneck.GENERATOR_BOUND
 
 
 def compare_pair(a: Any, b: Any, workload: str) -> PairDecision:
     """Compare two report rows on every valid kind of evidence (see the module docstring).
 
-    :param a: a :class:`serverlab.report.Row`; :param b: another row at the same level.
+    :param a: a :class:`serverlab.report.rows.Row`; :param b: another row at the same level.
     :param workload: the workload (wrk's ceiling counts only for :data:`CALIBRATION_WORKLOAD`).
     :return: a :class:`PairDecision`.
     """
@@ -117,7 +118,7 @@ def compare_pair(a: Any, b: Any, workload: str) -> PairDecision:
         sign = 1 if ratio > 1 + WRK_TIE_MARGIN else -1 if ratio < 1 / (1 + WRK_TIE_MARGIN) else 0
         lean = 1 if ratio > 1 + WRK_LEAN_MARGIN else -1 if ratio < 1 / (1 + WRK_LEAN_MARGIN) else 0
         evidence.append(Evidence("wrk", sign, lean, f"wrk {format_rps(float(wrk_a))} vs {format_rps(float(wrk_b))} RPS"))
-    both_server = row_class(a) == row_class(b) == "server-bound"
+    both_server = row_class(a) == row_class(b) == Bottleneck.SERVER_BOUND
     cap_a, cap_b = getattr(a, "cost_capacity_rps", None), getattr(b, "cost_capacity_rps", None)
     if (ga or gb or both_server) and cap_a is not None and cap_b is not None:
         cmp = compare_samples(cap_b.samples, cap_a.samples, higher_is_better=True)
@@ -185,7 +186,7 @@ def _row_evidence(row: Any, workload: str) -> str:
         figures.append(f"Locust {summary['generator_utilization']:.0%}")
     parts = [f"{kind}" + (f" ({', '.join(figures)})" if figures else "")]
     if row.rps is not None:
-        parts.append(f"Locust {format_estimate(row.rps)} RPS" + (" (a floor)" if kind == "generator-bound" else ""))
+        parts.append(f"Locust {format_estimate(row.rps)} RPS" + (" (a floor)" if kind == Bottleneck.GENERATOR_BOUND else ""))
     wrk = (row.calibration or {}).get("wrk_rps")
     if wrk and workload == CALIBRATION_WORKLOAD:
         parts.append(f"wrk {format_rps(float(wrk))} RPS")
@@ -218,7 +219,7 @@ def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable
     :func:`rank`; a winner is named only when one variant is ahead of every other.
 
     :param workload: the workload; :param mode: ``closed`` or ``requests``.
-    :param rows: this workload's :class:`serverlab.report.Row` objects in this mode.
+    :param rows: this workload's :class:`serverlab.report.rows.Row` objects in this mode.
     :param reason: ``reason(workload, rows, left_out)``: the principle and checkable ratios
         (only rows whose RPS is not the generator's are passed; ``left_out`` names the others).
     :param level_text: ``level_text(mode, level)``, e.g. ``"32 users"``.
@@ -234,8 +235,8 @@ def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable
         return (f"No winner ({mode} mode): no variant completed any load level without failed requests "
                 f"or failed repetitions; see the failed cells.")
     where = f"{mode} mode, {level_text(mode, level)}"
-    interfered = [r for r in usable if row_class(r) == "interference"]
-    candidates = [r for r in usable if row_class(r) != "interference"]
+    interfered = [r for r in usable if row_class(r) == Bottleneck.INTERFERENCE]
+    candidates = [r for r in usable if row_class(r) != Bottleneck.INTERFERENCE]
     tail: list[str] = []
     if level != levels[0]:
         tail.append(f"This is the highest level where some variant had no failures (at {level_text(mode, levels[0])} "
@@ -306,7 +307,7 @@ def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable
         parts.append(f"Locust was the bottleneck for {', '.join(r.variant for r in generator_bound)} (generator-bound: "
                      f"its RPS is only a floor), so their places rest on wrk's ceiling and CPU-cost capacity "
                      f"(budget ÷ CPU seconds per request), never on Locust's RPS.")
-    if all(row_class(r) == "below-saturation" for r in candidates):
+    if all(row_class(r) == Bottleneck.BELOW_SATURATION for r in candidates):
         parts.append("No server and no generator reached its CPU limit at this level: this ranks the variants at "
                      "this concurrency (users waiting on latency), not their capacity.")
     parts.append("Evidence — " + "; ".join(_row_evidence(r, workload) for r in candidates) + ".")
@@ -316,8 +317,6 @@ def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable
     if what_would_tell:
         parts.append("What would tell: " + "; or ".join(what_would_tell) + ".")
     parts.extend(tail)
-    if winner is not None and _generator_bound(winner) and not generator_bound:
-        parts.append("Caution: the winner's generator was saturated.")
     measured = [r for r in candidates if row_class(r) in _RPS_CLASSES or row_class(r) is None]
     text = reason(workload, measured, [r.variant for r in candidates if r not in measured])
     if text:

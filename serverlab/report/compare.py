@@ -1,0 +1,82 @@
+"""``serverlab compare``: two runs side by side, through the reports' own table and formatters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from serverlab import bottleneck as _bottleneck
+from serverlab.report.formatting import _fmt_ms
+from serverlab.report.model import Table
+from serverlab.report.rows import ReportError, aggregate
+from serverlab.report.to_markdown import _md_table
+from serverlab.results import read_results
+from serverlab.stats import compare_samples, format_estimate, format_rps
+from serverlab.terms import Bottleneck
+
+_NOT_THE_SERVERS = {Bottleneck.GENERATOR_BOUND, Bottleneck.INTERFERENCE}
+
+
+def compare(old_path: Path, new_path: Path) -> str:
+    """Compare two runs: a Markdown table per matching (variant, workload, mode, level).
+
+    Columns: old RPS, new RPS, change (from :func:`serverlab.stats.compare_samples`,
+    e.g. ``"1.05× faster [0.98–1.12]"`` or ``"no significant difference"``), old/new
+    p99 (merged HDR, ms); then the cells only in one run, and notes where the runs'
+    machines or limits differ.
+
+    :param old_path: the baseline ``results.jsonl``.
+    :param new_path: the ``results.jsonl`` to compare with it.
+    :return: Markdown text.
+    :raises ReportError: a run has no cells.
+    :raises serverlab.results.ResultsError: a file is missing or malformed.
+    """
+    old_header, old_cells = read_results(Path(old_path))
+    new_header, new_cells = read_results(Path(new_path))
+    for path, cells in ((old_path, old_cells), (new_path, new_cells)):
+        if not cells:
+            raise ReportError(f"no cells in {path}: nothing to compare")
+    old_rows = {r.key: r for r in aggregate(old_header, old_cells)}
+    new_rows = {r.key: r for r in aggregate(new_header, new_cells)}
+    lines = [f"# Comparison: {old_header.run_id} → {new_header.run_id}", "",
+             f"Old: {old_path}; new: {new_path}. RPS are medians over repetitions with 95% bootstrap CIs; "
+             f"change is new vs old (ratio of medians with a bootstrap CI); p99 from merged HDR histograms. "
+             f"Bottleneck: what limited each side (server-bound, generator-bound, below-saturation, "
+             f"interference); a change where a side is generator-bound or interference is marked, since it "
+             f"measures Locust or the machine rather than the server.", ""]
+    for key in ("backend", "cpu_model", "host_cores", "server_cpus", "server_memory", "git_commit"):
+        a, b = old_header.metadata.get(key), new_header.metadata.get(key)
+        if a != b:
+            lines.append(f"- note: {key} differs: {a!r} → {b!r}")
+    if old_header.experiment.get("name") != new_header.experiment.get("name"):
+        lines.append(f"- note: different experiments: {old_header.experiment.get('name')!r} → "
+                     f"{new_header.experiment.get('name')!r}")
+    if lines[-1].startswith("- note"):
+        lines.append("")
+    table = Table(["variant", "workload", "mode", "level", "old RPS", "new RPS", "change", "old p99 ms", "new p99 ms",
+                   "old bottleneck", "new bottleneck"], [])
+    common = [k for k in new_rows if k in old_rows]
+    for key in common:
+        old, new = old_rows[key], new_rows[key]
+        if old.rps is None or new.rps is None:
+            change = "comparison could not be made: " + ("failed in both runs" if old.rps is None and new.rps is None
+                                                         else "failed in the old run" if old.rps is None
+                                                         else "failed in the new run")
+        else:
+            change = compare_samples(old.rps.samples, new.rps.samples, higher_is_better=True).text
+            suspect = sorted({(r.bottleneck or {}).get("class") for r in (old, new)} & _NOT_THE_SERVERS)
+            if suspect:
+                change += f" (not the server's: {' and '.join(suspect)})"
+        table.rows.append([key[0], key[1], key[2], str(key[3]),
+                           "failed" if old.failed else format_estimate(old.rps, format_rps),
+                           "failed" if new.failed else format_estimate(new.rps, format_rps), change,
+                           _fmt_ms(old.hdr_us.get("p99")), _fmt_ms(new.hdr_us.get("p99")),
+                           _bottleneck.describe(old.bottleneck), _bottleneck.describe(new.bottleneck)])
+    if not common:
+        table.rows.append(["(no cells in common)"] + [""] * (len(table.headers) - 1))
+    lines += _md_table(table)
+    for title, mine, other in (("Only in the old run", old_rows, new_rows), ("Only in the new run", new_rows, old_rows)):
+        only = [r for k, r in mine.items() if k not in other]
+        lines += [f"## {title}", ""]
+        lines += [f"- {r.label}" + (" (failed)" if r.failed else "") for r in only] or ["- none"]
+        lines.append("")
+    return "\n".join(lines)

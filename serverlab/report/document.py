@@ -1,0 +1,138 @@
+"""Lay out a report: from rows to a :class:`~serverlab.report.model.Document` every format renders.
+
+:func:`build_document` writes the run's metadata, the verdicts, one section per
+(workload, mode) with its tables (and, for HTML, its charts), proxied vs direct,
+the configuration, the warnings (every finding in words), the failed cells and the
+open-mode sustainable throughput — once, so Markdown, HTML and JSON cannot disagree.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+from serverlab import __version__
+from serverlab.interference import describe_probe
+from serverlab.report.formatting import _fmt_params
+from serverlab.report.model import Document, Section
+from serverlab.report.rows import Row
+from serverlab.report.tables import (
+    _article_table,
+    _calibration_table,
+    _config_table,
+    _main_table,
+    _open_tables,
+    _proxy_table,
+    _requests_table,
+)
+from serverlab.report.verdicts import DEFAULT_P99_BOUND_MS, sustainable_throughput, verdicts
+from serverlab.results import RunHeader
+from serverlab.terms import Mode
+
+
+def _metadata(header: RunHeader) -> list[tuple[str, str]]:
+    exp, meta = header.experiment, header.metadata
+    out: list[tuple[str, str]] = []
+    name = exp.get("name", "?")
+    out.append(("experiment", f"{name}" + (f": {exp['description']}" if exp.get("description") else "")))
+    out.append(("run", header.run_id))
+    if meta.get("started_at") is not None:
+        try:
+            out.append(("started", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(meta["started_at"])))))
+        except (TypeError, ValueError, OverflowError):
+            out.append(("started", str(meta["started_at"])))
+    for key, label in (("backend", "backend"), ("image", "image"), ("host_cores", "host cores"),
+                       ("cpu_model", "CPU model"), ("git_commit", "git commit")):
+        if meta.get(key) is not None:
+            out.append((label, str(meta[key])))
+    unenforced = ("server_cpus", "server_memory") if meta.get("limits_enforced") is False else ()
+    limits = [f"{k}={meta[k]}" + (" (not enforced by the local backend)" if k in unenforced else "")
+              for k in ("server_cpus", "server_memory", "server_cpuset", "loadgen_cpuset") if meta.get(k) is not None]
+    if limits:
+        out.append(("limits", ", ".join(limits)))
+    if meta.get("loadgen_processes_chosen"):
+        out.append(("load generator", str(meta["loadgen_processes_chosen"])))
+    if isinstance(meta.get("quietness_probe"), dict):
+        out.append(("quietness", describe_probe(meta["quietness_probe"])))
+    packages = meta.get("packages")
+    if isinstance(packages, dict) and packages:
+        out.append(("packages", ", ".join(f"{k} {v}" for k, v in sorted(packages.items()))))
+    def scalar(value: Any) -> bool:
+        return isinstance(value, (int, float, str, bool))
+
+    def text(value: Any) -> str:
+        return f"[{', '.join(map(str, value))}]" if isinstance(value, (list, tuple)) else str(value)
+
+    settings = [f"{k}={text(v)}" for k, v in sorted(exp.items())
+                if k not in ("name", "description")
+                and (scalar(v) or (isinstance(v, (list, tuple)) and all(scalar(x) for x in v)))]
+    if settings:
+        out.append(("settings", ", ".join(settings)))
+    out.append(("report", f"serverlab {__version__}; medians over repetitions with 95% percentile-bootstrap "
+                          f"confidence intervals; latency percentiles from merged HDR histograms"))
+    return out
+
+
+def build_document(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[str, str] | None = None,
+                   *, charts: bool = False, extra_warnings: Sequence[str] = ()) -> Document:
+    """Lay out a report: the text every format shows, in order.
+
+    :param header: the run header (metadata, experiment settings).
+    :param rows: rows from :func:`serverlab.report.rows.aggregate`.
+    :param verdict_texts: from :func:`serverlab.report.verdicts.verdicts`; computed when ``None``.
+    :param charts: also render the SVG charts (HTML only; slower).
+    :param extra_warnings: warnings about the inputs (e.g. merged files).
+    :return: a :class:`Document`.
+    """
+    rows = list(rows)
+    bound = _p99_bound(header)
+    if verdict_texts is None:
+        verdict_texts = verdicts(rows, bound)
+    sections: list[Section] = []
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.workload, row.mode), []).append(row)
+    for (workload, mode), grows in groups.items():
+        section = Section(f"Workload {workload}: {mode} mode", f"{workload}-{mode}")
+        section.paragraphs.append(
+            f"Parameters: {_fmt_params(grows[0].workload_params)}. RPS is the median over repetitions with its "
+            f"95% bootstrap CI; p50/p99/p99.9 come from the HDR histograms of all repetitions merged; CPU ms/req "
+            f"is the median server CPU time per request.")
+        section.tables.append(_main_table(grows, mode))
+        if mode == Mode.REQUESTS:
+            section.tables.append(_requests_table(grows, header))
+            article = _article_table(grows)
+            if article:
+                section.tables.append(article)
+        if mode == Mode.OPEN:
+            section.tables.extend(_open_tables(grows, bound))
+        calibration = _calibration_table(grows)
+        if calibration:
+            section.tables.append(calibration)
+        if charts:
+            from serverlab.report.charts import ranking_charts, render_charts, timeline_charts  # matplotlib: only here
+
+            section.charts.extend(ranking_charts(grows))
+            section.charts.extend(render_charts(grows))
+            section.charts.extend(timeline_charts(grows))
+        sections.append(section)
+    proxy_table = _proxy_table(rows)
+    if proxy_table:
+        sections.append(Section("Proxied vs direct", "proxy", tables=[proxy_table], paragraphs=[
+            "Each proxied variant runs nginx and the app server in one container (one CPU budget); its direct twin "
+            "runs the same app server with the same workers and threads alone. CPU per request includes nginx."]))
+    sections.append(Section("Configuration", "configuration", tables=[_config_table(rows)],
+                            paragraphs=["The effective configuration of every variant as it ran."]))
+    warnings: list[str] = list(dict.fromkeys([*extra_warnings, *(w for r in rows for w in r.warnings)]))
+    failed = [f for r in rows for f in r.failed_cells]
+    title = f"serverlab report: {header.experiment.get('name', header.run_id)}"
+    sustained = [(w, v, rate) for (w, v), rate in sustainable_throughput(rows, bound).items()]
+    return Document(title, _metadata(header), list(verdict_texts.items()), sections, warnings, failed, sustained)
+
+
+def _p99_bound(header: RunHeader) -> float:
+    """The experiment's open-mode latency bound (ms), :data:`DEFAULT_P99_BOUND_MS` when unset or not a number."""
+    try:
+        return float(header.experiment.get("p99_bound_ms", DEFAULT_P99_BOUND_MS))
+    except (TypeError, ValueError):
+        return DEFAULT_P99_BOUND_MS

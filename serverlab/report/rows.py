@@ -1,0 +1,328 @@
+"""Aggregation: one :class:`Row` per (variant, workload, mode, level) over its repetitions.
+
+Every report format and chart is drawn from these rows. Only cells with status
+``ok`` are combined (median with a 95% bootstrap CI; latency percentiles also from
+the merged HDR histograms); the others are kept as :class:`FailedCell`. A row's
+findings — its cells' (with their repetition) and its own (instability, saturation,
+calibration, interference) — are data (:class:`RowFinding`); :attr:`Row.warnings`
+words them through :mod:`serverlab.report.sentences`.
+
+Units: latency in microseconds (``_us``), times in seconds (``_s``), CPU per request
+in milliseconds (``_ms``), memory in bytes, rates in RPS.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from serverlab import LabError
+from serverlab import bottleneck as _bottleneck
+from serverlab.findings import (
+    CalibrationFailed,
+    CalibrationLow,
+    Finding,
+    GeneratorSaturated,
+    HistogramsUnmerged,
+    Interference,
+    Unstable,
+)
+from serverlab.report.ranking import cost_capacity
+from serverlab.report.sentences import warning
+from serverlab.results import MODES, Cell, RunHeader
+from serverlab.stats import (
+    INSTABILITY_THRESHOLD,
+    Estimate,
+    StatsError,
+    latency_summary,
+    median_ci,
+    merge_histograms,
+    percentile_distribution,
+    spread,
+)
+from serverlab.terms import Bottleneck, CellStatus, Mode
+
+#: Locust/wrk RPS ratio below which Locust, not the server, may be the limit.
+CALIBRATION_MIN_RATIO = 0.9
+
+_LEVEL_NAMES = {Mode.CLOSED: "users", Mode.OPEN: "target RPS", Mode.REQUESTS: "requests"}
+
+
+class ReportError(LabError):
+    """Results cannot be reported: no cells, or files of different experiments or schemas."""
+
+
+
+
+@dataclass(frozen=True)
+class FailedCell:
+    """A cell that was not measured (status ``failed`` or ``unverified``).
+
+    :param cell_id: ``"<variant>/<workload>/<level>/r<repetition>"``.
+    :param status: ``"failed"`` or ``"unverified"``.
+    :param error: why, as the runner recorded it.
+    """
+
+    cell_id: str
+    status: str
+    error: str
+
+
+@dataclass(frozen=True)
+class RowFinding:
+    """A finding about a row: one repetition's (``repetition`` set) or the row's own (``None``).
+
+    :param finding: the finding (:mod:`serverlab.findings`).
+    :param repetition: the repetition whose cell recorded it; ``None`` for a finding about
+        all repetitions (instability, saturation, calibration, interference).
+    """
+
+    finding: Finding
+    repetition: int | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One (variant, workload, mode, level) over its repetitions: what every report shows.
+
+    Only cells with status ``ok`` are aggregated; the others are listed in
+    :attr:`failed_cells` with their error.
+
+    :param variant: server variant name.
+    :param workload: workload name.
+    :param mode: ``closed``, ``open`` or ``requests``.
+    :param level: users (closed), target RPS (open) or request count (requests).
+    :param users: concurrent users (open mode: max in flight).
+    :param workload_params: the workload's request parameters.
+    :param config: the variant's effective configuration (``model``, ``workers``,
+        ``threads``, ``keep_alive``, ``server_cpus``, ...).
+    :param repetitions: cells seen for this key (ok or not).
+    :param repetitions_ok: cells with status ``ok``.
+    :param rps: median RPS over ok repetitions with its 95% CI; ``None`` if none ok.
+    :param p50_us: median over repetitions of each repetition's p50 (µs), with CI.
+    :param p99_us: median over repetitions of each repetition's p99 (µs), with CI.
+    :param hdr_us: percentiles of the merged HDR histogram of all ok repetitions
+        (µs): ``p50``, ``p90``, ``p95``, ``p99``, ``p99.9``, ``max``, ``mean``.
+    :param hdr_count: responses recorded in the merged histogram.
+    :param latency_distribution: ``((percentile, µs), ...)`` of the merged histogram
+        for the percentile-distribution plot.
+    :param requests: responses in the measured periods, summed over ok repetitions.
+    :param failures: failed requests, summed over ok repetitions.
+    :param failure_ratio: ``failures / requests`` (0.0 when nothing was measured).
+    :param cpu_ms_per_request: median server CPU milliseconds per request, with CI.
+    :param peak_memory_bytes: highest server peak memory over repetitions (bytes).
+    :param loadgen_saturated: any repetition's load generator was saturated.
+    :param calibration: ``{"locust_rps", "wrk_rps", "ratio"}`` (medians) when calibrated with wrk.
+    :param total_time_s: requests mode: median time to complete all requests (s), with CI.
+    :param open_load: open mode: ``{"target_rps", "achieved_rps", "sent", "late_sends",
+        "max_lag_ms", "fell_behind"}`` (sums, maxima, any) over repetitions.
+    :param findings: the repetitions' findings (each with its repetition) and the row's own
+        (instability, saturation, calibration, interference), as data; :attr:`warnings` words them.
+    :param failed_cells: the cells of this key that were not measured, with why.
+    :param bottleneck: what limited the repetitions (:func:`serverlab.bottleneck.summarize`):
+        ``{"class", "counts", "server_utilization", "generator_utilization", "interference_share"}``.
+    :param cost_capacity_rps: capacity implied by CPU cost, ``server_cpus ÷ CPU s per request``
+        per repetition (RPS), median with 95% CI (:func:`serverlab.report.ranking.cost_capacity`).
+    :param timelines: the ok repetitions' per-second timelines (see
+        :attr:`serverlab.results.Cell.timeline`), in repetition order.
+    """
+
+    variant: str
+    workload: str
+    mode: str
+    level: int
+    users: int
+    workload_params: dict[str, Any]
+    config: dict[str, Any]
+    repetitions: int
+    repetitions_ok: int
+    rps: Estimate | None
+    p50_us: Estimate | None
+    p99_us: Estimate | None
+    hdr_us: dict[str, float]
+    hdr_count: int
+    latency_distribution: tuple[tuple[float, float], ...]
+    requests: int
+    failures: int
+    failure_ratio: float
+    cpu_ms_per_request: Estimate | None
+    peak_memory_bytes: int | None
+    loadgen_saturated: bool
+    calibration: dict[str, float] | None
+    total_time_s: Estimate | None
+    open_load: dict[str, Any] | None
+    findings: tuple[RowFinding, ...] = ()
+    failed_cells: tuple[FailedCell, ...] = ()
+    bottleneck: dict[str, Any] | None = None
+    cost_capacity_rps: Estimate | None = None
+    timelines: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        """(variant, workload, mode, level), as :attr:`serverlab.results.Cell.key`."""
+        return (self.variant, self.workload, self.mode, self.level)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The findings as plain-language warnings, each naming this row (and repetition), without repeats."""
+        return tuple(dict.fromkeys(warning(self.label, f) for f in self.findings))
+
+    @property
+    def failed(self) -> bool:
+        """No repetition of this key was measured."""
+        return self.repetitions_ok == 0
+
+    @property
+    def clean(self) -> bool:
+        """Measured, with no failed request and no failed repetition."""
+        return not self.failed and self.failures == 0 and not self.failed_cells
+
+    @property
+    def label(self) -> str:
+        """E.g. ``"gunicorn-sync / hello / closed / 64 users"``."""
+        return f"{self.variant} / {self.workload} / {self.mode} / {_level_text(self.mode, self.level)}"
+
+
+def _level_text(mode: str, level: int) -> str:
+    return f"{level} {_LEVEL_NAMES.get(mode, 'level')}"
+
+
+def _estimate(values: Sequence[float]) -> Estimate | None:
+    return median_ci(values) if values else None
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def _aggregate_key(cells: list[Cell]) -> Row:
+    cells = sorted(cells, key=lambda c: (c.repetition, c.run_id))
+    ok = [c for c in cells if c.status == CellStatus.OK]
+    first = ok[0] if ok else cells[0]
+    variant, workload, mode, level = first.key
+    found: list[RowFinding] = [RowFinding(f, cell.repetition) for cell in ok for f in cell.findings]
+
+    rps_values = [c.rps for c in ok]
+    try:
+        hist = merge_histograms(c.hdr for c in ok)
+        hdr_us = latency_summary(hist)
+        hdr_count = int(hist.get_total_count())
+        distribution = tuple(percentile_distribution(hist))
+    except StatsError as err:
+        found.append(RowFinding(HistogramsUnmerged(str(err))))
+        hdr_us, hdr_count, distribution = {}, 0, ()
+    requests = sum(c.requests for c in ok)
+    failures = sum(c.failures for c in ok)
+
+    value = spread(rps_values)
+    if value is not None and value > INSTABILITY_THRESHOLD:
+        found.append(RowFinding(Unstable(value, len(rps_values), INSTABILITY_THRESHOLD)))
+    saturated = any(c.loadgen_saturated for c in ok)
+    if saturated:
+        shares = [c.loadgen_busiest_share for c in ok if c.loadgen_saturated and c.loadgen_busiest_share is not None]
+        found.append(RowFinding(GeneratorSaturated(max(shares) if shares else None)))
+
+    calibration = None
+    for cell in ok:
+        if cell.calibration and cell.calibration.note:
+            found.append(RowFinding(CalibrationFailed(cell.calibration.note)))
+    calibrated = [c for c in ok if c.calibration and c.calibration.measured]
+    if calibrated:
+        calibration = {
+            "locust_rps": _median([c.rps for c in calibrated]),
+            "wrk_rps": _median([float(c.calibration.wrk_rps) for c in calibrated]),  # type: ignore[union-attr,arg-type]
+            "ratio": _median([float(c.calibration.ratio) for c in calibrated]),  # type: ignore[union-attr,arg-type]
+        }
+        if calibration["ratio"] < CALIBRATION_MIN_RATIO:
+            found.append(RowFinding(CalibrationLow(calibration["ratio"], CALIBRATION_MIN_RATIO)))
+
+    open_load = None
+    opened = [c for c in ok if c.open_load]
+    if opened:
+        loads = [c.open_load or {} for c in opened]
+        open_load = {
+            "target_rps": loads[0].get("target_rps", level),
+            "achieved_rps": _median([c.rps for c in opened]),
+            "sent": sum(int(d.get("sent", 0)) for d in loads),
+            "late_sends": sum(int(d.get("late_sends", 0)) for d in loads),
+            "max_lag_ms": max(float(d.get("max_lag_ms", 0.0)) for d in loads),
+            "fell_behind": any(bool(d.get("fell_behind")) for d in loads),
+        }
+
+    summary = _bottleneck.summarize(ok)
+    if summary and summary["class"] == Bottleneck.INTERFERENCE:
+        found.append(RowFinding(Interference(summary["interference_share"] or 0)))
+    try:
+        server_cpus = float(first.config.get("server_cpus") or 0)
+    except (TypeError, ValueError):
+        server_cpus = 0.0
+    capacity = cost_capacity([c.cpu_ms_per_request for c in ok if c.cpu_ms_per_request], server_cpus) \
+        if server_cpus > 0 else None
+    memory = [c.server_peak_memory_bytes for c in ok if c.server_peak_memory_bytes is not None]
+    return Row(
+        variant=variant, workload=workload, mode=mode, level=level, users=first.users,
+        workload_params=dict(first.workload_params), config=dict(first.config),
+        repetitions=len(cells), repetitions_ok=len(ok),
+        rps=_estimate(rps_values),
+        p50_us=_estimate([c.latency_us["p50"] for c in ok if "p50" in c.latency_us]),
+        p99_us=_estimate([c.latency_us["p99"] for c in ok if "p99" in c.latency_us]),
+        hdr_us=hdr_us, hdr_count=hdr_count, latency_distribution=distribution,
+        requests=requests, failures=failures,
+        failure_ratio=failures / requests if requests else 0.0,
+        cpu_ms_per_request=_estimate([c.cpu_ms_per_request for c in ok if c.cpu_ms_per_request is not None]),
+        peak_memory_bytes=max(memory) if memory else None,
+        loadgen_saturated=saturated, calibration=calibration,
+        total_time_s=_estimate([c.total_time_s for c in ok if c.total_time_s is not None]),
+        open_load=open_load, findings=tuple(found),
+        failed_cells=tuple(FailedCell(c.cell_id, c.status, c.error or "") for c in cells if c.status != CellStatus.OK),
+        bottleneck=summary, cost_capacity_rps=capacity,
+        timelines=tuple(c.timeline for c in ok if c.timeline),
+    )
+
+
+def _names(value: Any) -> list[str]:
+    """Names from an experiment field: a list of strings or of dicts with ``name``."""
+    if not isinstance(value, (list, tuple)):
+        return []
+    out = []
+    for item in value:
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict) and isinstance(item.get("name"), str):
+            out.append(item["name"])
+    return out
+
+
+def _order(preferred: list[str], name: str) -> tuple[int, str]:
+    return (preferred.index(name), "") if name in preferred else (len(preferred), name)
+
+
+def aggregate(header: RunHeader, cells: Iterable[Cell]) -> list[Row]:
+    """Aggregate cells into one :class:`Row` per (variant, workload, mode, level).
+
+    Repetitions are combined by their median with a 95% bootstrap CI (see
+    :func:`serverlab.stats.median_ci`); latency percentiles additionally come from
+    the merged HDR histograms of all ok repetitions. Cells whose status is not
+    ``ok`` are not averaged in; they are kept in :attr:`Row.failed_cells`, and a
+    key whose every repetition failed still gets a row (:attr:`Row.failed`).
+
+    :param header: the run header (its experiment's ``servers`` (or ``variants``) and
+        ``workloads`` lists, if present, give the row order; otherwise alphabetical).
+    :param cells: the run's cells; the same (run_id, cell_id) twice counts once.
+    :return: rows ordered by workload, mode, variant, level.
+    """
+    unique: dict[tuple[str, str], Cell] = {}
+    for cell in cells:
+        unique[(cell.run_id, cell.cell_id)] = cell
+    groups: dict[tuple[str, str, str, int], list[Cell]] = defaultdict(list)
+    for cell in unique.values():
+        groups[cell.key].append(cell)
+    variants = _names(header.experiment.get("servers")) or _names(header.experiment.get("variants"))
+    workloads = _names(header.experiment.get("workloads"))
+    rows = [_aggregate_key(group) for group in groups.values()]
+    rows.sort(key=lambda r: (_order(workloads, r.workload), MODES.index(r.mode),
+                             _order(variants, r.variant), r.level))
+    return rows
+

@@ -1,0 +1,99 @@
+"""The words of every finding, written once: one sentence per :class:`~serverlab.findings.FindingKind`.
+
+:func:`sentence` words a finding; :func:`warning` prefixes it with the row (and
+repetition) it is about, as the reports' warnings list shows it; :data:`NOTES` holds the
+short forms a table's notes column uses. A finding recorded by an older results file
+(:class:`~serverlab.findings.Note`) is its own sentence.
+
+Percentages are rounded as the runner always printed them (``99%``; spreads ``12.3%``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from serverlab.findings import Finding, FindingKind, GeneratorSaturated, Interference
+from serverlab.terms import Bottleneck
+
+if TYPE_CHECKING:
+    from serverlab.report.rows import Row, RowFinding
+
+
+#: The sentence of a :class:`~serverlab.findings.UIMeasured` finding.
+UI_MEASURED_SENTENCE = ("measured from the web UI: server CPU and memory are not recorded there, so a "
+                        "'below-saturation' class only says Locust was not the limit")
+
+
+def _saturated(f: GeneratorSaturated, cell: bool) -> str:
+    if not cell:
+        return ("the load generator was saturated (CPU at its budget), so this figure may measure Locust rather "
+                "than the server; give the load generator more CPUs or more processes.")
+    return (f"load generator saturated ({f.busiest_share or 0:.0%} of a core"
+            f"{', Locust warned of high CPU' if f.cpu_warning else ''}): this figure measures Locust, not the server; "
+            "raise budget.loadgen_processes or give the generator more CPUs")
+
+
+def _interference(f: Interference, cell: bool) -> str:
+    if not cell or f.threshold is None:
+        return (f"other programs used up to {f.share:.0%} of the lab's CPUs during this cell (interference); it is "
+                f"left out of verdicts. Rerun on a quiet machine or with --retry-busy N.")
+    return (f"other programs used {f.share:.0%} of the lab's CPUs during the window (interference; threshold "
+            f"{f.threshold:.0%}): this figure is not the server's alone; rerun on a quiet machine or with --retry-busy N")
+
+
+#: One sentence per finding kind: ``(finding, about_one_cell) -> text``.
+SENTENCES: dict[FindingKind, Callable[[Any, bool], str]] = {
+    FindingKind.NOTE: lambda f, _: f.text,
+    FindingKind.GENERATOR_SATURATED: _saturated,
+    FindingKind.WARMUP_TREND: lambda f, _: (
+        f"throughput {'rose' if f.rps_trend > 0 else 'fell'} {abs(f.rps_trend):.0%} from the first to the last third "
+        "of the measured period: a warm-up trend (or a degrading server); raise warmup or duration"),
+    FindingKind.INTERFERENCE: _interference,
+    FindingKind.UNANSWERED: lambda f, _: f"{f.count} request(s) sent but not answered when Locust stopped",
+    FindingKind.FAILED_REQUESTS: lambda f, _: f"{f.failures} of {f.requests} requests failed",
+    FindingKind.FELL_BEHIND: lambda f, _: (
+        f"the generator fell behind its schedule: {f.late_sends} late sends, max lag {f.max_lag_ms:.1f} ms"),
+    FindingKind.UI_MEASURED: lambda f, _: UI_MEASURED_SENTENCE,
+    FindingKind.UNSTABLE: lambda f, _: (
+        f"RPS of the {f.repetitions} repetitions spread by {f.spread:.1%} of the median (more than "
+        f"{f.threshold:.0%}), so the result is unstable; run more repetitions or a longer duration; close other programs."),
+    FindingKind.CALIBRATION_FAILED: lambda f, _: f"calibration: {f.note}",
+    FindingKind.CALIBRATION_LOW: lambda f, _: (
+        f"Locust reached only {f.ratio:.0%} of wrk's RPS (below {f.threshold:.0%}): Locust, not the server, "
+        f"may be the limit."),
+    FindingKind.HISTOGRAMS_UNMERGED: lambda f, _: (
+        f"latency histograms could not be merged ({f.error}); HDR percentiles are missing."),
+}
+
+#: The short form of some kinds in a table's notes column (``None``: no note).
+NOTES: dict[FindingKind, Callable[[Any, Row], str | None]] = {
+    FindingKind.UNSTABLE: lambda f, row: f"unstable: repetitions spread {f.spread:.1%}",
+    FindingKind.GENERATOR_SATURATED: lambda f, row: (
+        "load generator saturated" if (row.bottleneck or {}).get("class") != Bottleneck.GENERATOR_BOUND else None),
+    FindingKind.CALIBRATION_LOW: lambda f, row: f"Locust/wrk {f.ratio:.2f}",
+}
+
+
+def sentence(finding: Finding, about_one_cell: bool = True) -> str:
+    """A finding in words (without naming its row).
+
+    :param finding: any finding of :mod:`serverlab.findings`.
+    :param about_one_cell: it is one repetition's (``True``) or a whole row's; saturation
+        and interference are worded differently for the two.
+    :return: the sentence.
+    :raises KeyError: a kind without a sentence (every :class:`~serverlab.findings.FindingKind` has one).
+    """
+    return SENTENCES[finding.kind](finding, about_one_cell)
+
+
+def warning(label: str, item: RowFinding) -> str:
+    """A row's finding as a warning naming the row: ``"<label> (repetition N): ..."`` or ``"<label>: ..."``.
+
+    :param label: :attr:`Row.label`.
+    :param item: the finding and its repetition (``None``: about the whole row).
+    :return: the warning text.
+    """
+    if item.repetition is None:
+        return f"{label}: {sentence(item.finding, about_one_cell=False)}"
+    return f"{label} (repetition {item.repetition}): {sentence(item.finding)}"
+

@@ -1,0 +1,70 @@
+"""``summary.md``: the report document as Markdown, and the one Markdown table function.
+
+:func:`_md_table` renders every table of the reports and of ``serverlab compare``, so
+they escape and lay out cells the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from serverlab.report.document import build_document
+from serverlab.report.model import Document, Table
+from serverlab.report.rows import Row
+from serverlab.results import RunHeader
+
+
+def _md_escape(text: str) -> str:
+    """Text safe inside a Markdown table cell or list item: ``|`` and ``\\`` escaped, line breaks as spaces."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("\r", " ")
+
+
+def _md_table(table: Table) -> list[str]:
+    """A table's lines: its title (``###``), intro paragraphs, header, rule, rows, and a blank line."""
+    lines: list[str] = []
+    if table.title:
+        lines += [f"### {table.title}", ""]
+    for paragraph in table.intro:
+        lines += [paragraph, ""]
+    lines.append("| " + " | ".join(_md_escape(h) for h in table.headers) + " |")
+    lines.append("|" + "|".join("---" for _ in table.headers) + "|")
+    for row in table.rows:
+        lines.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
+    lines.append("")
+    return lines
+
+
+def markdown(doc: Document) -> str:
+    """Render a laid-out document as ``summary.md`` text (charts are left to the HTML)."""
+    lines = [f"# {doc.title}", "", "## Run", ""]
+    lines += [f"- **{label}**: {_md_escape(value)}" for label, value in doc.metadata]
+    lines += ["", "## Verdicts", ""]
+    lines += [f"- **{w}**: {_md_escape(v)}" for w, v in doc.verdicts] or ["- no measured workloads"]
+    lines.append("")
+    for section in doc.sections:
+        lines += [f"## {section.title}", ""]
+        for paragraph in section.paragraphs:
+            lines += [paragraph, ""]
+        for table in section.tables:
+            lines += _md_table(table)
+    lines += ["## Warnings", ""]
+    lines += [f"- {_md_escape(w)}" for w in doc.warnings] or ["- none"]
+    lines += ["", "## Failed cells", ""]
+    lines += [f"- {f.cell_id} ({f.status}): {_md_escape(f.error)}" for f in doc.failed] or ["- none"]
+    lines += ["", "Charts are in index.html.", ""]
+    return "\n".join(lines)
+
+
+def render_markdown(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[str, str] | None = None,
+                    *, extra_warnings: Sequence[str] = ()) -> str:
+    """Render ``summary.md``: metadata, verdicts, one table per workload and mode,
+    requests/open/calibration tables where applicable, configuration, warnings and
+    failed cells.
+
+    :param header: the run header.
+    :param rows: rows from :func:`serverlab.report.rows.aggregate`.
+    :param verdict_texts: from :func:`serverlab.report.verdicts.verdicts`; computed when ``None``.
+    :param extra_warnings: warnings about the inputs.
+    :return: Markdown text.
+    """
+    return markdown(build_document(header, rows, verdict_texts, extra_warnings=extra_warnings))

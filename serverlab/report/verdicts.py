@@ -1,0 +1,258 @@
+"""A plain-language verdict per workload, with the reason a person can check.
+
+Closed and requests modes rank variants on the evidence valid for their bottleneck
+class (:func:`serverlab.report.ranking.rate_verdict`); open mode names the variant with
+the highest :func:`sustainable_throughput`. Each verdict ends with the workload's
+principle (keyed by its :class:`~serverlab.terms.Character`), ratios from the measured
+rows, and what a proxy in front of an app server did (:func:`proxy_sentence`).
+
+Units: RPS, latency bounds in milliseconds (rows keep µs).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable, Sequence
+
+from serverlab.report.formatting import _fmt_ms, _int, _model
+from serverlab.report.ranking import rate_verdict
+from serverlab.report.rows import Row, _level_text
+from serverlab.stats import format_rps
+from serverlab.terms import WORKLOADS, Bottleneck, Character, Mode, WorkerModel
+
+#: Default latency bound of open-mode "sustainable throughput" (ms); an experiment may set ``p99_bound_ms``.
+DEFAULT_P99_BOUND_MS = 100.0
+#: Which mode decides a workload's verdict when it was measured in several.
+VERDICT_MODE_PREFERENCE = (Mode.CLOSED, Mode.REQUESTS, Mode.OPEN)
+#: What bounds a workload of each character, in words (``{cpus}``: the server's CPU budget).
+PRINCIPLES = {
+    Character.IO: "Concurrency slots matter: an I/O wait releases the GIL, so threads and greenlets help.",
+    Character.CPU: ("CPU-bound work holds the GIL: threads in one process add no throughput; extra processes "
+                    "help only as far as the CPU budget allows (server_cpus={cpus})."),
+    Character.OVERHEAD: ("Each request does almost no work, so per-request overhead dominates: HTTP parsing in the "
+                         "server and, without keep-alive, a new TCP connection per request."),
+    Character.MIXED: ("A mix of CPU and I/O work: concurrency slots (threads, greenlets) help with the I/O share, "
+                      "extra processes with the CPU share, within the CPU budget (server_cpus={cpus})."),
+}
+#: A workload whose principle says more than its character's.
+OWN_PRINCIPLES = {
+    "json": ("Each request does little work (serializing a small JSON document), so per-request overhead "
+             "dominates: HTTP parsing and, without keep-alive, a new TCP connection per request."),
+}
+_CONCURRENT_MODELS = (WorkerModel.THREADED, WorkerModel.GEVENT, WorkerModel.PROCESS_THREAD)
+_NOT_THE_SERVERS = (Bottleneck.GENERATOR_BOUND, Bottleneck.INTERFERENCE)
+
+
+def character(workload: str) -> Character | None:
+    """What bounds a workload (:data:`serverlab.terms.WORKLOADS`); ``None`` for a name the lab does not define."""
+    spec = WORKLOADS.get(workload)
+    return spec.character if spec is not None else None
+
+
+def principle(workload: str, cpus: object = "?") -> str:
+    """The workload's principle in words, ``""`` for a workload without one.
+
+    :param workload: the workload's name.
+    :param cpus: the server's CPU budget, as the text shows it.
+    """
+    kind = character(workload)
+    text = OWN_PRINCIPLES.get(workload) or (PRINCIPLES.get(kind, "") if kind is not None else "")
+    return text.format(cpus=cpus)
+
+
+def _best(rows: list[Row], test: Callable[[Row], bool]) -> Row | None:
+    chosen = [r for r in rows if test(r) and r.rps is not None]
+    return max(chosen, key=lambda r: r.rps.median) if chosen else None  # type: ignore[union-attr]
+
+
+def _reason(workload: str, rows: list[Row], left_out: Sequence[str] = ()) -> str:
+    """A reason a person can check: the workload's principle plus facts from these rows.
+
+    :param rows: the rows whose measured RPS is the server's (the ratios compare them).
+    :param left_out: variants whose RPS is not the server's (generator-bound); the ratios
+        say they are left out, so "best without keep-alive" never silently skips a faster one.
+    """
+    cpus = next((r.config.get("server_cpus") for r in rows if r.config.get("server_cpus") is not None), "?")
+    kind = character(workload)
+    facts: list[str] = []
+
+    def ratio_fact(better: Row | None, base: Row | None, what: str) -> float | None:
+        if better is None or base is None or better is base or not base.rps or not better.rps:
+            return None
+        ratio = better.rps.median / base.rps.median if base.rps.median else math.inf
+        facts.append(f"{what}: {better.variant} ({format_rps(better.rps.median)} RPS) did {ratio:.2f}× "
+                     f"{base.variant} ({format_rps(base.rps.median)} RPS)")
+        return ratio
+
+    one_process = lambda r: _int(r.config.get("workers")) <= 1  # noqa: E731
+    single = _best(rows, lambda r: _model(r) == WorkerModel.SINGLE)
+    concurrent = _best(rows, lambda r: one_process(r) and _model(r) in _CONCURRENT_MODELS)
+    thread_ratio = ratio_fact(concurrent, single, "threads/greenlets in one process vs one thread")
+    multi = _best(rows, lambda r: not one_process(r))
+    best_one = _best(rows, one_process)
+    process_ratio = ratio_fact(multi, best_one, "several processes vs the best single process")
+    keep = _best(rows, lambda r: bool(r.config.get("keep_alive")))
+    no_keep = _best(rows, lambda r: "keep_alive" in r.config and not r.config.get("keep_alive"))
+    ratio_fact(keep, no_keep, "best with keep-alive vs best without")
+
+    if kind == Character.IO and thread_ratio is not None and thread_ratio < 1.1:
+        facts.append("here threads did not help much, so something else (the CPU budget, the load "
+                     "generator) bounded throughput")
+    if kind == Character.CPU and thread_ratio is not None and thread_ratio > 1.1:
+        facts.append("threads helped more than the GIL allows for pure CPU work; check the CPU limit "
+                     "and whether the workload really is CPU-bound")
+    if kind == Character.CPU and process_ratio is not None and process_ratio < 1.1:
+        facts.append(f"extra processes did not help: with server_cpus={cpus} there is no spare CPU for them")
+    text = principle(workload, cpus)
+    if facts:
+        among = (f" (Locust RPS, among the variants Locust could load fully; left out, generator-bound: "
+                 f"{', '.join(left_out)})" if left_out else "")
+        text = (text + " " if text else "") + f"Check{among}: " + "; ".join(facts) + "."
+    return text
+
+
+def proxy_pairs(rows: Iterable[Row]) -> list[tuple[Row, Row]]:
+    """Pair each proxied row with the direct row that runs the same app server the same way.
+
+    Same workload, mode and level; same ``server``, ``model``, ``workers`` and ``threads``;
+    the direct one has no ``proxy`` (e.g. nginx-gunicorn with gunicorn-gthread).
+
+    :return: ``(proxied, direct)`` pairs; rows without RPS are left out.
+    """
+    rows = [r for r in rows if r.rps is not None]
+    same = lambda r: (r.workload, r.mode, r.level, r.config.get("server"), r.config.get("model"),  # noqa: E731
+                      r.config.get("workers"), r.config.get("threads"))
+    direct = {same(r): r for r in rows if not r.config.get("proxy")}
+    return [(r, direct[same(r)]) for r in rows if r.config.get("proxy") and same(r) in direct]
+
+
+def proxy_sentence(rows: Sequence[Row]) -> str:
+    """What the proxy did, per proxied/direct pair at the highest level both were measured.
+
+    Server CPU per request is compared always (it is the server's cost whatever limited
+    the cell); RPS and p99 only when neither row's RPS was Locust's or disturbed by
+    other programs (bottleneck class ``generator-bound`` or ``interference``).
+
+    :param rows: one workload's rows in one mode.
+    :return: one sentence per pair, or ``""`` without pairs.
+    """
+    pairs = proxy_pairs(rows)
+    if not pairs:
+        return ""
+    top: dict[str, tuple[Row, Row]] = {}
+    for proxied, direct in pairs:
+        if proxied.variant not in top or proxied.level > top[proxied.variant][0].level:
+            top[proxied.variant] = (proxied, direct)
+    parts = []
+    for proxied, direct in top.values():
+        name = f"{proxied.config.get('proxy')} in front of {direct.config.get('server')}"
+        facts = []
+        if proxied.cpu_ms_per_request and direct.cpu_ms_per_request and direct.cpu_ms_per_request.median:
+            cpu = proxied.cpu_ms_per_request.median / direct.cpu_ms_per_request.median
+            facts.append(f"used {cpu:.2f}× the CPU per request ({proxied.cpu_ms_per_request.median:.3f} vs "
+                         f"{direct.cpu_ms_per_request.median:.3f} ms, nginx included)")
+        unusable = [r.variant for r in (proxied, direct) if (r.bottleneck or {}).get("class") in _NOT_THE_SERVERS]
+        if unusable:
+            facts.append(f"its RPS is not comparable here (Locust or other programs limited {', '.join(unusable)})")
+        elif proxied.rps and direct.rps and direct.rps.median:
+            ratio = proxied.rps.median / direct.rps.median
+            facts.append(f"did {ratio:.2f}× the RPS ({format_rps(proxied.rps.median)} vs {format_rps(direct.rps.median)})"
+                         + (f" at p99 {_fmt_ms(proxied.p99_us.median)} vs {_fmt_ms(direct.p99_us.median)} ms"
+                            if proxied.p99_us and direct.p99_us else "")
+                         + f", so the proxy {'cost' if ratio < 1 else 'gained'} {abs(1 - ratio):.0%} of throughput")
+        if facts:
+            parts.append(f"Proxy: {name} ({proxied.variant} vs {direct.variant}, {_level_text(proxied.mode, proxied.level)}) "
+                         + " and ".join(facts) + ".")
+    return " ".join(parts)
+
+
+def _verdict_rate(workload: str, mode: str, rows: list[Row]) -> str:
+    """Closed/requests mode: the physics-aware verdict of :func:`serverlab.report.ranking.rate_verdict`."""
+    return rate_verdict(workload, mode, rows, _reason, _level_text)
+
+
+def sustainable_throughput(rows: Iterable[Row], p99_bound_ms: float = DEFAULT_P99_BOUND_MS) -> dict[tuple[str, str], int | None]:
+    """Open mode: per (workload, variant), the highest target rate the server sustained.
+
+    A target rate is sustained when the merged p99 is under ``p99_bound_ms``, the
+    load generator did not fall behind its schedule (``open_load["fell_behind"]``
+    false), and no request or repetition failed (a server answering errors
+    quickly is not sustaining the rate).
+
+    :param rows: rows of any modes; only ``open`` rows are used.
+    :param p99_bound_ms: the latency bound in milliseconds.
+    :return: ``{(workload, variant): target RPS or None when no rate was sustained}``.
+    """
+    result: dict[tuple[str, str], int | None] = {}
+    for row in rows:
+        if row.mode != Mode.OPEN:
+            continue
+        key = (row.workload, row.variant)
+        result.setdefault(key, None)
+        p99 = row.hdr_us.get("p99")
+        fell_behind = bool(row.open_load and row.open_load.get("fell_behind"))
+        if row.clean and p99 is not None and p99 / 1000.0 < p99_bound_ms and not fell_behind:
+            best = result[key]
+            result[key] = row.level if best is None else max(best, row.level)
+    return result
+
+
+def _verdict_open(workload: str, rows: list[Row], p99_bound_ms: float) -> str:
+    sustained = {v: t for (w, v), t in sustainable_throughput(rows, p99_bound_ms).items() if w == workload}
+    ranked = sorted(((t, v) for v, t in sustained.items() if t is not None), reverse=True)
+    if not ranked:
+        return (f"No winner (open mode): no variant sustained any target rate with p99 under "
+                f"{p99_bound_ms:g} ms, without falling behind and without failures.")
+    rate, winner = ranked[0]
+    text = (f"{winner} wins (open mode): it sustained {rate} RPS with p99 under {p99_bound_ms:g} ms, "
+            f"the highest target rate of any variant")
+    if len(ranked) > 1:
+        tied = [v for t, v in ranked[1:] if t == rate]
+        if tied:
+            text += f" (tied with {', '.join(tied)})"
+        else:
+            text += f"; the runner-up {ranked[1][1]} sustained {ranked[1][0]} RPS"
+    text += " (target rates are discrete steps, so this has no confidence interval)."
+    best_rows = [r for r in rows if sustained.get(r.variant) is not None and r.level == sustained[r.variant]]
+    reason = _reason(workload, best_rows)
+    return text + (" " + reason if reason else "")
+
+
+def verdicts(rows: Sequence[Row], p99_bound_ms: float = DEFAULT_P99_BOUND_MS) -> dict[str, str]:
+    """A plain-language verdict per workload.
+
+    Closed and requests modes (:func:`serverlab.report.ranking.rate_verdict`): at the highest
+    load level where some variant had no failed requests or repetitions, variants
+    are ordered on the evidence valid for their bottleneck class — measured RPS only
+    where Locust was not the limit, wrk's ceiling and CPU-cost capacity (with CIs)
+    where it was; cells flagged for interference are left out. A winner is named only
+    when it is ahead of every other variant; otherwise the verdict says it cannot
+    tell on this machine and what would. A reason drawn from the variants'
+    configuration (model, workers, threads, keep-alive) and measured ratios follows.
+    When a workload ran in several modes, closed mode decides, then requests, then
+    open (whose winner has the highest :func:`sustainable_throughput`).
+
+    :param rows: rows from :func:`aggregate`.
+    :param p99_bound_ms: latency bound for open mode (ms).
+    :return: ``{workload: verdict}`` in row order.
+    """
+    by_workload: dict[str, list[Row]] = {}
+    for row in rows:
+        by_workload.setdefault(row.workload, []).append(row)
+    out: dict[str, str] = {}
+    for workload, wrows in by_workload.items():
+        modes = {r.mode for r in wrows}
+        mode = next(m for m in VERDICT_MODE_PREFERENCE if m in modes)
+        mrows = [r for r in wrows if r.mode == mode]
+        if mode == Mode.OPEN:
+            disturbed = [r.variant for r in mrows if (r.bottleneck or {}).get("class") == Bottleneck.INTERFERENCE]
+            out[workload] = _verdict_open(workload, [r for r in mrows if r.variant not in disturbed], p99_bound_ms)
+            if disturbed:
+                out[workload] += (f" Left out (other programs used the lab's CPUs while they ran: interference): "
+                                  f"{', '.join(dict.fromkeys(disturbed))}.")
+        else:
+            out[workload] = _verdict_rate(workload, mode, mrows)
+        proxy = proxy_sentence(mrows)
+        if proxy:
+            out[workload] += " " + proxy
+    return out
