@@ -24,6 +24,7 @@ from typing import Any
 
 from serverlab.loadgen import SATURATION_SHARE
 from serverlab.results import Cell
+from serverlab.terms import Bottleneck, CellStatus
 
 #: The server is the bottleneck at or above this share of its CPU budget. Where it
 #: comes from: on the quiet machine (measuring-here.md, the issue's table) servers that
@@ -37,9 +38,9 @@ SERVER_BOUND_UTILIZATION = 0.90
 #: figure as :data:`serverlab.loadgen.SATURATION_SHARE`.
 GENERATOR_BOUND_UTILIZATION = SATURATION_SHARE
 #: The classes, in the order a report explains them.
-CLASSES = ("server-bound", "generator-bound", "below-saturation", "interference")
+CLASSES = tuple(Bottleneck)
 #: When repetitions disagree, the class a row takes on a tie: the least flattering one first.
-_TIE_ORDER = ("interference", "generator-bound", "below-saturation", "server-bound")
+_TIE_ORDER = (Bottleneck.INTERFERENCE, Bottleneck.GENERATOR_BOUND, Bottleneck.BELOW_SATURATION, Bottleneck.SERVER_BOUND)
 
 
 def server_utilization(cell: Cell) -> float | None:
@@ -86,7 +87,7 @@ def classify(cell: Cell) -> dict[str, Any] | None:
         "interference_share", "reason"}`` (fractions; ``None`` where not measured),
         or ``None`` for a cell that was not measured.
     """
-    if cell.status != "ok":
+    if cell.status != CellStatus.OK:
         return None
     server = server_utilization(cell)
     generator = generator_utilization(cell)
@@ -94,21 +95,21 @@ def classify(cell: Cell) -> dict[str, Any] | None:
     share = interference.get("share")
     fell_behind = bool(cell.open_load and cell.open_load.get("fell_behind"))
     if interference.get("flagged"):
-        kind = "interference"
+        kind = Bottleneck.INTERFERENCE
         reason = (f"other programs used {float(share or 0):.0%} of the lab's CPUs "
                   f"(threshold {float(interference.get('threshold', 0.05)):.0%})")
     elif server is not None and server >= SERVER_BOUND_UTILIZATION:
-        kind = "server-bound"
+        kind = Bottleneck.SERVER_BOUND
         reason = f"server at {server:.0%} of its CPU budget"
     elif (generator is not None and generator >= GENERATOR_BOUND_UTILIZATION) or fell_behind or (
             generator is None and cell.loadgen_saturated):
-        kind = "generator-bound"
+        kind = Bottleneck.GENERATOR_BOUND
         reason = ("load generator fell behind its schedule" if fell_behind and (generator or 0) < GENERATOR_BOUND_UTILIZATION
                   else f"Locust at {generator:.0%} of a core" if generator is not None else "Locust saturated")
         if server is not None:
             reason += f" while the server used {server:.0%} of its budget"
     else:
-        kind = "below-saturation"
+        kind = Bottleneck.BELOW_SATURATION
         reason = "neither the server nor the generator at its CPU limit: users wait on latency"
         if server is not None and generator is not None:
             reason = f"server at {server:.0%}, Locust at {generator:.0%}: users wait on latency"
@@ -144,8 +145,8 @@ def summarize(cells: list[Cell]) -> dict[str, Any] | None:
     counts: dict[str, int] = {}
     for b in found:
         counts[b["class"]] = counts.get(b["class"], 0) + 1
-    if counts.get("interference"):
-        kind = "interference"
+    if counts.get(Bottleneck.INTERFERENCE):
+        kind = Bottleneck.INTERFERENCE
     else:
         top = max(counts.values())
         kind = next(k for k in _TIE_ORDER if counts.get(k) == top)
