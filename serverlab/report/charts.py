@@ -29,7 +29,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator  # noqa: E402
 
 from serverlab.report.model import Chart  # noqa: E402
-from serverlab.report.rows import Row, _level_text  # noqa: E402
+from serverlab.report.formatting import LEVEL_NAMES, _level_text  # noqa: E402
+from serverlab.report.rows import Row  # noqa: E402
 from serverlab.stats import Estimate  # noqa: E402
 from serverlab.terms import Bottleneck, Mode  # noqa: E402
 
@@ -56,7 +57,7 @@ def _svg(fig: Figure, salt: str) -> str:
 
 
 def _level_axis(ax: Any, levels: list[int], mode: str) -> None:
-    name = {Mode.CLOSED: "concurrent users", Mode.OPEN: "target RPS", Mode.REQUESTS: "requests"}[Mode(mode)]
+    name = LEVEL_NAMES[Mode(mode)].axis
     ax.set_xlabel(name + (" (log₂ scale)" if len(levels) > 1 else ""))
     if len(levels) > 1 and min(levels) > 0:
         ax.set_xscale("log", base=2)

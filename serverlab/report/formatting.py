@@ -7,9 +7,32 @@ Inputs: latency in microseconds, times in seconds.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from serverlab.terms import WorkerModel
+from serverlab.terms import Mode, WorkerModel
+
+
+@dataclass(frozen=True)
+class LevelNames:
+    """What one load level of a mode is called: after a number, as a table column, on a chart axis."""
+
+    unit: str
+    column: str
+    axis: str
+
+
+#: The load level's names per mode, for every table, chart and label of the report.
+LEVEL_NAMES = {
+    Mode.CLOSED: LevelNames("users", "users", "concurrent users"),
+    Mode.OPEN: LevelNames("target RPS", "target RPS", "target RPS"),
+    Mode.REQUESTS: LevelNames("requests", "requests (users)", "requests"),
+}
+
+
+def _level_text(mode: str, level: int) -> str:
+    """A load level with its unit, e.g. ``"64 users"``, ``"500 target RPS"`` (``"level"`` for an unknown mode)."""
+    return f"{level} {LEVEL_NAMES[Mode(mode)].unit if mode in LEVEL_NAMES else 'level'}"
 
 
 def _model(row: Any) -> str:

@@ -29,6 +29,7 @@ from serverlab.findings import (
     Interference,
     Unstable,
 )
+from serverlab.report.formatting import _level_text
 from serverlab.report.ranking import cost_capacity
 from serverlab.report.sentences import warning
 from serverlab.results import MODES, Cell, RunHeader
@@ -42,12 +43,10 @@ from serverlab.stats import (
     percentile_distribution,
     spread,
 )
-from serverlab.terms import Bottleneck, CellStatus, Mode
+from serverlab.terms import Bottleneck, CellStatus
 
 #: Locust/wrk RPS ratio below which Locust, not the server, may be the limit.
 CALIBRATION_MIN_RATIO = 0.9
-
-_LEVEL_NAMES = {Mode.CLOSED: "users", Mode.OPEN: "target RPS", Mode.REQUESTS: "requests"}
 
 
 class ReportError(LabError):
@@ -183,10 +182,6 @@ class Row:
     def label(self) -> str:
         """E.g. ``"gunicorn-sync / hello / closed / 64 users"``."""
         return f"{self.variant} / {self.workload} / {self.mode} / {_level_text(self.mode, self.level)}"
-
-
-def _level_text(mode: str, level: int) -> str:
-    return f"{level} {_LEVEL_NAMES.get(mode, 'level')}"
 
 
 def _estimate(values: Sequence[float]) -> Estimate | None:

@@ -11,9 +11,19 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from serverlab import bottleneck as _bottleneck
-from serverlab.report.formatting import _fmt_ms, _fmt_params, _fmt_s, _model, _slots, _workers_threads, _yes_no
+from serverlab.report.formatting import (
+    LEVEL_NAMES,
+    _fmt_ms,
+    _fmt_params,
+    _fmt_s,
+    _level_text,
+    _model,
+    _slots,
+    _workers_threads,
+    _yes_no,
+)
 from serverlab.report.model import Table
-from serverlab.report.rows import CALIBRATION_MIN_RATIO, Row, _level_text
+from serverlab.report.rows import CALIBRATION_MIN_RATIO, Row
 from serverlab.report.sentences import NOTES
 from serverlab.report.verdicts import proxy_pairs, sustainable_throughput
 from serverlab.results import RunHeader
@@ -47,7 +57,7 @@ def _row_notes(row: Row) -> str:
 
 
 def _main_table(rows: list[Row], mode: str) -> Table:
-    level_name = {Mode.CLOSED: "users", Mode.OPEN: "target RPS", Mode.REQUESTS: "requests (users)"}[Mode(mode)]
+    level_name = LEVEL_NAMES[Mode(mode)].column
     headers = ["server", "model", "workers×threads", "keep-alive", level_name, "RPS [95% CI]",
                "p50 ms", "p99 ms", "p99.9 ms", "failures", "CPU ms/req", "bottleneck", "notes"]
     table = Table(headers, [])

@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterable, Sequence
 
-from serverlab.report.formatting import _fmt_ms, _int, _model
+from serverlab.report.formatting import _fmt_ms, _int, _level_text, _model
 from serverlab.report.ranking import rate_verdict
-from serverlab.report.rows import Row, _level_text
+from serverlab.report.rows import Row
 from serverlab.stats import format_rps
 from serverlab.terms import WORKLOADS, Bottleneck, Character, Mode, WorkerModel
 
