@@ -223,12 +223,12 @@ def _aggregate_key(cells: list[Cell]) -> Row:
     for cell in ok:
         if cell.calibration and cell.calibration.note:
             found.append(RowFinding(CalibrationFailed(cell.calibration.note)))
-    calibrated = [c for c in ok if c.calibration and c.calibration.measured]
+    calibrated = [(c.rps, c.calibration) for c in ok if c.calibration is not None and c.calibration.measured]
     if calibrated:
         calibration = {
-            "locust_rps": _median([c.rps for c in calibrated]),
-            "wrk_rps": _median([float(c.calibration.wrk_rps) for c in calibrated]),  # type: ignore[union-attr,arg-type]
-            "ratio": _median([float(c.calibration.ratio) for c in calibrated]),  # type: ignore[union-attr,arg-type]
+            "locust_rps": _median([rps for rps, _ in calibrated]),
+            "wrk_rps": _median([float(cal.wrk_rps or 0.0) for _, cal in calibrated]),
+            "ratio": _median([float(cal.ratio or 0.0) for _, cal in calibrated]),
         }
         if calibration["ratio"] < CALIBRATION_MIN_RATIO:
             found.append(RowFinding(CalibrationLow(calibration["ratio"], CALIBRATION_MIN_RATIO)))
