@@ -1,6 +1,8 @@
 """serverlab: which way of serving a Flask app is fastest, and why.
 
-Subpackages by job: :mod:`serverlab.experiment` (what to run),
+Subpackages by job: :mod:`serverlab.terms` (the lab's vocabulary: modes, worker
+models, HDR settings, the workloads; shared with the app and the locustfile),
+:mod:`serverlab.experiment` (what to run),
 :mod:`serverlab.runner` (running it fairly), :mod:`serverlab.backends` (Docker or
 local processes), :mod:`serverlab.loadgen` (Locust and wrk), :mod:`serverlab.results`
 (the one result row type and its JSON-lines files), :mod:`serverlab.stats` and

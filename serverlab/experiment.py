@@ -49,7 +49,7 @@ from serverlab.budget import (  # noqa: F401  (Budget, auto_loadgen_processes, u
     parse_cpuset,
     usable_cpus,
 )
-from serverlab.terms import Mode, WorkloadParameterError
+from serverlab.terms import DEFAULT_WORKLOAD, Mode, WorkloadParameterError
 from serverlab.workloads import WORKLOADS
 
 #: The folder of shipped experiments.
@@ -273,7 +273,7 @@ def load_experiment(name_or_path: str, directory: Path | None = None, variants_d
         raise check.fail("mode", mode, f"one of {', '.join(MODES)}")
     mode = Mode(mode)
     servers = check.names("servers", data.get("servers", "all"), list(declared))
-    workloads = check.names("workloads", data.get("workloads", ["hello"]), list(WORKLOADS))
+    workloads = check.names("workloads", data.get("workloads", [DEFAULT_WORKLOAD]), list(WORKLOADS))
     description = data.get("description", "")
     if not isinstance(description, str):
         raise check.fail("description", description, "a string")
