@@ -40,6 +40,8 @@ import gevent
 from flask import Blueprint, Response, abort, jsonify, request, send_from_directory
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, STATE_STOPPED, STATE_STOPPING, MasterRunner, WorkerRunner
 
+from serverlab.terms import DEFAULT_WORKLOAD, WORKLOADS
+
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "ui"
 #: Where ``docker compose`` mounts the repository's ``reports/`` (read-only).
@@ -49,7 +51,6 @@ MAX_USERS, MAX_SECONDS, MAX_WARMUP_S = 1000, 300, 60
 #: How long the master waits for every worker's histogram (seconds).
 COLLECT_TIMEOUT_S = 10.0
 UNKNOWN_IN_UI = "unknown (make report measures it)"
-DEFAULT_WORKLOAD = "hello"
 
 
 class CompareError(ValueError):
@@ -174,7 +175,8 @@ class LabUI:
             # Locust's index page is a React shell; our script adds the defaults and the server badge
             if request.path in ("/", "") and response.mimetype == "text/html" and not response.direct_passthrough:
                 body = response.get_data(as_text=True)
-                tag = '<script src="./serverlab/ui.js" defer></script>'
+                tag = (f'<script src="./serverlab/ui.js" defer '
+                       f'data-default-class="{html.escape(WORKLOADS[DEFAULT_WORKLOAD].user_class)}"></script>')
                 if "</body>" in body and tag not in body:
                     response.set_data(body.replace("</body>", tag + "\n</body>", 1))
             return response
@@ -351,8 +353,8 @@ class LabUI:
         if c is None:
             raise CompareError("no comparison has run yet")
         options = self.environment.parsed_options
-        params = {"hello": {}, "json": {}, "cpu": {"n": options.cpu_n}, "io": {"ms": options.io_ms},
-                  "mixed": {"n": options.mixed_n, "ms": options.mixed_ms}}.get(c.workload, {})
+        spec = WORKLOADS.get(c.workload)
+        params = spec.option_values(options) if spec is not None else {}
         configs = {name: variant.record() for name, variant in self.variants.items()}
         try:
             return comparison_results(

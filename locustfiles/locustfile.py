@@ -346,11 +346,8 @@ def user_class(spec: WorkloadSpec) -> type[LabUser]:
     :param spec: the workload, from :data:`serverlab.terms.WORKLOADS`.
     :return: a concrete :class:`LabUser` subclass (Locust runs it when named on the command line).
     """
-    dests = {name: WorkloadSpec.option_dest(option) for name, option in spec.locust_options.items()}
-
     def path(self) -> str:
-        options = self.environment.parsed_options
-        return spec.url_path({name: getattr(options, dest) for name, dest in dests.items()})
+        return spec.url_path(spec.option_values(self.environment.parsed_options))
 
     path.__doc__ = f"``{spec.url_path(spec.default_params())}`` with the values of this run's options."
     doc = f"``GET {spec.path}``: {spec.summary or spec.name}"

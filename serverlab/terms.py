@@ -288,6 +288,15 @@ class WorkloadSpec:
         """The attribute a Locust option lands on in ``parsed_options``: ``"--cpu-n" -> "cpu_n"``."""
         return option.lstrip("-").replace("-", "_")
 
+    def option_values(self, options: Any) -> dict[str, int]:
+        """Read this workload's parameters from parsed Locust options (``options.cpu_n`` ...).
+
+        :param options: Locust's ``environment.parsed_options`` (any object with the attributes).
+        :return: parameter name -> value, e.g. ``{"n": 1000}``.
+        :raises AttributeError: if an option was not added to Locust's parser.
+        """
+        return {name: getattr(options, self.option_dest(option)) for name, option in self.locust_options.items()}
+
     def default_params(self) -> dict[str, int]:
         """Return every parameter at its default, e.g. ``{"n": 1000}``."""
         return {name: bound.default for name, bound in self.bounds.items()}

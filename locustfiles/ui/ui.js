@@ -1,11 +1,14 @@
 // serverlab additions to Locust's web UI (loaded by labui.py into Locust's index page).
-// 1. the start form ticks only HelloUser the first time it is shown (Locust ticks every class);
+// 1. the start form ticks only the default workload's class (HelloUser) the first time it is shown
+//    (Locust ticks every class);
 // 2. the header's stat area shows the target server (Locust's Host field stays empty: the
 //    Server dropdown chooses the target);
 // 3. the "Compare servers" and "Reports" tabs (Locust extended tabs) show the lab's pages.
 (function () {
   "use strict";
-  var DEFAULT_CLASS = "HelloUser";
+  // the user class of serverlab.terms.DEFAULT_WORKLOAD, set by labui.py on this script's tag
+  var script = document.currentScript;
+  var DEFAULT_CLASS = script && script.dataset ? script.dataset.defaultClass : null;
   // keys differ from Locust's own ("reports" is its Download Data tab)
   var PAGES = { "lab-compare": "./serverlab/compare", "lab-reports": "./serverlab/reports/" };
   var state = null;
