@@ -3,8 +3,10 @@
 Subpackages by job: :mod:`serverlab.terms` (the lab's vocabulary: modes, worker
 models, HDR settings, the workloads; shared with the app and the locustfile),
 :mod:`serverlab.experiment` (what to run),
-:mod:`serverlab.runner` (running it fairly), :mod:`serverlab.backends` (Docker or
-local processes), :mod:`serverlab.loadgen` (Locust and wrk), :mod:`serverlab.results`
+:mod:`serverlab.runner` (running it fairly; :mod:`serverlab.planning`,
+:mod:`serverlab.runfolders`, :mod:`serverlab.progress` and :mod:`serverlab.cpuwatch`
+beside it), :mod:`serverlab.backends` (the :class:`~serverlab.backends.Backend`
+interface; Docker or local processes), :mod:`serverlab.loadgen` (Locust and wrk), :mod:`serverlab.results`
 (the one result row type and its JSON-lines files), :mod:`serverlab.stats` and
 :mod:`serverlab.report` (analysis and rendering), :mod:`serverlab.cli` (commands).
 """

@@ -142,8 +142,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(_listing())
         return 0
     experiment = load_experiment(args.experiment)
+    from serverlab.backends import make_backend
     from serverlab.report import write_report
-    from serverlab.runner import Runner, update_latest
+    from serverlab.runfolders import update_latest
+    from serverlab.runner import Runner
 
     estimate = experiment.estimated_seconds()
     print(f"{experiment.name}: {experiment.cell_count} cells planned, estimated {estimate / 60:.1f} min "
@@ -156,7 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             raise LabError(f"not started; pass --yes to start runs of over {CONFIRM_ABOVE_S // 60} min without asking")
 
-    runner = Runner(experiment, args.backend, args.reports_dir, retry_busy=args.retry_busy)
+    runner = Runner(experiment, make_backend(args.backend, experiment.budget), args.reports_dir, retry_busy=args.retry_busy)
     run_dir = runner.run(resume=args.resume)
     files = write_report([run_dir / "results.jsonl"], run_dir)
     update_latest(args.reports_dir, run_dir)

@@ -18,32 +18,29 @@ no variant always runs first, last, or after the same neighbour.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import platform
 import random
 import signal
-import subprocess
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from labapp import package_versions
 from labapp.variants import Variant
 from serverlab import LabError
-from serverlab.backends import ROOT, BackendError, DockerBackend, LocalBackend, RunningServer, compose_project, make_backend
+from serverlab.backends import Backend, BackendError, RunningServer
 from serverlab.bottleneck import classify
 from serverlab.cpulock import CpuLock
+from serverlab.cpuwatch import CpuWatch, ProcStatWatch
 from serverlab.experiment import Experiment, check_machine, parse_cpuset
 from serverlab.findings import Calibration, cell_findings
-from serverlab.interference import CpuMonitor, describe_probe, interference_figures, quietness_probe
+from serverlab.interference import describe_probe, interference_figures
 from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadOutcome, LoadPlan, parse_wrk, read_outcome, wrk_args
+from serverlab.planning import PlannedCell, check_unchanged, new_run_id, plan_cells, run_metadata
+from serverlab.progress import Progress
 from serverlab.results import Cell, ResultsWriter, RunHeader, read_results
+from serverlab.runfolders import list_runs, new_attempt_dir
 from serverlab.workloads import WORKLOADS, VerificationError, verify
 
 #: Concurrency (Locust users and wrk connections) of the calibration runs.
@@ -62,6 +59,8 @@ SHORT_WINDOW_SLACK_S = 0.5
 #: single-threaded server take 3.2 s); a hung server is thus named at most this long
 #: after Locust's own end (its run time plus its 5 s stop timeout).
 HUNG_AFTER_S = 10.0
+#: Seconds to wait before re-measuring a cell flagged for interference (``--retry-busy``).
+RETRY_PAUSE_S = 2.0
 
 
 #: Signals that stop a run cleanly (servers and generators first); exit status 128 + the number.
@@ -86,178 +85,32 @@ class RunStopped(KeyboardInterrupt):
         return 128 + self.signum
 
 
-@dataclass(frozen=True)
-class PlannedCell:
-    """One cell of the run's plan, in execution order.
-
-    :param variant: variant name; :param workload: workload name; :param level: load level.
-    :param repetition: 1-based; :param order: 0-based position in the run.
-    """
-
-    variant: str
-    workload: str
-    level: int
-    repetition: int
-    order: int
-
-    @property
-    def cell_id(self) -> str:
-        """``"<variant>/<workload>/<level>/r<repetition>"``."""
-        return f"{self.variant}/{self.workload}/{self.level}/r{self.repetition}"
-
-
-def plan_cells(experiment: Experiment, seed: int) -> list[PlannedCell]:
-    """Every cell of ``experiment``, shuffled within each repetition by ``seed``.
-
-    :return: cells in execution order; repetition 1's cells all come before repetition 2's.
-    """
-    rng = random.Random(seed)
-    cells: list[PlannedCell] = []
-    for repetition in range(1, experiment.repetitions + 1):
-        combos = [(v, w, lvl) for v in experiment.servers for w in experiment.workloads for lvl in experiment.levels]
-        rng.shuffle(combos)
-        for variant, workload, level in combos:
-            cells.append(PlannedCell(variant, workload, level, repetition, len(cells)))
-    return cells
-
-
-def new_run_id(experiment: Experiment, now: datetime | None = None) -> str:
-    """A run id like ``20261120-231500-quick`` (UTC)."""
-    now = now or datetime.now(timezone.utc)
-    return f"{now:%Y%m%d-%H%M%S}-{experiment.name}"
-
-
-def _git_commit() -> str | None:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if commit.returncode != 0:
-        return None
-    return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _settings(record: dict[str, object]) -> dict[str, object]:
-    """An experiment record's settings as JSON would give them back, name-independent parts only."""
-    return json.loads(json.dumps({k: v for k, v in record.items() if k not in ("description", "path")}, default=str))
-
-
-def experiment_digest(experiment: Experiment) -> str:
-    """A digest of the effective experiment: its settings and its variants as they would run.
-
-    Two loads of an unchanged experiment file (and unchanged ``servers/*.toml``) give the
-    same digest; any setting that changes what is measured changes it.
-
-    :return: 16 hex digits (the start of a SHA-256).
-    """
-    effective = {"settings": _settings(experiment.record()),
-                 "variants": {name: variant.record() for name, variant in experiment.variants().items()}}
-    return hashlib.sha256(json.dumps(effective, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def check_unchanged(experiment: Experiment, header: RunHeader) -> None:
-    """Refuse to resume a run whose experiment changed since it began.
-
-    :raises LabError: naming the changed settings, and how to start a new run instead.
-    """
-    old, new = _settings(header.experiment), _settings(experiment.record())
-    changed = sorted(key for key in {*old, *new} if old.get(key) != new.get(key))
-    recorded = header.metadata.get("experiment_digest")
-    if (recorded is None and not changed) or recorded == experiment_digest(experiment):
-        return
-    what = "; ".join(f"{key}: {old.get(key)!r} then, {new.get(key)!r} now" for key in changed) \
-        or "the server variants' declarations (servers/*.toml)"
-    raise LabError(f"experiment {experiment.name!r} changed since run {header.run_id} began ({what}); resuming would "
-                   "mix cells measured under different settings. Run it without --resume to start a new run, "
-                   "or restore the settings to resume this one")
-
-
-def run_metadata(experiment: Experiment, backend: LocalBackend | DockerBackend, seed: int) -> dict[str, object]:
-    """The facts stored once per run: host, versions, limits, commit, seed."""
-    return {
-        "packages": package_versions(),  # this environment's; the Docker backend replaces them with the image's
-        "python": platform.python_version(),
-        **backend.describe(),
-        "cpu_model": _cpu_model(),
-        "host_cores": os.cpu_count(),
-        "git_commit": _git_commit(),
-        "started_at": time.time(),
-        "seed": seed,
-        "experiment_digest": experiment_digest(experiment),
-        "server_cpus": experiment.budget.server_cpus,
-        "server_memory": experiment.budget.server_memory,
-        "server_cpuset": experiment.budget.server_cpuset,
-        "loadgen_cpuset": experiment.budget.loadgen_cpuset,
-        "loadgen_processes": experiment.budget.loadgen_processes,
-        "loadgen_processes_chosen": (
-            f"{experiment.budget.loadgen_processes} Locust process(es)"
-            + (f" (auto: one per CPU of loadgen_cpuset {experiment.budget.loadgen_cpuset!r} on this machine)"
-               if experiment.budget.loadgen_auto else " (set in the experiment)")),
-    }
-
-
-class Progress:
-    """Prints one line per cell: position, cell, outcome, and time left.
-
-    :param total: cells to run this time; :param write: where lines go.
-    """
-
-    def __init__(self, total: int, write: Callable[[str], None]) -> None:
-        self.total = total
-        self.done = 0
-        self.started = time.monotonic()
-        self.write = write
-
-    def starting(self, cell: PlannedCell, unit: str) -> None:
-        """Announce a cell before it runs."""
-        self.write(f"[{self.done + 1}/{self.total}] {cell.variant} · {cell.workload} · {cell.level} {unit} · r{cell.repetition} ...")
-
-    def finished(self, cell: Cell) -> None:
-        """Report a finished cell and the estimated time left."""
-        self.done += 1
-        elapsed = time.monotonic() - self.started
-        left = elapsed / self.done * (self.total - self.done)
-        if cell.status == "ok":
-            p99 = cell.latency_us.get("p99", 0) / 1000
-            what = f"{cell.rps:,.0f} RPS, p99 {p99:.2f} ms, {cell.failures} failures"
-            if cell.total_time_s is not None:
-                what += f", {cell.total_time_s:.2f} s total"
-            if cell.bottleneck:
-                what += f", {cell.bottleneck['class']} ({cell.bottleneck['reason']})"
-        else:
-            what = f"{cell.status.upper()}: {cell.error}"
-        self.write(f"    {what}  ({self.done}/{self.total} done, ~{left / 60:.1f} min left)")
 
 
 class Runner:
     """Runs one experiment with one backend into ``reports/<run-id>/``.
 
     :param experiment: the validated experiment.
-    :param backend: ``"docker"`` or ``"local"``.
+    :param backend: where servers and Locust run (:func:`serverlab.backends.make_backend`
+        builds the ``docker`` and ``local`` ones for ``experiment.budget``).
     :param reports_dir: the parent of run folders.
     :param write: progress output (``print`` by default).
     :param retry_busy: re-measure a cell flagged for interference up to this many times.
+    :param cpu_watch: how other programs on the lab's CPUs are noticed (default:
+        :class:`serverlab.cpuwatch.ProcStatWatch`, from ``/proc/stat``).
+    :param retry_pause_s: seconds to wait before each such re-measurement.
     :raises serverlab.experiment.ExperimentError: if the budget does not fit this machine
         (:func:`serverlab.experiment.check_machine`).
     """
 
-    def __init__(self, experiment: Experiment, backend: str, reports_dir: Path,
-                 write: Callable[[str], None] = print, retry_busy: int = 0) -> None:
+    def __init__(self, experiment: Experiment, backend: Backend, reports_dir: Path,
+                 write: Callable[[str], None] = print, retry_busy: int = 0, cpu_watch: CpuWatch | None = None,
+                 retry_pause_s: float = RETRY_PAUSE_S) -> None:
         check_machine(experiment)
         self.experiment = experiment
-        self.backend = make_backend(backend, experiment.budget)
+        self.backend = backend
+        self.cpu_watch = cpu_watch or ProcStatWatch()
+        self.retry_pause_s = retry_pause_s
         self.reports_dir = Path(reports_dir).resolve()
         self.write = write
         self.variants: dict[str, Variant] = experiment.variants()
@@ -298,8 +151,6 @@ class Runner:
         lock = CpuLock([*self.server_cpus, *self.loadgen_cpus],
                        f"run {run_dir.name} (experiment {experiment.name}, backend {self.backend.name})")
         lock.acquire()
-        if isinstance(self.backend, DockerBackend):
-            self.backend.project = compose_project(run_dir.name)
         previous_handlers = self._catch_stop_signals()
         progress = Progress(len(plan), self.write)
         stopped: KeyboardInterrupt | None = None
@@ -324,11 +175,8 @@ class Runner:
     def _run_cells(self, plan: list[PlannedCell], run_dir: Path, seed: int, resume: bool, progress: Progress) -> None:
         """Prepare the backend, write (or reopen) the results file, and measure ``plan`` in order."""
         experiment = self.experiment
-        if isinstance(self.backend, DockerBackend):
-            self.backend.prepare(list(experiment.servers), progress=self.write)
-        else:
-            self.backend.prepare()
-        probe = quietness_probe(self.server_cpus, self.loadgen_cpus)
+        self.backend.prepare(list(experiment.servers), progress=self.write, run_id=run_dir.name)
+        probe = self.cpu_watch.probe(self.server_cpus, self.loadgen_cpus)
         self.write(describe_probe(probe))
         header = RunHeader(run_id=run_dir.name, experiment=experiment.record(),
                            metadata={**run_metadata(experiment, self.backend, seed), "quietness_probe": probe})
@@ -401,7 +249,7 @@ class Runner:
                 break
             self.write(f"    other programs used {cell.interference['share']:.0%} of the lab's CPUs: "  # type: ignore[index]
                        f"re-measuring (retry {attempt} of {self.retry_busy})")
-            time.sleep(2.0)
+            time.sleep(self.retry_pause_s)
             cell = self.measure(planned, run_dir)
         return cell
 
@@ -438,10 +286,11 @@ class Runner:
             return Cell(**base, status="unverified", error=f"failed verification before load: {err}")
         plan = LoadPlan(workload, params, experiment.mode, planned.level, experiment.users,
                         experiment.duration, experiment.warmup, experiment.budget.loadgen_processes)
-        locustfile, host, out = self.backend.locust_paths(server, cell_dir)
+        paths = self.backend.locust_paths(server, cell_dir)
         timeout = plan.run_time_s + 120
-        with CpuMonitor() as monitor:
-            result = self.backend.run_locust(plan.locust_args(locustfile, host, out), plan.environment(out), cell_dir, timeout)
+        with self.cpu_watch.monitor() as monitor:
+            result = self.backend.run_locust(plan.locust_args(paths.locustfile, paths.host, paths.out_dir),
+                                             plan.environment(paths.out_dir), cell_dir, timeout)
         (cell_dir / "locust.log").write_text(result.output)
         died = self.backend.exit_status(server)
         hung = None if died else self._hung(server)
@@ -450,7 +299,7 @@ class Runner:
         except LoadError as err:
             reason = died or hung or (f"Locust exited with status {result.returncode}" if result.returncode not in (0, 1) else "")
             return Cell(**base, status="failed", error=f"{reason + ': ' if reason else ''}{err}")
-        sampler = self.backend.sampler()
+        sampler = server.sampler
         server_cpu = sampler.cpu_between(*outcome.window) if sampler else None
         saturated = outcome.busiest_process_share >= SATURATION_SHARE or outcome.cpu_warning
         interference = None
@@ -530,9 +379,9 @@ class Runner:
         hello = WORKLOADS["hello"]
         plan = LoadPlan(hello, {}, "closed", CALIBRATION_CONNECTIONS, CALIBRATION_CONNECTIONS, duration, 1.0,
                         self.experiment.budget.loadgen_processes)
-        locustfile, host, out = self.backend.locust_paths(server, calib_dir)
-        result = self.backend.run_locust(plan.locust_args(locustfile, host, out), plan.environment(out), calib_dir,
-                                         plan.run_time_s + 120)
+        paths = self.backend.locust_paths(server, calib_dir)
+        result = self.backend.run_locust(plan.locust_args(paths.locustfile, paths.host, paths.out_dir),
+                                         plan.environment(paths.out_dir), calib_dir, plan.run_time_s + 120)
         (calib_dir / "locust.log").write_text(result.output)
         try:
             locust_rps = read_outcome(calib_dir, plan, result.output).rps
@@ -540,57 +389,3 @@ class Runner:
             return Calibration(wrk_rps=wrk_rps, note=f"Locust failed: {err}")
         return Calibration(wrk_rps=wrk_rps, locust_rps=locust_rps, ratio=locust_rps / wrk_rps if wrk_rps else 0.0,
                            connections=CALIBRATION_CONNECTIONS, duration_s=duration)
-
-
-@dataclass(frozen=True)
-class RunFolder:
-    """A run folder found under the reports folder.
-
-    :param path: the folder; :param experiment: its experiment's name;
-    :param started_at: Unix seconds it started (its header's, else the file's change time).
-    """
-
-    path: Path
-    experiment: str
-    started_at: float
-
-
-def list_runs(reports_dir: Path) -> list[RunFolder]:
-    """Every run folder under ``reports_dir`` (the ``latest`` link excluded), oldest first.
-
-    A folder whose ``results.jsonl`` has an unreadable header is left out.
-    """
-    runs = []
-    for results in Path(reports_dir).glob("*/results.jsonl"):
-        if results.parent.is_symlink():
-            continue
-        try:
-            with results.open(encoding="utf-8") as handle:
-                header = json.loads(handle.readline())
-            started = float(header.get("metadata", {}).get("started_at") or results.stat().st_ctime)
-            runs.append(RunFolder(results.parent, str(header.get("experiment", {}).get("name")), started))
-        except (OSError, ValueError, AttributeError, TypeError):
-            continue
-    return sorted(runs, key=lambda run: (run.started_at, run.path.name))
-
-
-def new_attempt_dir(cell_root: Path) -> Path:
-    """Create and return ``cell_root/attempt-<N>``, N one more than any attempt there (1 first).
-
-    :raises OSError: if the folder cannot be created.
-    """
-    cell_root.mkdir(parents=True, exist_ok=True)
-    numbers = [int(p.name.split("-", 1)[1]) for p in cell_root.glob("attempt-*") if p.name.split("-", 1)[1].isdigit()]
-    attempt = cell_root / f"attempt-{max(numbers, default=0) + 1}"
-    attempt.mkdir()
-    return attempt
-
-
-def update_latest(reports_dir: Path, run_dir: Path) -> None:
-    """Point ``reports/latest`` at ``run_dir`` (a relative symlink)."""
-    link = Path(reports_dir) / "latest"
-    tmp = link.with_name(".latest.tmp")
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    tmp.symlink_to(run_dir.name)
-    os.replace(tmp, link)

@@ -28,7 +28,7 @@ from serverlab.experiment import (
     load_experiment,
     parse_cpuset,
 )
-from serverlab.runner import plan_cells
+from serverlab.planning import plan_cells
 
 #: The default budget as loaded on this machine: loadgen_processes = "auto" resolved.
 AUTO_BUDGET = Budget(loadgen_processes=auto_loadgen_processes("1"), loadgen_auto=True)

@@ -281,7 +281,7 @@ def _cli_main(args: list[str], capsys) -> tuple[int, str, str]:
 
 def test_the_experiment_digest_changes_with_any_effective_setting(tmp_path):
     from serverlab.experiment import load_experiment
-    from serverlab.runner import experiment_digest
+    from serverlab.planning import experiment_digest
 
     first = load_experiment(str(_write(tmp_path, "tiny", TINY)))
     again = load_experiment(str(_write(tmp_path / "..", "tiny", TINY)))  # another path, same settings
@@ -295,7 +295,7 @@ def test_the_experiment_digest_changes_with_any_effective_setting(tmp_path):
 def test_resume_refuses_an_experiment_changed_since_the_run_began(tmp_path, capsys):
     from serverlab.experiment import load_experiment
     from serverlab.results import ResultsWriter, RunHeader
-    from serverlab.runner import experiment_digest
+    from serverlab.planning import experiment_digest
 
     path = _write(tmp_path, "tiny", TINY)
     experiment = load_experiment(str(path))

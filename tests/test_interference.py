@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from serverlab.backends import LocalBackend
 from serverlab.experiment import load_experiment
 from serverlab.interference import (
     INTERFERENCE_THRESHOLD,
@@ -83,7 +84,8 @@ def _experiment(tmp_path: Path) -> Path:
 
 def _one_cell(tmp_path: Path, name: str, retry_busy: int = 0):
     experiment = load_experiment(str(_experiment(tmp_path)))
-    run_dir = Runner(experiment, "local", tmp_path / name, write=lambda line: None, retry_busy=retry_busy).run()
+    run_dir = Runner(experiment, LocalBackend(experiment.budget), tmp_path / name, write=lambda line: None,
+                     retry_busy=retry_busy).run()
     header, cells = read_results(run_dir / "results.jsonl")
     assert len(cells) == 1 and cells[0].status == "ok", cells[0].error
     return header, cells[0]

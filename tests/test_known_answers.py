@@ -17,6 +17,7 @@ import pytest
 
 from serverlab.experiment import load_experiment
 from serverlab.results import read_results
+from serverlab.backends import make_backend
 from serverlab.runner import Runner
 
 SLEEP_S = 0.1
@@ -60,7 +61,8 @@ def test_io_throughput_matches_littles_law(backend, tmp_path, request):
     names = _variants(backend)
     experiment = load_experiment(str(_experiment(tmp_path, names)))
     # a cell disturbed by other programs on the lab's CPUs is re-measured twice
-    run_dir = Runner(experiment, backend, tmp_path / "reports", write=lambda line: None, retry_busy=2).run()
+    run_dir = Runner(experiment, make_backend(backend, experiment.budget), tmp_path / "reports", write=lambda line: None,
+                     retry_busy=2).run()
     _, cells = read_results(run_dir / "results.jsonl")
     assert sorted(cell.variant for cell in cells) == sorted(names)
     busy: list[str] = []

@@ -16,6 +16,7 @@ import pytest
 
 from serverlab.experiment import load_experiment
 from serverlab.results import read_results
+from serverlab.backends import make_backend
 from serverlab.runner import Runner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +87,7 @@ def test_killed_server_fails_its_cell_and_resume_completes(backend, tmp_path, re
     path = _write(tmp_path, "crash", 'servers = ["gunicorn-sync", "uwsgi-processes"]\nworkloads = ["hello"]\n'
                   "users = [4]\nduration = 6\nwarmup = 1\nseed = 7\n")
     experiment = load_experiment(str(path))
-    runner = Runner(experiment, backend, tmp_path / "reports", write=lambda line: None)
+    runner = Runner(experiment, make_backend(backend, experiment.budget), tmp_path / "reports", write=lambda line: None)
     backend_obj = runner.backend
     original_start, original_load = backend_obj.start, backend_obj.run_locust
     servers = {}
@@ -112,7 +113,8 @@ def test_killed_server_fails_its_cell_and_resume_completes(backend, tmp_path, re
     summary = files["markdown"].read_text()
     assert "failed" in summary.lower() and "during the load" in summary
 
-    resumed = Runner(experiment, backend, tmp_path / "reports", write=lambda line: None).run(resume=run_dir.name)
+    resumed = Runner(experiment, make_backend(backend, experiment.budget), tmp_path / "reports",
+                     write=lambda line: None).run(resume=run_dir.name)
     assert resumed == run_dir
     _, cells = read_results(run_dir / "results.jsonl")
     assert {cell.variant: cell.status for cell in cells} == {"gunicorn-sync": "ok", "uwsgi-processes": "ok"}

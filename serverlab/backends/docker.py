@@ -1,0 +1,203 @@
+"""The Docker backend: variants as the compose file's services, one compose project per run.
+
+The server's cgroup is read for CPU seconds and peak memory (cgroup v1 or v2); the
+budget's CPU quota, memory limit and cpusets are enforced by Docker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+from labapp.variants import Variant
+from serverlab.backends.base import ROOT, BackendError, CommandResult, LocustPaths, RunningServer, Sampler, _run, wait_healthy
+from serverlab.experiment import Budget
+
+#: Prints the versions of the packages that matter, as a JSON object (run inside the image).
+_VERSIONS_PROBE = (
+    "import json, platform; from labapp import package_versions; "
+    "print(json.dumps({'python': platform.python_version(), 'packages': package_versions()}))"
+)
+
+
+class DockerBackend:
+    """Runs variants as the compose file's services, in a compose project of their own.
+
+    Published ports are replaced by ephemeral ones on 127.0.0.1 (so a running
+    ``docker compose up`` lab does not collide), and the budget is passed as the
+    compose file's ``SERVER_*``/``LOADGEN_*`` variables.
+
+    :param budget: CPU quota, memory limit and cpusets.
+    :param project: compose project name.
+    """
+
+    name = "docker"
+
+    def __init__(self, budget: Budget, project: str = "serverlab-run") -> None:
+        self.budget = budget
+        self.project = project
+        self._override = Path(tempfile.mkdtemp(prefix="serverlab-compose-")) / "run.yml"
+        self.image_id: str | None = None
+        self.image_facts: dict[str, object] | None = None
+
+    def _compose(self, *args: str) -> list[str]:
+        return ["docker", "compose", "-p", self.project, "-f", str(ROOT / "docker-compose.yml"),
+                "-f", str(self._override), *args]
+
+    def _env(self, variant: Variant | None = None) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "SERVER_CPUS": f"{self.budget.server_cpus:g}",
+            "SERVER_CPUSET": self.budget.server_cpuset,
+            "SERVER_MEMORY": self.budget.server_memory,
+            "LOADGEN_CPUSET": self.budget.loadgen_cpuset,
+            "LOADGEN_CPUS": str(self.budget.loadgen_cores),  # a quota as wide as the cpuset: one Locust process per CPU
+        }
+        if variant is not None:
+            prefix = variant.name.upper().replace("-", "_")
+            env[f"{prefix}_WORKERS"] = str(variant.workers)
+            env[f"{prefix}_THREADS"] = str(variant.threads)
+        return env
+
+    def describe(self) -> dict[str, object]:
+        """Facts for the results header."""
+        facts: dict[str, object] = {"backend": "docker", "project": self.project, "image": self.image_id,
+                                    "limits_enforced": True}
+        if self.image_facts:
+            facts.update(self.image_facts)  # packages and Python as installed in the image the servers run
+        return facts
+
+    def prepare(self, variants: Sequence[str] | None = None, progress: Callable[[str], None] = print,
+                run_id: str | None = None) -> None:
+        """Check Docker and Compose, write the port override, build the image once.
+
+        :param variants: the services the run starts (``None``: every declared variant).
+        :param progress: where to say that the image is being built.
+        :param run_id: names the compose project (see :func:`compose_project`), so two runs
+            never share (and remove) each other's containers; ``None`` keeps :attr:`project`.
+        :raises BackendError: naming what is missing and how to get it.
+        """
+        if run_id:
+            self.project = compose_project(run_id)
+        if not shutil.which("docker"):
+            raise BackendError("docker is not installed; see README (make offline) or use --backend local")
+        check = _run(["docker", "info", "--format", "{{.ServerVersion}}"], 30)
+        if check.returncode != 0:
+            raise BackendError(f"the Docker engine is not reachable: {check.output.strip()[-200:]}")
+        check = _run(["docker", "compose", "version", "--short"], 30)
+        if check.returncode != 0:
+            raise BackendError("the docker compose plugin is missing; see README (make offline)")
+        from labapp.variants import load_variants
+
+        lines = ["services:"]
+        for name in variants or list(load_variants()):
+            # restart "no": a crashed server must fail its cell, not come back mid-run.
+            lines += [f"  {name}:", '    ports: !override ["127.0.0.1::8000"]', '    restart: "no"']
+        self._override.write_text("\n".join(lines) + "\n")
+        progress("building the lab image (cached after the first time)...")
+        build = _run(self._compose("build", "loadgen"), 1800, env=self._env(), cwd=ROOT)
+        if build.returncode != 0:
+            raise BackendError(f"docker compose build failed:\n{build.output.strip()[-2000:]}")
+        inspect = _run(["docker", "image", "inspect", "--format", "{{.Id}}", "serverlab:" + os.environ.get("SERVERLAB_TAG", "latest")], 30)
+        self.image_id = inspect.output.strip() if inspect.returncode == 0 else None
+        probe = _run(self._compose("run", "--rm", "-T", "--no-deps", "loadgen", "python", "-c", _VERSIONS_PROBE),
+                     120, env=self._env(), cwd=ROOT)
+        try:
+            self.image_facts = json.loads(probe.output.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            self.image_facts = None
+
+    def start(self, variant: Variant, timeout: float = 90.0) -> RunningServer:
+        """(Re)create the variant's container and wait until it is healthy.
+
+        :raises BackendError: if it exits or does not become healthy within ``timeout`` seconds.
+        """
+        up = _run(self._compose("up", "-d", "--force-recreate", "--no-deps", "--wait",
+                                "--wait-timeout", str(int(timeout)), variant.name), timeout + 30, env=self._env(variant), cwd=ROOT)
+        if up.returncode != 0:
+            logs = _run(self._compose("logs", "--tail", "5", variant.name), 30, env=self._env(), cwd=ROOT)
+            raise BackendError(f"{variant.name} did not become healthy: {up.output.strip()[-400:]} {logs.output.strip()[-400:]}")
+        cid = _run(self._compose("ps", "-q", variant.name), 30, env=self._env(), cwd=ROOT).output.strip()
+        port = _run(self._compose("port", variant.name, "8000"), 30, env=self._env(), cwd=ROOT).output.strip()
+        host_url = f"http://{port}" if port else ""
+        if host_url:
+            wait_healthy(host_url, 30, lambda: True)
+        return RunningServer(variant, f"http://{variant.name}:8000", host_url, cid,
+                             sampler=Sampler(self._cgroup_reader(cid)))
+
+    @staticmethod
+    def _cgroup_reader(cid: str) -> Callable[[], tuple[float, int]]:
+        v1_cpu = Path(f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage")
+        v1_mem = Path(f"/sys/fs/cgroup/memory/docker/{cid}/memory.max_usage_in_bytes")
+        v2 = Path(f"/sys/fs/cgroup/system.slice/docker-{cid}.scope")
+
+        def read() -> tuple[float, int]:
+            if v1_cpu.exists():
+                return int(v1_cpu.read_text()) / 1e9, int(v1_mem.read_text())
+            stat = dict(line.split() for line in (v2 / "cpu.stat").read_text().splitlines())
+            peak = v2 / "memory.peak"
+            memory = int((peak if peak.exists() else v2 / "memory.current").read_text())
+            return int(stat["usage_usec"]) / 1e6, memory
+
+        return read
+
+    def exit_status(self, server: RunningServer) -> str | None:
+        """``None`` while the container runs, else its state and exit code."""
+        out = _run(["docker", "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}}", str(server.handle)], 30)
+        if out.returncode != 0:
+            return "server container is gone"
+        status, code, oom = (out.output.split() + ["", "", ""])[:3]
+        if status == "running":
+            return None
+        return f"server container {status} with exit code {code}" + (" (out of memory)" if oom == "true" else "")
+
+    def locust_paths(self, server: RunningServer, out_dir: Path) -> LocustPaths:
+        """The locustfile, host URL and output folder as the loadgen container sees them (``out_dir`` is mounted at ``/out``)."""
+        return LocustPaths("/srv/locustfiles/locustfile.py", server.url_for_loadgen, "/out")
+
+    def run_locust(self, args: list[str], env: dict[str, str], out_dir: Path, timeout: float) -> CommandResult:
+        """Run Locust in a one-off loadgen container on the load-generator cpuset."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir.chmod(0o777)  # the container runs as an unprivileged user
+        env_args = [item for key, value in env.items() for item in ("-e", f"{key}={value}")]
+        argv = self._compose("run", "--rm", "-T", "--no-deps", "-v", f"{out_dir}:/out", *env_args, "loadgen", *args)
+        return _run(argv, timeout, env=self._env(), cwd=ROOT)
+
+    def run_wrk(self, args: list[str], timeout: float) -> CommandResult:
+        """Run wrk in a one-off loadgen container."""
+        return _run(self._compose("run", "--rm", "-T", "--no-deps", "loadgen", *args), timeout, env=self._env(), cwd=ROOT)
+
+    def stop(self, server: RunningServer) -> None:
+        """Stop and remove the variant's container."""
+        if server.sampler:
+            server.sampler.stop()
+        _run(self._compose("rm", "-f", "-s", "-v", server.variant.name), 60, env=self._env(), cwd=ROOT)
+
+    def kill(self, server: RunningServer) -> None:
+        """Kill the server container abruptly (for failure tests)."""
+        _run(["docker", "kill", str(server.handle)], 30)
+
+    def close(self) -> list[str]:
+        """Remove the run's compose project: its containers (one-off loadgen ones too) and network.
+
+        :return: the names of the containers that were still there.
+        """
+        listed = _run(["docker", "ps", "-a", "--format", "{{.Names}}", "--filter",
+                       f"label=com.docker.compose.project={self.project}"], 30)
+        names = listed.output.split() if listed.returncode == 0 else []
+        _run(self._compose("down", "--remove-orphans", "-t", "5"), 120, env=self._env(), cwd=ROOT)
+        left = _run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}"], 30)
+        if left.returncode == 0 and left.output.split():  # `compose run` containers whose client was killed
+            _run(["docker", "rm", "-f", "-v", *left.output.split()], 60)
+        return names
+
+
+
+def compose_project(run_id: str) -> str:
+    """The compose project name of a run: ``serverlab-<run id>``, lower case, compose's characters only."""
+    return re.sub(r"[^a-z0-9_-]", "-", f"serverlab-{run_id}".lower())

@@ -1,0 +1,181 @@
+"""The local backend: variants as processes on 127.0.0.1, no Docker needed.
+
+``python -m labapp.serve`` (or the variant's own command) on a free 127.0.0.1 port,
+pinned with ``taskset`` to the budget's cpusets when available; CPU seconds and memory
+from the process tree (psutil). No CPU quota or memory limit can be enforced without
+cgroups; the results header says so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import psutil
+
+from labapp.variants import Variant
+from serverlab.backends.base import (
+    LOCUSTFILE,
+    ROOT,
+    BackendError,
+    CommandResult,
+    LocustPaths,
+    RunningServer,
+    Sampler,
+    _run,
+    wait_healthy,
+)
+from serverlab.experiment import Budget
+
+
+class LocalBackend:
+    """Runs variants as local processes on 127.0.0.1 (no Docker needed).
+
+    :param budget: cpusets for ``taskset`` pinning (no CPU quota or memory limit
+        can be enforced without cgroups; both are recorded as not enforced).
+    :param python: interpreter whose environment has the servers and Locust.
+    """
+
+    name = "local"
+
+    def __init__(self, budget: Budget, python: str | None = None) -> None:
+        self.budget = budget
+        self.python = python or sys.executable
+        self.taskset = shutil.which("taskset")
+        self._running: list[RunningServer] = []
+
+    def describe(self) -> dict[str, object]:
+        """Facts for the results header."""
+        return {"backend": "local", "pinning": "taskset" if self.taskset else "none",
+                "limits_enforced": False, "python": self.python}
+
+    def prepare(self, variants: Sequence[str] | None = None, progress: Callable[[str], None] = print,
+                run_id: str | None = None) -> None:
+        """Nothing to build; checks the locustfile exists (the arguments are not needed here).
+
+        :raises BackendError: if the locustfile is missing.
+        """
+        if not LOCUSTFILE.is_file():
+            raise BackendError(f"{LOCUSTFILE}: missing")
+
+    def _pin(self, cpuset: str, argv: list[str]) -> list[str]:
+        return [self.taskset, "-c", cpuset, *argv] if self.taskset else argv
+
+    def start(self, variant: Variant, timeout: float = 60.0) -> RunningServer:
+        """Start ``variant`` on a free port and wait until it is healthy.
+
+        :raises BackendError: if it exits or does not answer within ``timeout`` seconds.
+        """
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if variant.proxy == "nginx":
+            from labapp.proxy import ProxyError, find_nginx
+
+            try:
+                find_nginx()
+            except ProxyError as err:
+                raise BackendError(f"{variant.name}: {err}") from None
+        env = {**os.environ, **variant.environment(), "PYTHONPATH": str(ROOT / "app")}
+        argv = ["127.0.0.1" if arg == "0.0.0.0" else arg.replace("0.0.0.0:", "127.0.0.1:")
+                for arg in variant.argv(port=port, python=self.python)]
+        if variant.server == "werkzeug" or variant.proxy:
+            argv += ["--host", "127.0.0.1"]
+        log = tempfile.TemporaryFile()
+        proc = subprocess.Popen(self._pin(self.budget.server_cpuset, argv), env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc.log = log  # type: ignore[attr-defined]
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, timeout, lambda: proc.poll() is None)
+        except BackendError as err:
+            self.stop(RunningServer(variant, url, url, proc))
+            raise BackendError(f"{variant.name}: {err}: {self._log_tail(proc)}") from None
+        tree = psutil.Process(proc.pid)
+
+        def read() -> tuple[float, int]:
+            procs = [tree, *tree.children(recursive=True)]
+            cpu = memory = 0
+            for p in procs:
+                try:
+                    times = p.cpu_times()
+                    cpu += times.user + times.system
+                    memory += p.memory_info().rss
+                except psutil.NoSuchProcess:
+                    continue
+            return float(cpu), int(memory)
+
+        server = RunningServer(variant, url, url, proc, sampler=Sampler(read))
+        self._running.append(server)
+        return server
+
+    @staticmethod
+    def _log_tail(proc: subprocess.Popen) -> str:
+        log = getattr(proc, "log", None)
+        if log is None:
+            return ""
+        log.seek(0)
+        return " | ".join(log.read().decode(errors="replace").strip().splitlines()[-3:])
+
+    def exit_status(self, server: RunningServer) -> str | None:
+        """``None`` while the server runs, else why it is gone."""
+        proc: subprocess.Popen = server.handle  # type: ignore[assignment]
+        code = proc.poll()
+        return None if code is None else f"server process exited with status {code}: {self._log_tail(proc)}"
+
+    def run_locust(self, args: list[str], env: dict[str, str], out_dir: Path, timeout: float) -> CommandResult:
+        """Run Locust (``args`` as built by :class:`serverlab.loadgen.LoadPlan`) on the load-generator CPUs."""
+        locust = str(Path(self.python).parent / "locust")
+        return _run(self._pin(self.budget.loadgen_cpuset, [locust, *args[1:]]), timeout,
+                    env={**os.environ, **env}, cwd=out_dir)
+
+    def locust_paths(self, server: RunningServer, out_dir: Path) -> LocustPaths:
+        """The locustfile, host URL and output folder as Locust sees them (this machine's)."""
+        return LocustPaths(str(LOCUSTFILE), server.url_for_loadgen, str(out_dir))
+
+    def run_wrk(self, args: list[str], timeout: float) -> CommandResult:
+        """Run wrk on the load-generator CPUs."""
+        if not shutil.which("wrk"):
+            return CommandResult(127, "wrk is not installed on this machine (apt-get install wrk)")
+        return _run(self._pin(self.budget.loadgen_cpuset, args), timeout)
+
+    def stop(self, server: RunningServer) -> None:
+        """SIGTERM the server's process group (and SIGCONT it, should it be stopped); SIGKILL after 10 s."""
+        if server.sampler:
+            server.sampler.stop()
+        proc: subprocess.Popen = server.handle  # type: ignore[assignment]
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, signal.SIGCONT)  # a stopped (SIGSTOP) group would never see the SIGTERM
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+            except ProcessLookupError:
+                pass
+
+    def kill(self, server: RunningServer) -> None:
+        """Kill the server abruptly (for failure tests)."""
+        os.killpg(server.handle.pid, 9)  # type: ignore[attr-defined]
+
+    def close(self) -> list[str]:
+        """Stop every server this backend started that still runs (a run stopped mid-cell).
+
+        :return: the names of the variants it had to stop.
+        """
+        stopped = []
+        for server in self._running:
+            if server.handle.poll() is None:  # type: ignore[attr-defined]
+                self.stop(server)
+                stopped.append(server.variant.name)
+        self._running.clear()
+        return stopped
+

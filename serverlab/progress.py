@@ -1,0 +1,42 @@
+"""The progress lines a run prints: one before and one after each cell, with the time left."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from serverlab.planning import PlannedCell
+from serverlab.results import Cell
+
+
+class Progress:
+    """Prints one line per cell: position, cell, outcome, and time left.
+
+    :param total: cells to run this time; :param write: where lines go.
+    """
+
+    def __init__(self, total: int, write: Callable[[str], None]) -> None:
+        self.total = total
+        self.done = 0
+        self.started = time.monotonic()
+        self.write = write
+
+    def starting(self, cell: PlannedCell, unit: str) -> None:
+        """Announce a cell before it runs."""
+        self.write(f"[{self.done + 1}/{self.total}] {cell.variant} · {cell.workload} · {cell.level} {unit} · r{cell.repetition} ...")
+
+    def finished(self, cell: Cell) -> None:
+        """Report a finished cell and the estimated time left."""
+        self.done += 1
+        elapsed = time.monotonic() - self.started
+        left = elapsed / self.done * (self.total - self.done)
+        if cell.status == "ok":
+            p99 = cell.latency_us.get("p99", 0) / 1000
+            what = f"{cell.rps:,.0f} RPS, p99 {p99:.2f} ms, {cell.failures} failures"
+            if cell.total_time_s is not None:
+                what += f", {cell.total_time_s:.2f} s total"
+            if cell.bottleneck:
+                what += f", {cell.bottleneck['class']} ({cell.bottleneck['reason']})"
+        else:
+            what = f"{cell.status.upper()}: {cell.error}"
+        self.write(f"    {what}  ({self.done}/{self.total} done, ~{left / 60:.1f} min left)")
