@@ -27,6 +27,7 @@ from labapp.variants import load_variants
 from serverlab import LabError
 from serverlab.backends import strip_ansi
 from serverlab.experiment import list_experiments, load_experiment
+from serverlab.terms import CellStatus
 from serverlab.workloads import WORKLOADS
 
 DEFAULT_REPORTS = Path("reports")
@@ -168,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from serverlab.results import read_results
 
     _, cells = read_results(run_dir / "results.jsonl")
-    return 0 if all(cell.status == "ok" for cell in cells) else 1
+    return 0 if all(cell.status == CellStatus.OK for cell in cells) else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:

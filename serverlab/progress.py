@@ -7,6 +7,7 @@ from typing import Callable
 
 from serverlab.planning import PlannedCell
 from serverlab.results import Cell
+from serverlab.terms import CellStatus
 
 
 class Progress:
@@ -30,7 +31,7 @@ class Progress:
         self.done += 1
         elapsed = time.monotonic() - self.started
         left = elapsed / self.done * (self.total - self.done)
-        if cell.status == "ok":
+        if cell.status == CellStatus.OK:
             p99 = cell.latency_us.get("p99", 0) / 1000
             what = f"{cell.rps:,.0f} RPS, p99 {p99:.2f} ms, {cell.failures} failures"
             if cell.total_time_s is not None:

@@ -41,6 +41,7 @@ from serverlab.planning import PlannedCell, check_unchanged, new_run_id, plan_ce
 from serverlab.progress import Progress
 from serverlab.results import Cell, ResultsWriter, RunHeader, read_results
 from serverlab.runfolders import list_runs, new_attempt_dir
+from serverlab.terms import CellStatus, Mode
 from serverlab.workloads import WORKLOADS, VerificationError, verify
 
 #: Concurrency (Locust users and wrk connections) of the calibration runs.
@@ -139,7 +140,7 @@ class Runner:
                 raise LabError(f"run {header.run_id} is of experiment {header.experiment.get('name')!r}, not {experiment.name!r}")
             check_unchanged(experiment, header)
             seed = int(header.metadata["seed"])
-            done = {c.cell_id for c in done_cells if c.status == "ok"}
+            done = {c.cell_id for c in done_cells if c.status == CellStatus.OK}
             for cell in done_cells:
                 if cell.calibration:
                     self.calibration[cell.variant] = cell.calibration
@@ -181,7 +182,7 @@ class Runner:
         header = RunHeader(run_id=run_dir.name, experiment=experiment.record(),
                            metadata={**run_metadata(experiment, self.backend, seed), "quietness_probe": probe})
         writer = ResultsWriter(run_dir / "results.jsonl", header, resume=resume)
-        unit = {"closed": "users", "open": "RPS", "requests": "requests"}[experiment.mode]
+        unit = Mode(experiment.mode).level_unit
         self.write(f"run {run_dir.name}: {len(plan)} cells ({experiment.cell_count} planned), backend {self.backend.name}, "
                    f"seed {seed}, results in {run_dir}/results.jsonl")
         if resume and not plan:
@@ -233,7 +234,7 @@ class Runner:
         return dict(
             run_id=run_dir.name, cell_id=planned.cell_id, variant=planned.variant, workload=planned.workload,
             workload_params=experiment.params[planned.workload], mode=experiment.mode, level=planned.level,
-            users=planned.level if experiment.mode == "closed" else experiment.users,
+            users=planned.level if experiment.mode == Mode.CLOSED else experiment.users,
             repetition=planned.repetition, order=planned.order, config=config, warmup_s=experiment.warmup,
             loadgen_cpu_budget=float(min(budget.loadgen_processes, budget.loadgen_cores)),
         )
@@ -267,7 +268,7 @@ class Runner:
         try:
             server = self.backend.start(variant)
         except BackendError as err:
-            return Cell(**base, status="failed", error=f"server did not start: {err}")
+            return Cell(**base, status=CellStatus.FAILED, error=f"server did not start: {err}")
         try:
             if self.experiment.calibrate and planned.variant not in self.calibration:
                 self.calibration[planned.variant] = self.calibrate(server, cell_dir)
@@ -283,7 +284,7 @@ class Runner:
         try:
             verify(server.url_for_host, workload, params)
         except VerificationError as err:
-            return Cell(**base, status="unverified", error=f"failed verification before load: {err}")
+            return Cell(**base, status=CellStatus.UNVERIFIED, error=f"failed verification before load: {err}")
         plan = LoadPlan(workload, params, experiment.mode, planned.level, experiment.users,
                         experiment.duration, experiment.warmup, experiment.budget.loadgen_processes)
         paths = self.backend.locust_paths(server, cell_dir)
@@ -298,7 +299,7 @@ class Runner:
             outcome = read_outcome(cell_dir, plan, result.output)
         except LoadError as err:
             reason = died or hung or (f"Locust exited with status {result.returncode}" if result.returncode not in (0, 1) else "")
-            return Cell(**base, status="failed", error=f"{reason + ': ' if reason else ''}{err}")
+            return Cell(**base, status=CellStatus.FAILED, error=f"{reason + ': ' if reason else ''}{err}")
         sampler = server.sampler
         server_cpu = sampler.cpu_between(*outcome.window) if sampler else None
         saturated = outcome.busiest_process_share >= SATURATION_SHARE or outcome.cpu_warning
@@ -309,16 +310,16 @@ class Runner:
             interference = interference_figures(window[0], window[1], self.server_cpus, self.loadgen_cpus,
                                                 server_cpu, loadgen_rate * (window[1].at - window[0].at))
         findings = cell_findings(outcome, saturated=saturated, interference=interference, mode=experiment.mode)
-        status, error = "ok", None
+        status, error = CellStatus.OK, None
         problems = self._window_problems(outcome)
         if died:
-            status, error = "failed", f"{died} during the load"
-        elif experiment.mode == "requests" and outcome.requests < planned.level:
-            status, error = "failed", f"only {outcome.requests} of {planned.level} requests completed within {experiment.duration:g} s"
+            status, error = CellStatus.FAILED, f"{died} during the load"
+        elif experiment.mode == Mode.REQUESTS and outcome.requests < planned.level:
+            status, error = CellStatus.FAILED, f"only {outcome.requests} of {planned.level} requests completed within {experiment.duration:g} s"
         elif outcome.requests == 0:
-            status, error = "failed", "no responses in the measured period"
+            status, error = CellStatus.FAILED, "no responses in the measured period"
         elif hung or problems:
-            status, error = "failed", "; ".join(filter(None, [hung, *problems]))
+            status, error = CellStatus.FAILED, "; ".join(filter(None, [hung, *problems]))
         cell = Cell(
             **base, status=status, error=error, started_at=outcome.window[0], duration_s=outcome.duration_s,
             requests=outcome.requests, failures=outcome.failures, rps=outcome.rps, latency_us=outcome.latency_us,
@@ -330,7 +331,7 @@ class Runner:
             loadgen_busiest_share=round(outcome.busiest_process_share, 4), interference=interference,
             timeline=outcome.timeline,
         )
-        return replace(cell, bottleneck=classify(cell)) if cell.status == "ok" else cell
+        return replace(cell, bottleneck=classify(cell)) if cell.status == CellStatus.OK else cell
 
     def _hung(self, server: RunningServer) -> str | None:
         """``None`` if the server answers ``/healthz`` within :data:`HUNG_AFTER_S`, else why not."""
@@ -350,13 +351,13 @@ class Runner:
         experiment = self.experiment
         problems = []
         allowed = max(experiment.duration * SHORT_WINDOW_TOLERANCE, SHORT_WINDOW_SLACK_S)
-        if experiment.mode != "requests" and experiment.duration - outcome.duration_s > allowed:
+        if experiment.mode != Mode.REQUESTS and experiment.duration - outcome.duration_s > allowed:
             silent_tail = outcome.window_end - outcome.window[1]
             why = (f"the server stopped answering {silent_tail:.1f} s before Locust stopped" if silent_tail > allowed
                    else "Locust's run ended early (its timers were late or it was starved of CPU)")
             problems.append(f"measured window {outcome.duration_s:.2f} s of {experiment.duration:g} s planned "
                             f"(shorter by more than {allowed:.2g} s): {why}")
-        if outcome.unanswered and experiment.mode != "open":
+        if outcome.unanswered and experiment.mode != Mode.OPEN:
             problems.append(f"{outcome.unanswered} request(s) sent but never answered when Locust stopped")
         return problems
 
@@ -377,7 +378,7 @@ class Runner:
         except LoadError as err:
             return Calibration(note=f"wrk failed: {err}")
         hello = WORKLOADS["hello"]
-        plan = LoadPlan(hello, {}, "closed", CALIBRATION_CONNECTIONS, CALIBRATION_CONNECTIONS, duration, 1.0,
+        plan = LoadPlan(hello, {}, Mode.CLOSED, CALIBRATION_CONNECTIONS, CALIBRATION_CONNECTIONS, duration, 1.0,
                         self.experiment.budget.loadgen_processes)
         paths = self.backend.locust_paths(server, calib_dir)
         result = self.backend.run_locust(plan.locust_args(paths.locustfile, paths.host, paths.out_dir),

@@ -19,6 +19,7 @@ import pytest
 from fakebackend import LATENCY_US, RPS, SERVER_MEMORY, FakeBackend, FakeCpuWatch, Fault
 from serverlab import LabError
 from serverlab.experiment import load_experiment
+from serverlab.findings import Interference, Unanswered
 from serverlab.planning import plan_cells
 from serverlab.results import read_results
 from serverlab.runner import Runner, RunStopped
@@ -136,7 +137,7 @@ def test_unanswered_requests_fail_a_closed_cell_but_only_warn_in_open_mode(tmp_p
     _, _, cells = _run(tmp_path, open_mode, backend)
     cell = cells["gunicorn-sync"]
     assert cell.status == "ok"
-    assert f"{sent_unanswered} request(s) sent but not answered when Locust stopped" in cell.warnings
+    assert Unanswered(count=sent_unanswered) in cell.findings
     assert cell.open_load["target_rps"] == 200
 
 
@@ -173,7 +174,8 @@ def test_retry_busy_remeasures_a_cell_flagged_for_interference(tmp_path):
     cell = cells["uwsgi-processes"]
     assert cell.status == "ok" and cell.interference["flagged"] is True
     assert cell.bottleneck["class"] == "interference"
-    assert any("other programs used" in warning for warning in cell.warnings)
+    assert [f for f in cell.findings if isinstance(f, Interference)] == [Interference(share=cell.interference["share"],
+                                                                                      threshold=0.05)]
     assert _attempts(run_dir, "uwsgi-processes") == ["attempt-1"]
 
 
@@ -262,8 +264,8 @@ def test_calibration_runs_once_per_variant_and_is_kept_on_resume(tmp_path):
     run_dir, _, _ = _run(tmp_path, experiment, backend)
     _, cells = read_results(run_dir / "results.jsonl")
     calibration = cells[0].calibration
-    assert calibration["wrk_rps"] == RPS * 2 and calibration["connections"] == 32
-    assert calibration["ratio"] == pytest.approx(calibration["locust_rps"] / calibration["wrk_rps"])
+    assert calibration.wrk_rps == RPS * 2 and calibration.connections == 32 and calibration.note is None
+    assert calibration.ratio == pytest.approx(calibration.locust_rps / calibration.wrk_rps)
     assert [cell.status for cell in cells] == ["ok", "failed"]
     _run(tmp_path, experiment, backend, resume=run_dir.name)
     _, cells = read_results(run_dir / "results.jsonl")
