@@ -107,6 +107,11 @@ def memory_bytes(size: str) -> int:
     return int(size[:-1] if unit in "kmg" else size) * scale
 
 
+def is_size(text: str) -> bool:
+    """Whether ``text`` is a Docker-style size that :func:`memory_bytes` reads."""
+    return bool(_MEMORY.match(text.lower()))
+
+
 def usable_cpus() -> list[int]:
     """The CPUs this process may run on (its affinity mask), sorted."""
     if hasattr(os, "sched_getaffinity"):

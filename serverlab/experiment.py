@@ -45,6 +45,7 @@ from serverlab.budget import (  # noqa: F401  (Budget, auto_loadgen_processes, u
     Budget,
     auto_loadgen_processes,
     format_cpuset,
+    is_size,
     memory_bytes,
     parse_cpuset,
     usable_cpus,
@@ -208,15 +209,6 @@ def _loadgen_processes(check: _Checker, value: Any, loadgen_cpuset: str, mode: s
     return {"loadgen_processes": value}
 
 
-def _is_size(text: str) -> bool:
-    """Whether ``text`` is a Docker-style size (see :func:`serverlab.budget.memory_bytes`)."""
-    try:
-        memory_bytes(text)
-    except ValueError:
-        return False
-    return True
-
-
 def check_machine(experiment: Experiment, cpus: list[int] | None = None, memory: int | None = None) -> None:
     """Check an experiment's budget against this machine, before anything starts.
 
@@ -239,6 +231,93 @@ def check_machine(experiment: Experiment, cpus: list[int] | None = None, memory:
     if memory_bytes(experiment.budget.server_memory) > total:
         raise check.fail("budget.server_memory", experiment.budget.server_memory,
                          f"a size from {MIN_SERVER_MEMORY // 2**20}m to this machine's memory, {total // 2**20}m")
+
+
+def _load_params(check: _Checker, params_table: Any, workloads: tuple[str, ...]) -> dict[str, dict[str, int]]:
+    """``[params.<workload>]``: every named workload's full parameters (defaults applied); tables of
+    workloads the experiment does not run are checked too."""
+    if not isinstance(params_table, dict):
+        raise check.fail("params", params_table, "a table of workload tables, e.g. [params.cpu]")
+    params: dict[str, dict[str, int]] = {}
+    for name in params_table:
+        if not isinstance(params_table[name], dict):
+            raise check.fail(f"params.{name}", params_table[name], f"a table of parameters, e.g. [params.{name}]")
+        if name not in WORKLOADS:
+            raise ExperimentError(f"{check.path}: key 'params.{name}': unknown workload {name!r}; valid: {', '.join(WORKLOADS)}")
+    for name in [*workloads, *(n for n in params_table if n not in workloads)]:
+        try:
+            checked = WORKLOADS[name].params(params_table.get(name))
+        except WorkloadParameterError as err:
+            raise ExperimentError(f"{check.path}: key 'params.{name}': {err}") from None
+        if name in workloads:
+            params[name] = checked
+    return params
+
+
+def _load_overrides(check: _Checker, overrides_table: Any, declared: Mapping[str, Variant]) -> dict[str, dict[str, int]]:
+    """``[overrides.<variant>]``: worker/thread counts per declared variant."""
+    if not isinstance(overrides_table, dict):
+        raise check.fail("overrides", overrides_table, "a table of variant tables, e.g. [overrides.gunicorn-sync]")
+    overrides: dict[str, dict[str, int]] = {}
+    for name, table in overrides_table.items():
+        if name not in declared:
+            raise ExperimentError(f"{check.path}: key 'overrides.{name}': unknown server variant {name!r}; valid: {', '.join(declared)}")
+        if not isinstance(table, dict):
+            raise check.fail(f"overrides.{name}", table, "a table with workers and/or threads")
+        for key, value in table.items():
+            if key not in ("workers", "threads"):
+                raise ExperimentError(f"{check.path}: key 'overrides.{name}.{key}' is unknown; valid: workers, threads")
+            check.integer(f"overrides.{name}.{key}", value, 1, 1024)
+        try:
+            declared[name].with_counts(**table)
+        except VariantError as err:
+            raise ExperimentError(f"{check.path}: key 'overrides.{name}': {err}") from None
+        overrides[name] = dict(table)
+    return overrides
+
+
+def _load_budget(check: _Checker, budget_table: Any, mode: Mode) -> Budget:
+    """``[budget]``: the servers' CPU/memory budget and the load generator's CPUs and processes."""
+    if not isinstance(budget_table, dict):
+        raise check.fail("budget", budget_table, "a table")
+    for key in budget_table:
+        if key not in _BUDGET_KEYS:
+            raise ExperimentError(f"{check.path}: key 'budget.{key}' is unknown; valid: {', '.join(sorted(_BUDGET_KEYS))}")
+    defaults = Budget()
+    memory = budget_table.get("server_memory", defaults.server_memory)
+    if not isinstance(memory, str) or not is_size(memory):
+        raise check.fail("budget.server_memory", memory, "a string size like '512m' or '1g'")
+    memory = memory.lower()
+    if memory_bytes(memory) < MIN_SERVER_MEMORY:
+        raise check.fail("budget.server_memory", memory, f"a size from {MIN_SERVER_MEMORY // 2**20}m up to this "
+                         "machine's memory (a server with a few workers needs tens of MiB)")
+    cpusets = {}
+    for key in ("server_cpuset", "loadgen_cpuset"):
+        value = budget_table.get(key, getattr(defaults, key))
+        if not isinstance(value, str):
+            raise check.fail(f"budget.{key}", value, "a string cpuset such as '0', '0-1' or '0,2'")
+        try:
+            cpusets[key] = set(parse_cpuset(value))
+        except ValueError:
+            raise check.fail(f"budget.{key}", value, "a cpuset such as '0', '0-1' or '0,2'") from None
+    if cpusets["server_cpuset"] & cpusets["loadgen_cpuset"]:
+        raise ExperimentError(
+            f"{check.path}: budget.server_cpuset = {budget_table.get('server_cpuset', defaults.server_cpuset)!r} and "
+            f"budget.loadgen_cpuset = {budget_table.get('loadgen_cpuset', defaults.loadgen_cpuset)!r} overlap on CPU(s) "
+            f"{sorted(cpusets['server_cpuset'] & cpusets['loadgen_cpuset'])}: the load generator must run on other CPUs than the server")
+    budget = Budget(
+        server_cpus=check.number("budget.server_cpus", budget_table.get("server_cpus", defaults.server_cpus), 0.1, 256),
+        server_memory=memory,
+        server_cpuset=str(budget_table.get("server_cpuset", defaults.server_cpuset)),
+        loadgen_cpuset=str(budget_table.get("loadgen_cpuset", defaults.loadgen_cpuset)),
+        **_loadgen_processes(check, budget_table.get("loadgen_processes", "auto"),
+                             str(budget_table.get("loadgen_cpuset", defaults.loadgen_cpuset)), mode),
+    )
+    if budget.server_cpus > len(cpusets["server_cpuset"]):
+        raise check.fail("budget.server_cpus", budget.server_cpus, f"at most the {len(cpusets['server_cpuset'])} CPU(s) of server_cpuset")
+    if mode == Mode.REQUESTS and budget.loadgen_processes != 1:
+        raise check.fail("budget.loadgen_processes", budget.loadgen_processes, "1 in requests mode (one process counts the requests)")
+    return budget
 
 
 def load_experiment(name_or_path: str, directory: Path | None = None, variants_dir: Path | None = None) -> Experiment:
@@ -304,82 +383,9 @@ def load_experiment(name_or_path: str, directory: Path | None = None, variants_d
     if seed is not None:
         seed = check.integer("seed", seed, 0, 2**32 - 1)
 
-    params_table = data.get("params", {})
-    if not isinstance(params_table, dict):
-        raise check.fail("params", params_table, "a table of workload tables, e.g. [params.cpu]")
-    params: dict[str, dict[str, int]] = {}
-    for name in params_table:
-        if not isinstance(params_table[name], dict):
-            raise check.fail(f"params.{name}", params_table[name], f"a table of parameters, e.g. [params.{name}]")
-        if name not in WORKLOADS:
-            raise ExperimentError(f"{path}: key 'params.{name}': unknown workload {name!r}; valid: {', '.join(WORKLOADS)}")
-    for name in [*workloads, *(n for n in params_table if n not in workloads)]:
-        try:
-            checked = WORKLOADS[name].params(params_table.get(name))
-        except WorkloadParameterError as err:
-            raise ExperimentError(f"{path}: key 'params.{name}': {err}") from None
-        if name in workloads:
-            params[name] = checked
-
-    overrides_table = data.get("overrides", {})
-    if not isinstance(overrides_table, dict):
-        raise check.fail("overrides", overrides_table, "a table of variant tables, e.g. [overrides.gunicorn-sync]")
-    overrides: dict[str, dict[str, int]] = {}
-    for name, table in overrides_table.items():
-        if name not in declared:
-            raise ExperimentError(f"{path}: key 'overrides.{name}': unknown server variant {name!r}; valid: {', '.join(declared)}")
-        if not isinstance(table, dict):
-            raise check.fail(f"overrides.{name}", table, "a table with workers and/or threads")
-        for key, value in table.items():
-            if key not in ("workers", "threads"):
-                raise ExperimentError(f"{path}: key 'overrides.{name}.{key}' is unknown; valid: workers, threads")
-            check.integer(f"overrides.{name}.{key}", value, 1, 1024)
-        try:
-            declared[name].with_counts(**table)
-        except VariantError as err:
-            raise ExperimentError(f"{path}: key 'overrides.{name}': {err}") from None
-        overrides[name] = dict(table)
-
-    budget_table = data.get("budget", {})
-    if not isinstance(budget_table, dict):
-        raise check.fail("budget", budget_table, "a table")
-    for key in budget_table:
-        if key not in _BUDGET_KEYS:
-            raise ExperimentError(f"{path}: key 'budget.{key}' is unknown; valid: {', '.join(sorted(_BUDGET_KEYS))}")
-    defaults = Budget()
-    memory = budget_table.get("server_memory", defaults.server_memory)
-    if not isinstance(memory, str) or not _is_size(memory):
-        raise check.fail("budget.server_memory", memory, "a string size like '512m' or '1g'")
-    memory = memory.lower()
-    if memory_bytes(memory) < MIN_SERVER_MEMORY:
-        raise check.fail("budget.server_memory", memory, f"a size from {MIN_SERVER_MEMORY // 2**20}m up to this "
-                         "machine's memory (a server with a few workers needs tens of MiB)")
-    cpusets = {}
-    for key in ("server_cpuset", "loadgen_cpuset"):
-        value = budget_table.get(key, getattr(defaults, key))
-        if not isinstance(value, str):
-            raise check.fail(f"budget.{key}", value, "a string cpuset such as '0', '0-1' or '0,2'")
-        try:
-            cpusets[key] = set(parse_cpuset(value))
-        except ValueError:
-            raise check.fail(f"budget.{key}", value, "a cpuset such as '0', '0-1' or '0,2'") from None
-    if cpusets["server_cpuset"] & cpusets["loadgen_cpuset"]:
-        raise ExperimentError(
-            f"{path}: budget.server_cpuset = {budget_table.get('server_cpuset', defaults.server_cpuset)!r} and "
-            f"budget.loadgen_cpuset = {budget_table.get('loadgen_cpuset', defaults.loadgen_cpuset)!r} overlap on CPU(s) "
-            f"{sorted(cpusets['server_cpuset'] & cpusets['loadgen_cpuset'])}: the load generator must run on other CPUs than the server")
-    budget = Budget(
-        server_cpus=check.number("budget.server_cpus", budget_table.get("server_cpus", defaults.server_cpus), 0.1, 256),
-        server_memory=memory,
-        server_cpuset=str(budget_table.get("server_cpuset", defaults.server_cpuset)),
-        loadgen_cpuset=str(budget_table.get("loadgen_cpuset", defaults.loadgen_cpuset)),
-        **_loadgen_processes(check, budget_table.get("loadgen_processes", "auto"),
-                             str(budget_table.get("loadgen_cpuset", defaults.loadgen_cpuset)), mode),
-    )
-    if budget.server_cpus > len(cpusets["server_cpuset"]):
-        raise check.fail("budget.server_cpus", budget.server_cpus, f"at most the {len(cpusets['server_cpuset'])} CPU(s) of server_cpuset")
-    if mode == Mode.REQUESTS and budget.loadgen_processes != 1:
-        raise check.fail("budget.loadgen_processes", budget.loadgen_processes, "1 in requests mode (one process counts the requests)")
+    params = _load_params(check, data.get("params", {}), workloads)
+    overrides = _load_overrides(check, data.get("overrides", {}), declared)
+    budget = _load_budget(check, data.get("budget", {}), mode)
 
     return Experiment(
         name=path.stem, description=description, servers=servers, workloads=workloads, mode=mode,
