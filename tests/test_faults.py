@@ -426,9 +426,9 @@ def test_wrong_types_and_non_utf8_files_are_clear_errors(tmp_path):
 
 
 def test_tool_output_and_error_messages_carry_no_ansi_codes(tmp_path, capsys):
-    from serverlab.backends import _run
+    from serverlab.backends import run_command
 
-    coloured = _run(["sh", "-c", r"printf '\033[31merror\033[0m: \033[1;33mno such service\033[0m'"], 10)
+    coloured = run_command(["sh", "-c", r"printf '\033[31merror\033[0m: \033[1;33mno such service\033[0m'"], 10)
     assert coloured.output == "error: no such service"
     code, _, err = _cli_main(["report", str(tmp_path / "\x1b[31mred\x1b[0m.jsonl")], capsys)
     assert code == 2 and "\x1b" not in err and "red.jsonl" in err

@@ -27,7 +27,7 @@ from serverlab.backends.base import (
     RunningServer,
     Sampler,
     ServerSampler,
-    _run,
+    run_command,
     strip_ansi,
     wait_healthy,
 )
@@ -40,7 +40,7 @@ BACKENDS = ("docker", "local")
 
 __all__ = [
     "BACKENDS", "LOCUSTFILE", "ROOT", "Backend", "BackendError", "CommandResult", "DockerBackend", "LocalBackend",
-    "LocustPaths", "RunningServer", "Sampler", "ServerSampler", "_run", "compose_project", "make_backend",
+    "LocustPaths", "RunningServer", "Sampler", "ServerSampler", "compose_project", "make_backend", "run_command",
     "strip_ansi", "wait_healthy",
 ]
 

@@ -252,11 +252,17 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def _run(argv: list[str], timeout: float, env: dict[str, str] | None = None, cwd: Path | None = None) -> CommandResult:
+def run_command(argv: list[str], timeout: float, env: dict[str, str] | None = None, cwd: Path | None = None) -> CommandResult:
     """Run ``argv`` in a process group of its own and return its exit status and output (ANSI stripped).
 
     On a timeout, or any exception here (a signal stopping the run), the whole group is
     killed first: no Locust process (or ``--processes`` child) outlives its command.
+
+    :param timeout: seconds before the group is killed (the result then has status 124).
+    :param env: the whole environment (``None``: this process's); :param cwd: its folder.
+    :return: status 127 with a message when ``argv[0]`` is not installed; never raises for
+        the command's own failure.
+    :raises KeyboardInterrupt: (and any other exception while waiting) after killing the group.
     """
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from labapp.variants import Variant
-from serverlab.backends.base import ROOT, BackendError, CommandResult, LocustPaths, RunningServer, Sampler, _run, wait_healthy
+from serverlab.backends.base import ROOT, BackendError, CommandResult, LocustPaths, RunningServer, Sampler, run_command, wait_healthy
 from serverlab.experiment import Budget
 
 #: Prints the versions of the packages that matter, as a JSON object (run inside the image).
@@ -86,10 +86,10 @@ class DockerBackend:
             self.project = compose_project(run_id)
         if not shutil.which("docker"):
             raise BackendError("docker is not installed; see README (make offline) or use --backend local")
-        check = _run(["docker", "info", "--format", "{{.ServerVersion}}"], 30)
+        check = run_command(["docker", "info", "--format", "{{.ServerVersion}}"], 30)
         if check.returncode != 0:
             raise BackendError(f"the Docker engine is not reachable: {check.output.strip()[-200:]}")
-        check = _run(["docker", "compose", "version", "--short"], 30)
+        check = run_command(["docker", "compose", "version", "--short"], 30)
         if check.returncode != 0:
             raise BackendError("the docker compose plugin is missing; see README (make offline)")
         from labapp.variants import load_variants
@@ -100,12 +100,12 @@ class DockerBackend:
             lines += [f"  {name}:", '    ports: !override ["127.0.0.1::8000"]', '    restart: "no"']
         self._override.write_text("\n".join(lines) + "\n")
         progress("building the lab image (cached after the first time)...")
-        build = _run(self._compose("build", "loadgen"), 1800, env=self._env(), cwd=ROOT)
+        build = run_command(self._compose("build", "loadgen"), 1800, env=self._env(), cwd=ROOT)
         if build.returncode != 0:
             raise BackendError(f"docker compose build failed:\n{build.output.strip()[-2000:]}")
-        inspect = _run(["docker", "image", "inspect", "--format", "{{.Id}}", "serverlab:" + os.environ.get("SERVERLAB_TAG", "latest")], 30)
+        inspect = run_command(["docker", "image", "inspect", "--format", "{{.Id}}", "serverlab:" + os.environ.get("SERVERLAB_TAG", "latest")], 30)
         self.image_id = inspect.output.strip() if inspect.returncode == 0 else None
-        probe = _run(self._compose("run", "--rm", "-T", "--no-deps", "loadgen", "python", "-c", _VERSIONS_PROBE),
+        probe = run_command(self._compose("run", "--rm", "-T", "--no-deps", "loadgen", "python", "-c", _VERSIONS_PROBE),
                      120, env=self._env(), cwd=ROOT)
         try:
             self.image_facts = json.loads(probe.output.strip().splitlines()[-1])
@@ -117,13 +117,13 @@ class DockerBackend:
 
         :raises BackendError: if it exits or does not become healthy within ``timeout`` seconds.
         """
-        up = _run(self._compose("up", "-d", "--force-recreate", "--no-deps", "--wait",
+        up = run_command(self._compose("up", "-d", "--force-recreate", "--no-deps", "--wait",
                                 "--wait-timeout", str(int(timeout)), variant.name), timeout + 30, env=self._env(variant), cwd=ROOT)
         if up.returncode != 0:
-            logs = _run(self._compose("logs", "--tail", "5", variant.name), 30, env=self._env(), cwd=ROOT)
+            logs = run_command(self._compose("logs", "--tail", "5", variant.name), 30, env=self._env(), cwd=ROOT)
             raise BackendError(f"{variant.name} did not become healthy: {up.output.strip()[-400:]} {logs.output.strip()[-400:]}")
-        cid = _run(self._compose("ps", "-q", variant.name), 30, env=self._env(), cwd=ROOT).output.strip()
-        port = _run(self._compose("port", variant.name, "8000"), 30, env=self._env(), cwd=ROOT).output.strip()
+        cid = run_command(self._compose("ps", "-q", variant.name), 30, env=self._env(), cwd=ROOT).output.strip()
+        port = run_command(self._compose("port", variant.name, "8000"), 30, env=self._env(), cwd=ROOT).output.strip()
         host_url = f"http://{port}" if port else ""
         if host_url:
             wait_healthy(host_url, 30, lambda: True)
@@ -148,7 +148,7 @@ class DockerBackend:
 
     def exit_status(self, server: RunningServer) -> str | None:
         """``None`` while the container runs, else its state and exit code."""
-        out = _run(["docker", "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}}", str(server.handle)], 30)
+        out = run_command(["docker", "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}}", str(server.handle)], 30)
         if out.returncode != 0:
             return "server container is gone"
         status, code, oom = (out.output.split() + ["", "", ""])[:3]
@@ -166,34 +166,34 @@ class DockerBackend:
         out_dir.chmod(0o777)  # the container runs as an unprivileged user
         env_args = [item for key, value in env.items() for item in ("-e", f"{key}={value}")]
         argv = self._compose("run", "--rm", "-T", "--no-deps", "-v", f"{out_dir}:/out", *env_args, "loadgen", *args)
-        return _run(argv, timeout, env=self._env(), cwd=ROOT)
+        return run_command(argv, timeout, env=self._env(), cwd=ROOT)
 
     def run_wrk(self, args: list[str], timeout: float) -> CommandResult:
         """Run wrk in a one-off loadgen container."""
-        return _run(self._compose("run", "--rm", "-T", "--no-deps", "loadgen", *args), timeout, env=self._env(), cwd=ROOT)
+        return run_command(self._compose("run", "--rm", "-T", "--no-deps", "loadgen", *args), timeout, env=self._env(), cwd=ROOT)
 
     def stop(self, server: RunningServer) -> None:
         """Stop and remove the variant's container."""
         if server.sampler:
             server.sampler.stop()
-        _run(self._compose("rm", "-f", "-s", "-v", server.variant.name), 60, env=self._env(), cwd=ROOT)
+        run_command(self._compose("rm", "-f", "-s", "-v", server.variant.name), 60, env=self._env(), cwd=ROOT)
 
     def kill(self, server: RunningServer) -> None:
         """Kill the server container abruptly (for failure tests)."""
-        _run(["docker", "kill", str(server.handle)], 30)
+        run_command(["docker", "kill", str(server.handle)], 30)
 
     def close(self) -> list[str]:
         """Remove the run's compose project: its containers (one-off loadgen ones too) and network.
 
         :return: the names of the containers that were still there.
         """
-        listed = _run(["docker", "ps", "-a", "--format", "{{.Names}}", "--filter",
+        listed = run_command(["docker", "ps", "-a", "--format", "{{.Names}}", "--filter",
                        f"label=com.docker.compose.project={self.project}"], 30)
         names = listed.output.split() if listed.returncode == 0 else []
-        _run(self._compose("down", "--remove-orphans", "-t", "5"), 120, env=self._env(), cwd=ROOT)
-        left = _run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}"], 30)
+        run_command(self._compose("down", "--remove-orphans", "-t", "5"), 120, env=self._env(), cwd=ROOT)
+        left = run_command(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}"], 30)
         if left.returncode == 0 and left.output.split():  # `compose run` containers whose client was killed
-            _run(["docker", "rm", "-f", "-v", *left.output.split()], 60)
+            run_command(["docker", "rm", "-f", "-v", *left.output.split()], 60)
         return names
 
 

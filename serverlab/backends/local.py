@@ -29,7 +29,7 @@ from serverlab.backends.base import (
     LocustPaths,
     RunningServer,
     Sampler,
-    _run,
+    run_command,
     wait_healthy,
 )
 from serverlab.experiment import Budget
@@ -133,7 +133,7 @@ class LocalBackend:
     def run_locust(self, args: list[str], env: dict[str, str], out_dir: Path, timeout: float) -> CommandResult:
         """Run Locust (``args`` as built by :class:`serverlab.loadgen.LoadPlan`) on the load-generator CPUs."""
         locust = str(Path(self.python).parent / "locust")
-        return _run(self._pin(self.budget.loadgen_cpuset, [locust, *args[1:]]), timeout,
+        return run_command(self._pin(self.budget.loadgen_cpuset, [locust, *args[1:]]), timeout,
                     env={**os.environ, **env}, cwd=out_dir)
 
     def locust_paths(self, server: RunningServer, out_dir: Path) -> LocustPaths:
@@ -144,7 +144,7 @@ class LocalBackend:
         """Run wrk on the load-generator CPUs."""
         if not shutil.which("wrk"):
             return CommandResult(127, "wrk is not installed on this machine (apt-get install wrk)")
-        return _run(self._pin(self.budget.loadgen_cpuset, args), timeout)
+        return run_command(self._pin(self.budget.loadgen_cpuset, args), timeout)
 
     def stop(self, server: RunningServer) -> None:
         """SIGTERM the server's process group (and SIGCONT it, should it be stopped); SIGKILL after 10 s."""
