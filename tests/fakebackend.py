@@ -119,6 +119,9 @@ class FakeBackend:
     """A :class:`serverlab.backends.Backend` with scripted faults and a record of every call.
 
     :param budget: accepted for the same construction as the real backends; unused.
+    :param prepare_error: when set, :meth:`prepare` raises :class:`BackendError` with it
+        (Docker missing, the image not building).
+    :param wrk_installed: ``False``: :meth:`run_wrk` answers as if wrk were missing (status 127).
     :attr starts: variant names in the order they were started.
     :attr locust_runs: ``(variant, argv)`` of every "Locust" run.
     :attr prepared: the ``(variants, run_id)`` of every :meth:`prepare`.
@@ -126,6 +129,8 @@ class FakeBackend:
 
     budget: object = None
     name: str = "fake"
+    prepare_error: str | None = None
+    wrk_installed: bool = True
     starts: list[str] = field(default_factory=list)
     locust_runs: list[tuple[str, list[str]]] = field(default_factory=list)
     prepared: list[tuple[list[str] | None, str | None]] = field(default_factory=list)
@@ -147,8 +152,13 @@ class FakeBackend:
 
     def prepare(self, variants: Sequence[str] | None = None, progress: Callable[[str], None] = print,
                 run_id: str | None = None) -> None:
-        """Record the call; build the lab's Flask app once."""
+        """Record the call; build the lab's Flask app once.
+
+        :raises BackendError: with :attr:`prepare_error` when that is set.
+        """
         self.prepared.append((list(variants) if variants is not None else None, run_id))
+        if self.prepare_error:
+            raise BackendError(self.prepare_error)
         if self._app is None:
             self._app = labapp.create_app({"TESTING": True})
 
@@ -200,7 +210,9 @@ class FakeBackend:
         return CommandResult(0, "fake locust: files written")
 
     def run_wrk(self, args: list[str], timeout: float) -> CommandResult:
-        """A wrk summary with a fixed throughput (:data:`RPS` × 2)."""
+        """A wrk summary with a fixed throughput (:data:`RPS` × 2), or status 127 without wrk."""
+        if not self.wrk_installed:
+            return CommandResult(127, "wrk is not installed on this machine (apt-get install wrk)")
         return CommandResult(0, f"Running 3s test @ {args[-1]}\nRequests/sec:   {RPS * 2:.2f}\n")
 
     def stop(self, server: RunningServer) -> None:

@@ -288,3 +288,21 @@ def test_both_real_backends_satisfy_the_backend_interface():
         assert list(local.parameters)[:3] == list(docker.parameters)[:3], method
     with pytest.raises(LabError, match=r"unknown backend 'podman'; valid: docker, local"):
         make_backend("podman", Budget())
+
+
+def test_a_backend_that_cannot_prepare_stops_the_run_and_releases_its_cpus(tmp_path):
+    experiment = _experiment(tmp_path)
+    broken = FakeBackend(prepare_error="docker is not installed; see README (make offline) or use --backend local")
+    with pytest.raises(LabError, match=r"^docker is not installed"):
+        _run(tmp_path, experiment, broken)
+    assert broken.closed == 1 and broken.starts == []  # cleaned up; nothing started
+    _, _, cells = _run(tmp_path, experiment, FakeBackend())  # the CPU lock was released
+    assert {cell.status for cell in cells.values()} == {"ok"}
+
+
+def test_a_failed_calibration_is_a_note_and_the_cell_is_still_measured(tmp_path):
+    experiment = _experiment(tmp_path, TWO_SERVERS.replace('"gunicorn-sync", ', "").replace("seed = 7", "calibrate = true"))
+    _, _, cells = _run(tmp_path, experiment, FakeBackend(wrk_installed=False))
+    cell = cells["uwsgi-processes"]
+    assert cell.status == "ok" and cell.calibration.ratio is None
+    assert cell.calibration.note.startswith("wrk failed: wrk printed no Requests/sec: 'wrk is not installed")
