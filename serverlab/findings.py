@@ -20,6 +20,8 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
+from serverlab.terms import Mode
+
 if TYPE_CHECKING:  # loadgen imports stats, which imports results, which imports this module
     from serverlab.loadgen import LoadOutcome
 
@@ -288,7 +290,7 @@ def cell_findings(outcome: LoadOutcome, *, saturated: bool, interference: Mappin
         found.append(WarmupTrend(outcome.rps_trend))
     if interference and interference.get("flagged"):
         found.append(Interference(float(interference["share"]), float(interference["threshold"])))
-    if outcome.unanswered and mode == "open":
+    if outcome.unanswered and mode == Mode.OPEN:
         found.append(Unanswered(int(outcome.unanswered)))
     if outcome.failures:
         found.append(FailedRequests(int(outcome.failures), int(outcome.requests)))

@@ -192,7 +192,7 @@ class Cell:
             raise ResultsError(f"cell {self.cell_id}: mode {self.mode!r} not in {MODES}")
         if self.requests < 0 or self.failures < 0 or self.failures > self.requests:
             raise ResultsError(f"cell {self.cell_id}: bad counts requests={self.requests} failures={self.failures}")
-        if self.status != "ok" and not self.error:
+        if self.status != CellStatus.OK and not self.error:
             raise ResultsError(f"cell {self.cell_id}: status {self.status!r} needs an error message")
 
     @property

@@ -280,21 +280,3 @@ def spread(values: Sequence[float]) -> float | None:
     if median == 0:
         return None
     return float((data.max() - data.min()) / abs(median))
-
-
-def instability_warning(label: str, values: Sequence[float], *, what: str = "RPS",
-                        threshold: float = INSTABILITY_THRESHOLD) -> str | None:
-    """Warn when repetitions of a cell disagree by more than ``threshold``.
-
-    :param label: names the cell, e.g. ``"gunicorn-sync / hello / closed / 64 users"``.
-    :param values: one figure per repetition (e.g. RPS).
-    :param what: the figure's name, for the message.
-    :param threshold: the largest acceptable :func:`spread` (0.10 = 10%).
-    :return: a plain-language warning, or ``None`` when stable or not checkable.
-    """
-    value = spread(values)
-    if value is None or value <= threshold:
-        return None
-    return (f"{label}: {what} of the {len(values)} repetitions spread by {value:.1%} of the median "
-            f"(more than {threshold:.0%}), so the result is unstable; run more repetitions or a "
-            f"longer duration; close other programs.")

@@ -24,6 +24,7 @@ from serverlab.bottleneck import GENERATOR_BOUND_UTILIZATION
 from serverlab.findings import UIMeasured
 from serverlab.report import UI_MEASURED_SENTENCE, aggregate, render_markdown
 from serverlab.results import Cell, RunHeader
+from serverlab.terms import CellStatus, Mode
 
 #: What a UI-measured cell cannot know (the server's cgroup is out of the UI's reach): the
 #: sentence of its :class:`~serverlab.findings.UIMeasured` finding.
@@ -57,27 +58,27 @@ def comparison_results(compare_id: str, workload: str, workload_params: dict[str
     :raises UICompareError: when no row was measured.
     :raises serverlab.results.ResultsError: if a row is inconsistent (e.g. failures > requests).
     """
-    measured = [r for r in rows if r.get("status") in ("ok", "failed")]
+    measured = [r for r in rows if r.get("status") in (CellStatus.OK, CellStatus.FAILED)]
     if not measured:
         raise UICompareError("no server has been measured yet")
     header = RunHeader(
         run_id=compare_id,
         experiment={"name": "ui-compare", "description": "Compare tab of the Locust web UI",
-                    "servers": sorted(r["server"] for r in rows), "workloads": [workload], "mode": "closed",
+                    "servers": sorted(r["server"] for r in rows), "workloads": [workload], "mode": Mode.CLOSED,
                     "users": [users], "duration": seconds, "warmup": warmup_s, "repetitions": 1, "seed": seed},
         metadata={"backend": "locust web UI", "started_at": started_at,
                   "loadgen_processes": max((int(r.get("processes") or 0) for r in measured), default=0)},
     )
     cells = []
     for row in measured:
-        status = row["status"] if row.get("requests") else "failed"
+        status = row["status"] if row.get("requests") else CellStatus.FAILED
         share = None if row.get("generator_share") is None else float(row["generator_share"])
         saturated = share is not None and share >= GENERATOR_BOUND_UTILIZATION
         cells.append(Cell(
             run_id=compare_id, cell_id=f"{row['server']}/{workload}/{users}/r1", variant=row["server"],
-            workload=workload, workload_params=dict(workload_params), mode="closed", level=users, users=users,
+            workload=workload, workload_params=dict(workload_params), mode=Mode.CLOSED, level=users, users=users,
             repetition=1, order=int(row.get("position", 0)), status=status,
-            error=row.get("error") or (None if status == "ok" else "no responses in the measured period"),
+            error=row.get("error") or (None if status == CellStatus.OK else "no responses in the measured period"),
             started_at=row.get("started_at"), warmup_s=warmup_s, duration_s=float(row.get("duration_s") or 0.0),
             requests=int(row.get("requests") or 0), failures=int(row.get("failures") or 0),
             rps=float(row.get("rps") or 0.0), latency_us=dict(row.get("latency_us") or {}), hdr=row.get("hdr"),

@@ -13,7 +13,6 @@ from serverlab.stats import (
     StatsError,
     compare_samples,
     histogram_mean,
-    instability_warning,
     latency_summary,
     median_ci,
     merge_histograms,
@@ -160,12 +159,7 @@ def test_comparison_never_claims_significance_on_bad_data():
         assert result.text.startswith("comparison could not be made")
 
 
-def test_spread_and_instability_warning():
+def test_spread():
     assert spread([100.0, 100.0]) == 0.0
     assert spread([1.0]) is None
     assert spread([90.0, 100.0, 110.0]) == pytest.approx(0.2)
-    assert instability_warning("v / hello / closed / 8 users", [99.0, 100.0, 101.0]) is None
-    text = instability_warning("v / hello / closed / 8 users", [80.0, 100.0, 110.0])
-    assert text is not None
-    assert text.startswith("v / hello / closed / 8 users")
-    assert "30.0%" in text and "run more repetitions or a longer duration" in text and "close other programs" in text
