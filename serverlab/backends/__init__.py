@@ -45,16 +45,16 @@ __all__ = [
 ]
 
 
-def make_backend(name: str, budget: Budget, run_id: str | None = None) -> Backend:
+def make_backend(name: str, budget: Budget) -> Backend:
     """Return the backend called ``name`` (``"docker"`` or ``"local"``), built for ``budget``.
 
-    :param run_id: names the Docker backend's compose project (see :func:`compose_project`),
-        so two runs never share (and remove) each other's containers; the runner names it
-        again in :meth:`Backend.prepare`.
+    The Docker backend's compose project is named per run by :meth:`Backend.prepare`
+    (see :func:`compose_project`), so two runs never share (and remove) each other's containers.
+
     :raises BackendError: naming the valid backends for any other name.
     """
     if name == "docker":
-        return DockerBackend(budget, compose_project(run_id) if run_id else "serverlab-run")
+        return DockerBackend(budget)
     if name == "local":
         return LocalBackend(budget)
     raise BackendError(f"unknown backend {name!r}; valid: docker, local")
