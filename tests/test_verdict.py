@@ -227,3 +227,16 @@ def test_a_failed_calibration_is_a_warning_not_a_crash():
     assert rows[0].calibration is None
     assert any("calibration: wrk failed" in w for w in rows[0].warnings)
     assert "gunicorn-sync" in render_markdown(make_header(), rows)
+
+
+def test_many_tied_variants_explain_three_pairs_and_count_the_rest():
+    """One repetition each (no CIs): 5 variants in one tier make 10 unresolved pairs; the
+    verdict explains the leader's 3 closest pairs, counts the other 7, and still lists every
+    variant's figures under Evidence."""
+    table = {f"v{i}": (5_000 + 100 * i, 0, 0.190, 0.97, 0.7) for i in range(5)}
+    cells = [recorded_cell(v, *f, 1, workload="json") for v, f in table.items()]
+    verdict = verdicts(aggregate(make_header(), cells))["json"]
+    assert verdict.startswith("Cannot tell on this machine which of ")
+    assert verdict.count(" vs v") == 3
+    assert "7 more pairs among them cannot be told apart either" in verdict
+    assert all(f"{v}: server-bound" in verdict.split("Evidence — ", 1)[1] for v in table)

@@ -36,6 +36,9 @@ from serverlab.terms import Bottleneck
 WRK_TIE_MARGIN = 0.10
 #: Below this difference wrk does not even lean one way (used to spot disagreement).
 WRK_LEAN_MARGIN = 0.02
+#: A "cannot tell" verdict explains at most this many unresolved pairs (the leader against
+#: the next ones) and counts the rest: 13 tied variants make 78 pairs, a page of text.
+MAX_EXPLAINED_PAIRS = 3
 #: wrk's ceiling and the CPU-cost capacity of one variant "disagree" beyond this
 #: relative difference. measuring-here.md: they agreed within 2% for three variants,
 #: were 16% apart for uwsgi-threads and 33% for werkzeug-single (a serial server waits
@@ -281,8 +284,12 @@ def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable
                              f"{runner.variant}: " + "; ".join(e.text for e in decisive) + ".")
     else:
         names = ", ".join(dict.fromkeys(x.variant for pair in unresolved for x in pair))
+        shown = unresolved[:MAX_EXPLAINED_PAIRS]
         why = "; ".join(f"{a.variant} vs {b.variant}: {_why_not(decisions[(a.variant, b.variant)])}"
-                        for a, b in unresolved)
+                        for a, b in shown)
+        if len(unresolved) > len(shown):
+            why += (f"; {len(unresolved) - len(shown)} more pairs among them cannot be told apart either "
+                    f"(the Evidence below gives every variant's figures)")
         second = tiers[1] if len(tiers) > 1 else []
         if len(top) > 1 and second and all(decisions[(a.variant, b.variant)].sign > 0 for a in top for b in second):
             sources = dict.fromkeys(e.source for a in top for b in second
