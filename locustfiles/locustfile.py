@@ -279,32 +279,31 @@ def _on_test_stop(environment, **_kwargs) -> None:
 class LabUser(FastHttpUser):
     """Base user: targets ``--host`` if given, else the ``--server`` dropdown's variant.
 
-    Subclasses define :meth:`path`; the task sends it in the closed, requests or
-    open model according to the options (see the module docstring).
+    Subclasses set :attr:`spec` (:func:`user_class`); the task sends its request path in
+    the closed, requests or open model according to the options (see the module docstring).
     """
 
     abstract = True
     wait_time = constant(0)
     host = None
+    #: The workload this class loads (set by :func:`user_class`).
+    spec: WorkloadSpec
 
     def __init__(self, environment) -> None:
         options = environment.parsed_options
         server = getattr(options, "server", None) or VARIANT_NAMES[0]
         self.host = resolve_once(environment.host or TARGET_URL_TEMPLATE.format(name=server))
+        # The options are fixed for the run: the path is built once per user, not per request.
+        self.request_path = self.spec.url_path(self.spec.option_values(options))
         self.open_rate = getattr(options, "open_rate", 0.0) or 0.0
         if self.open_rate > 0:
             # Each open-model user keeps up to this many requests in flight.
             self.concurrency = int(os.environ.get(OPEN_MAX_IN_FLIGHT_ENV, str(DEFAULT_OPEN_MAX_IN_FLIGHT)))
         super().__init__(environment)
 
-    def path(self) -> str:
-        """Return the request path with its query string."""
-        raise NotImplementedError
-
     def send(self, context: dict | None = None) -> None:
-        """GET :meth:`path`; an error or a status >= 400 counts as a failure (no redirects here)."""
-        path = self.path()
-        self.client.get(path, name=path.split("?")[0], context=context or {})
+        """GET :attr:`request_path`; an error or a status >= 400 counts as a failure (no redirects here)."""
+        self.client.get(self.request_path, name=self.spec.path, context=context or {})
 
     @task
     def load(self) -> None:
@@ -346,12 +345,8 @@ def user_class(spec: WorkloadSpec) -> type[LabUser]:
     :param spec: the workload, from :data:`serverlab.terms.WORKLOADS`.
     :return: a concrete :class:`LabUser` subclass (Locust runs it when named on the command line).
     """
-    def path(self) -> str:
-        return spec.url_path(spec.option_values(self.environment.parsed_options))
-
-    path.__doc__ = f"``{spec.url_path(spec.default_params())}`` with the values of this run's options."
     doc = f"``GET {spec.path}``: {spec.summary or spec.name}"
-    return type(spec.user_class, (LabUser,), {"__doc__": doc, "__module__": __name__, "path": path, "spec": spec})
+    return type(spec.user_class, (LabUser,), {"__doc__": doc, "__module__": __name__, "spec": spec})
 
 
 #: One user class per workload, by workload name, e.g. ``"hello" -> HelloUser`` (the web UI
