@@ -27,8 +27,7 @@ from labapp.variants import load_variants
 from serverlab import LabError
 from serverlab.backends import strip_ansi
 from serverlab.experiment import list_experiments, load_experiment
-from serverlab.terms import CellStatus
-from serverlab.workloads import WORKLOADS
+from serverlab.terms import WORKLOADS, CellStatus
 
 DEFAULT_REPORTS = Path("reports")
 #: A run estimated to take longer than this (seconds) asks first when stdin is a terminal

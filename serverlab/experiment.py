@@ -40,7 +40,7 @@ import psutil
 
 from labapp.variants import Variant, VariantError, load_variants
 from serverlab import LabError
-from serverlab.budget import (  # noqa: F401  (Budget, auto_loadgen_processes, usable_cpus: importable from here too)
+from serverlab.budget import (
     MIN_SERVER_MEMORY,
     Budget,
     auto_loadgen_processes,
@@ -50,13 +50,10 @@ from serverlab.budget import (  # noqa: F401  (Budget, auto_loadgen_processes, u
     parse_cpuset,
     usable_cpus,
 )
-from serverlab.terms import DEFAULT_WORKLOAD, Mode, WorkloadParameterError
-from serverlab.workloads import WORKLOADS
+from serverlab.terms import DEFAULT_WORKLOAD, MODES, WORKLOADS, Mode, WorkloadParameterError
 
 #: The folder of shipped experiments.
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
-#: Load models an experiment may name (:class:`serverlab.terms.Mode`).
-MODES = tuple(mode.value for mode in Mode)
 _TOP_KEYS = {
     "description", "servers", "workloads", "mode", "users", "rates", "requests", "duration", "warmup",
     "repetitions", "calibrate", "p99_bound_ms", "seed", "params", "overrides", "budget",

@@ -195,7 +195,7 @@ class CalibrationLow(Finding):
 class HistogramsUnmerged(Finding):
     """The repetitions' HDR histograms could not be merged, so HDR percentiles are missing.
 
-    :param error: why, from :func:`serverlab.stats.merge_histograms`.
+    :param error: why, from :func:`serverlab.histograms.merge_histograms`.
     """
 
     kind: ClassVar[FindingKind] = FindingKind.HISTOGRAMS_UNMERGED

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from serverlab import LabError
-from serverlab.stats import StatsError, latency_summary, merge_histograms
+from serverlab.histograms import StatsError, latency_summary, merge_histograms
 from serverlab.terms import (HDR_DIR_ENV, HDR_FILE_PREFIX, MAX_REQUESTS_OPTION, OPEN_MAX_IN_FLIGHT_ENV,
                              OPEN_RATE_OPTION, WARMUP_OPTION, Mode, WorkloadSpec)
 
@@ -114,7 +114,7 @@ class LoadOutcome:
     :param duration_s: measured window (seconds): warm-up end to last response.
     :param window: ``(start, end)`` Unix seconds of the measured window.
     :param histogram: merged HDR histogram of latencies (µs), base64.
-    :param latency_us: percentiles (keys from :func:`serverlab.results.percentile_key`), max, mean (µs).
+    :param latency_us: percentiles (keys from :func:`serverlab.terms.percentile_key`), max, mean (µs).
     :param loadgen_cpu_s: CPU seconds all Locust processes used in the window.
     :param busiest_process_share: the highest CPU share of one core any process used.
     :param cpu_warning: Locust printed its "CPU usage above 90%" warning.

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from serverlab import LabError
 from serverlab.findings import Calibration, Finding, Note, finding_from_dict
-from serverlab.terms import PERCENTILES, CellStatus, Mode, percentile_key  # noqa: F401  (PERCENTILES: importable here)
+from serverlab.terms import MODES, CellStatus
 
 #: Schema version written into every line. Version 2 added the cell fields
 #: ``loadgen_busiest_share``, ``interference`` and ``bottleneck`` (all optional);
@@ -38,8 +38,6 @@ SCHEMA_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 #: Cell statuses: measured; server failed or crashed; server answered wrongly before load.
 STATUSES = tuple(status.value for status in CellStatus)
-#: Load models: Locust's closed model, constant-arrival open model, or a fixed request count.
-MODES = tuple(mode.value for mode in Mode)
 
 
 class ResultsError(LabError):
@@ -75,7 +73,7 @@ class Cell:
     :param variant: server variant name (a ``servers/*.toml`` stem).
     :param workload: workload name (``hello``, ``json``, ``cpu``, ``io``, ``mixed``).
     :param workload_params: the workload's request parameters, e.g. ``{"n": 1000}``.
-    :param mode: one of :data:`MODES`.
+    :param mode: one of :data:`serverlab.terms.MODES`.
     :param level: the load level: users (closed), target RPS (open) or request count (requests).
     :param users: concurrent Locust users (closed and requests modes; open mode: max in flight).
     :param repetition: 1-based repetition number.
@@ -93,7 +91,7 @@ class Cell:
     :param requests: responses received in the measured period (failures included).
     :param failures: of those, failed requests (errors, non-200 answers).
     :param rps: ``requests / duration_s``.
-    :param latency_us: percentile key (see :func:`percentile_key`) -> microseconds,
+    :param latency_us: percentile key (see :func:`serverlab.terms.percentile_key`) -> microseconds,
         plus ``"max"`` and ``"mean"``; empty when nothing was measured.
     :param hdr: the merged HdrHistogram of response times in microseconds, base64
         encoded (``HdrHistogram.encode()``); ``None`` when nothing was measured.

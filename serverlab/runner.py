@@ -33,7 +33,8 @@ from serverlab.backends import Backend, BackendError, RunningServer
 from serverlab.bottleneck import classify
 from serverlab.cpulock import CpuLock
 from serverlab.cpuwatch import CpuWatch, ProcStatWatch
-from serverlab.experiment import Experiment, check_machine, parse_cpuset
+from serverlab.budget import parse_cpuset
+from serverlab.experiment import Experiment, check_machine
 from serverlab.findings import Calibration, cell_findings
 from serverlab.interference import describe_probe, interference_figures
 from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadOutcome, LoadPlan, parse_wrk, read_outcome, wrk_args
@@ -41,8 +42,8 @@ from serverlab.planning import PlannedCell, check_unchanged, new_run_id, plan_ce
 from serverlab.progress import Progress
 from serverlab.results import Cell, ResultsWriter, RunHeader, read_results
 from serverlab.runfolders import list_runs, new_attempt_dir
-from serverlab.terms import CellStatus, Mode
-from serverlab.workloads import WORKLOADS, VerificationError, verify
+from serverlab.terms import WORKLOADS, CellStatus, Mode
+from serverlab.workloads import VerificationError, verify
 
 #: Concurrency (Locust users and wrk connections) of the calibration runs.
 CALIBRATION_CONNECTIONS = 32

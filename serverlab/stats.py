@@ -1,6 +1,6 @@
 """Statistics for results: medians with bootstrap confidence intervals, comparisons of
 two variants, and an instability check; merged latency histograms are in
-:mod:`serverlab.histograms` (re-exported here).
+:mod:`serverlab.histograms`.
 
 Nothing here hand-rolls percentile or resampling math:
 
@@ -33,15 +33,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 from scipy import stats as scipy_stats
 
-# The histogram half lives in serverlab.histograms; its names stay importable from here.
-from serverlab.histograms import (  # noqa: F401
-    StatsError,
-    histogram_mean,
-    latency_summary,
-    merge_histograms,
-    new_histogram,
-    percentile_distribution,
-)
+from serverlab.histograms import StatsError
 
 #: Confidence level of every interval in the reports.
 CONFIDENCE_LEVEL = 0.95

@@ -78,6 +78,8 @@ class Mode(StrEnum):
 _LEVEL_KEYS = {Mode.CLOSED: "users", Mode.OPEN: "rates", Mode.REQUESTS: "requests"}
 _LEVEL_UNITS = {Mode.CLOSED: "users", Mode.OPEN: THROUGHPUT_UNIT, Mode.REQUESTS: "requests"}
 _LEVEL_RANGES = {Mode.CLOSED: (1, 1000), Mode.OPEN: (1, 100_000), Mode.REQUESTS: (1, 1_000_000)}
+#: Every mode's value, in the order reports list them: ``("closed", "open", "requests")``.
+MODES = tuple(mode.value for mode in Mode)
 
 
 class WorkerModel(StrEnum):

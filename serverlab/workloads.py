@@ -14,16 +14,12 @@ from urllib.parse import urlsplit
 
 from labapp import workloads as app_workloads
 from serverlab import LabError
-from serverlab.terms import WORKLOADS as TERMS_WORKLOADS
 from serverlab.terms import WorkloadSpec
 
 
 class VerificationError(LabError):
     """A server answered a workload request wrongly (status, headers or body)."""
 
-
-#: A workload as experiments and load plans use it (the one definition is in :mod:`serverlab.terms`).
-Workload = WorkloadSpec
 
 
 def _expect_hello(body: bytes, params: Mapping[str, int]) -> None:
@@ -66,11 +62,8 @@ _CHECKS: dict[str, Callable[[bytes, Mapping[str, int]], None]] = {
     "mixed": _expect_mixed,
 }
 
-#: Every workload, by name: the same dict as :data:`serverlab.terms.WORKLOADS`.
-WORKLOADS: dict[str, Workload] = TERMS_WORKLOADS
 
-
-def verify(base_url: str, workload: Workload, params: Mapping[str, int], timeout: float = 10.0) -> dict[str, Any]:
+def verify(base_url: str, workload: WorkloadSpec, params: Mapping[str, int], timeout: float = 10.0) -> dict[str, Any]:
     """Check a server answers ``workload`` correctly before it is loaded.
 
     Checks status 200, ``Content-Type``, that ``Content-Length`` equals the body

@@ -71,7 +71,7 @@ def start_local_server():
     server started is stopped when the module's tests are done."""
     from labapp.variants import get_variant
     from serverlab.backends import LocalBackend
-    from serverlab.experiment import Budget
+    from serverlab.budget import Budget
 
     started = []
 

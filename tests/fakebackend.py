@@ -36,7 +36,7 @@ import labapp
 from labapp.variants import Variant
 from serverlab.backends import Backend, BackendError, CommandResult, LocustPaths, RunningServer
 from serverlab.interference import CpuTimes, Sample, interference_figures
-from serverlab.stats import new_histogram
+from serverlab.histograms import new_histogram
 
 #: The latency every fake request has (µs), and the throughput of a fake server (responses/s).
 LATENCY_US = 2_000

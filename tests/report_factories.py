@@ -17,7 +17,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from serverlab.results import Cell, RunHeader
-from serverlab.stats import latency_summary, new_histogram
+from serverlab.histograms import latency_summary, new_histogram
 from serverlab.terms import HDR
 
 #: Variant configurations shaped like servers/*.toml plus the runner's limits.

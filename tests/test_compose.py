@@ -316,7 +316,7 @@ def test_docker_backend_runs_servers_without_restart(docker_ready):
     """``make report``'s backend: its override keeps the hardening and sets restart "no",
     so a crashed server fails its cell instead of coming back mid-measurement."""
     from serverlab.backends import DockerBackend
-    from serverlab.experiment import Budget
+    from serverlab.budget import Budget
 
     backend = DockerBackend(Budget(), project="serverlab-test-config")
     try:

@@ -19,8 +19,9 @@ import pytest
 from labapp import proxy
 from test_e2e_docker import keeps_alive as _keeps_alive
 from labapp.variants import get_variant, load_variants
-from serverlab.experiment import Budget
-from serverlab.workloads import WORKLOADS, verify
+from serverlab.budget import Budget
+from serverlab.terms import WORKLOADS
+from serverlab.workloads import verify
 
 ROOT = Path(__file__).resolve().parents[1]
 DIRECT = ["uwsgi-http11", "uwsgi-gevent", "waitress", "granian"]

@@ -18,21 +18,13 @@ from typing import Any
 import pytest
 
 from labapp.variants import load_variants
-from serverlab.experiment import (
-    EXPERIMENTS_DIR,
-    auto_loadgen_processes,
-    Budget,
-    ExperimentError,
-    find_experiment,
-    list_experiments,
-    load_experiment,
-    parse_cpuset,
-)
+from serverlab.budget import Budget, auto_loadgen_processes, parse_cpuset
+from serverlab.experiment import EXPERIMENTS_DIR, ExperimentError, find_experiment, list_experiments, load_experiment
 from serverlab.planning import plan_cells
+from serverlab.terms import WORKLOADS
 
 #: The default budget as loaded on this machine: loadgen_processes = "auto" resolved.
 AUTO_BUDGET = Budget(loadgen_processes=auto_loadgen_processes("1"), loadgen_auto=True)
-from serverlab.workloads import WORKLOADS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVERLAB = Path(sys.executable).parent / "serverlab"

@@ -401,7 +401,8 @@ def test_budget_values_are_checked_naming_value_and_range(tmp_path, text, key, e
 
 
 def test_cpusets_and_memory_are_checked_against_this_machine(tmp_path):
-    from serverlab.experiment import ExperimentError, check_machine, load_experiment, usable_cpus
+    from serverlab.budget import usable_cpus
+    from serverlab.experiment import ExperimentError, check_machine, load_experiment
 
     ok = load_experiment(str(_write(tmp_path, "ok", TINY)))
     check_machine(ok, cpus=[0, 1], memory=2**30)

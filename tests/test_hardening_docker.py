@@ -149,7 +149,7 @@ def test_the_run_backend_leaves_a_crashed_server_down(docker_ready):
     server that came back mid-cell."""
     from labapp.variants import get_variant
     from serverlab.backends import DockerBackend
-    from serverlab.experiment import Budget
+    from serverlab.budget import Budget
 
     backend = DockerBackend(Budget())
     try:

@@ -118,7 +118,7 @@ def test_idle_connections_do_not_get_a_thread_each():
     """300 idle connections to werkzeug-threaded: at most its declared 256 connection
     threads (before: 300 threads), and it answers again once they go away."""
     from serverlab.backends import LocalBackend
-    from serverlab.experiment import Budget
+    from serverlab.budget import Budget
 
     variant = get_variant("werkzeug-threaded")
     assert variant.connections == 256

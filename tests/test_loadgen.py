@@ -27,9 +27,8 @@ from serverlab.loadgen import (
     read_outcome,
     wrk_args,
 )
-from serverlab.results import PERCENTILES, percentile_key
-from serverlab.stats import latency_summary
-from serverlab.workloads import WORKLOADS
+from serverlab.histograms import latency_summary
+from serverlab.terms import PERCENTILES, WORKLOADS, percentile_key
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = REPO_ROOT / "locustfiles" / "locustfile.py"
@@ -437,10 +436,10 @@ def test_throughput_trend_flags_a_rising_period_and_ignores_the_partial_last_sec
 
 def test_locustfile_records_histograms_with_the_range_the_lab_merges_with(dumps):
     """Both sides read serverlab.terms.HDR; a recorded histogram has the geometry stats merges into."""
-    from serverlab import stats
+    from serverlab import histograms
 
     recorded = HdrHistogram.decode(files_of(dumps["behind"])[0]["histogram"])
-    lab = stats.new_histogram()
+    lab = histograms.new_histogram()
     assert (recorded.lowest_trackable_value, recorded.highest_trackable_value, recorded.significant_figures) == \
         (lab.lowest_trackable_value, lab.highest_trackable_value, lab.significant_figures) == (1, 120_000_000, 3)
 

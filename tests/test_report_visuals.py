@@ -13,7 +13,7 @@ from serverlab.findings import UIMeasured
 from serverlab.report import aggregate, render_html
 from serverlab.report.charts import ranking_charts, timeline_charts
 from serverlab.results import read_results
-from serverlab.stats import latency_summary, merge_histograms
+from serverlab.histograms import latency_summary, merge_histograms
 from serverlab.uicompare import UI_CELL_WARNING, UICompareError, comparison_results, list_runs
 
 VARIANTS = {"gunicorn-sync": 900.0, "gunicorn-gthread": 2300.0, "werkzeug-single": 700.0}

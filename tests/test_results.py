@@ -10,17 +10,16 @@ import pytest
 
 from serverlab.findings import FailedRequests
 from serverlab.results import (
-    MODES,
     SCHEMA_VERSION,
     STATUSES,
     Cell,
     ResultsError,
     ResultsWriter,
     RunHeader,
-    percentile_key,
     read_many,
     read_results,
 )
+from serverlab.terms import MODES, percentile_key
 
 RUN_ID = "20261120-231500-quick"
 

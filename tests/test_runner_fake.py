@@ -277,7 +277,7 @@ def test_both_real_backends_satisfy_the_backend_interface():
     import inspect
 
     from serverlab.backends import BACKENDS, Backend, DockerBackend, LocalBackend, make_backend
-    from serverlab.experiment import Budget
+    from serverlab.budget import Budget
 
     for name in BACKENDS:
         backend = make_backend(name, Budget())

@@ -6,20 +6,16 @@ import numpy as np
 import pytest
 
 from report_factories import encode, histogram_of, latency_samples
-from serverlab.results import PERCENTILES, percentile_key
-from serverlab.stats import (
-    NO_CI_NOTE,
-    NO_DIFFERENCE,
+from serverlab.histograms import (
     StatsError,
-    compare_samples,
     histogram_mean,
     latency_summary,
-    median_ci,
     merge_histograms,
     new_histogram,
     percentile_distribution,
-    spread,
 )
+from serverlab.stats import NO_CI_NOTE, NO_DIFFERENCE, compare_samples, median_ci, spread
+from serverlab.terms import PERCENTILES, percentile_key
 
 
 def within_hdr_precision(a: float, b: float) -> bool:

@@ -14,8 +14,8 @@ import pytest
 
 from labapp import workloads as app_workloads
 from labapp.variants import get_variant
-from serverlab.terms import WorkloadParameterError
-from serverlab.workloads import WORKLOADS, VerificationError, Workload, verify
+from serverlab.terms import WORKLOADS, WorkloadParameterError, WorkloadSpec
+from serverlab.workloads import VerificationError, verify
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SMALL_PARAMS = {"hello": {}, "json": {}, "cpu": {"n": 10}, "io": {"ms": 1}, "mixed": {"n": 10, "ms": 1}}
@@ -27,7 +27,7 @@ SMALL_PARAMS = {"hello": {}, "json": {}, "cpu": {"n": 10}, "io": {"ms": 1}, "mix
 def test_the_five_workloads():
     assert list(WORKLOADS) == ["hello", "json", "cpu", "io", "mixed"]
     for name, workload in WORKLOADS.items():
-        assert isinstance(workload, Workload) and workload.name == name
+        assert isinstance(workload, WorkloadSpec) and workload.name == name
         assert set(workload.locust_options) == set(workload.bounds)
         assert workload.summary
 

@@ -33,7 +33,7 @@ from serverlab.backends.base import (
 )
 from serverlab.backends.docker import DockerBackend, compose_project
 from serverlab.backends.local import LocalBackend
-from serverlab.experiment import Budget
+from serverlab.budget import Budget
 
 #: The backends ``--backend`` can name.
 BACKENDS = ("docker", "local")

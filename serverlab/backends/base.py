@@ -151,7 +151,7 @@ class CommandResult:
 class Backend(Protocol):
     """Where servers and load generators run; what the runner needs of a backend.
 
-    A backend is built with the experiment's :class:`serverlab.experiment.Budget`
+    A backend is built with the experiment's :class:`serverlab.budget.Budget`
     (see :func:`serverlab.backends.make_backend`). The runner calls :meth:`prepare`
     once per run, then per cell :meth:`start`, :meth:`run_locust` (and :meth:`run_wrk`
     to calibrate), :meth:`exit_status` and :meth:`stop`, and :meth:`close` at the end,

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 from labapp.variants import Variant
 from serverlab.backends.base import ROOT, BackendError, CommandResult, LocustPaths, RunningServer, Sampler, run_command, wait_healthy
-from serverlab.experiment import Budget
+from serverlab.budget import Budget
 
 #: Prints the versions of the packages that matter, as a JSON object (run inside the image).
 _VERSIONS_PROBE = (

@@ -32,7 +32,7 @@ from serverlab.backends.base import (
     run_command,
     wait_healthy,
 )
-from serverlab.experiment import Budget
+from serverlab.budget import Budget
 
 
 class LocalBackend:

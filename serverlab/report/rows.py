@@ -32,18 +32,15 @@ from serverlab.findings import (
 from serverlab.report.formatting import _level_text
 from serverlab.report.ranking import cost_capacity
 from serverlab.report.sentences import warning
-from serverlab.results import MODES, Cell, RunHeader
+from serverlab.results import Cell, RunHeader
+from serverlab.histograms import StatsError, latency_summary, merge_histograms, percentile_distribution
 from serverlab.stats import (
     INSTABILITY_THRESHOLD,
     Estimate,
-    StatsError,
-    latency_summary,
     median_ci,
-    merge_histograms,
-    percentile_distribution,
     spread,
 )
-from serverlab.terms import Bottleneck, CellStatus
+from serverlab.terms import MODES, Bottleneck, CellStatus
 
 #: Locust/wrk RPS ratio below which Locust, not the server, may be the limit.
 CALIBRATION_MIN_RATIO = 0.9
