@@ -30,6 +30,11 @@ if TYPE_CHECKING:  # loadgen imports stats, which imports results, which imports
 WARMUP_TREND_THRESHOLD = 0.10
 
 
+def _present_fields(record: Any) -> dict[str, Any]:
+    """A dataclass instance's fields by name, those that are ``None`` left out."""
+    return {f.name: getattr(record, f.name) for f in fields(record) if getattr(record, f.name) is not None}
+
+
 class FindingKind(StrEnum):
     """What a finding is about; its value is the ``kind`` stored in results files."""
 
@@ -55,9 +60,7 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         """``{"kind": ..., <figure>: value, ...}``, JSON-ready (figures that are ``None`` left out)."""
-        data: dict[str, Any] = {"kind": str(self.kind)}
-        data.update({f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None})
-        return data
+        return {"kind": str(self.kind), **_present_fields(self)}
 
 
 @dataclass(frozen=True)
@@ -252,7 +255,7 @@ class Calibration:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, the fields that are ``None`` left out (the layout of results files before version 3)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        return _present_fields(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
