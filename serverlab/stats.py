@@ -76,10 +76,8 @@ class Estimate:
 def format_rps(value: float) -> str:
     """Requests per second for people: thousands separated at ≥ 1000, three significant
     figures or so below (``12,061``, ``156``, ``19.4``, ``0.52``)."""
-    if value >= 1000:
+    if value >= 100:  # one format from 100 up, so 999.7 rounds to "1,000" like 1000.2 does
         return f"{value:,.0f}"
-    if value >= 100:
-        return f"{value:.0f}"
     if value >= 10:
         return f"{value:.1f}"
     return f"{value:.2f}"

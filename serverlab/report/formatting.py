@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from serverlab.stats import format_rps
 from serverlab.terms import Mode, WorkerModel
 
 
@@ -60,16 +61,12 @@ def _slots(config: dict[str, Any]) -> str:
 
 
 def _fmt_ms(us: float | None) -> str:
+    """Microseconds as milliseconds: rounded like RPS from 1 ms up (``1,234``, ``156``, ``19.4``,
+    ``1.53``), three decimals below (``0.153``); ``"—"`` for ``None``."""
     if us is None:
         return "—"
     ms = us / 1000.0
-    if ms >= 100:
-        return f"{ms:,.0f}"
-    if ms >= 10:
-        return f"{ms:.1f}"
-    if ms >= 1:
-        return f"{ms:.2f}"
-    return f"{ms:.3f}"
+    return format_rps(ms) if ms >= 1 else f"{ms:.3f}"
 
 
 def _fmt_s(seconds: float) -> str:
