@@ -299,7 +299,7 @@ class LabUI:
                 comparison.state = "stopped"
 
     def _measure(self, comparison: Comparison, row: CompareRow) -> None:
-        from serverlab.stats import latency_summary, merge_histograms
+        from serverlab.histograms import latency_summary, merge_histograms
 
         env, runner = self.environment, self.environment.runner
         env.parsed_options.server = row.server
