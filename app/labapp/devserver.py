@@ -1,6 +1,8 @@
 """Run the app on Werkzeug's development server, the way ``flask run`` does, minus the risks.
 
-``python -m labapp.devserver --port 8000 [--threaded [--max-connections N]] [--read-timeout S]``. The
+``python -m labapp.devserver --port 8000 [--app MODULE:ATTR] [--threaded [--max-connections N]] [--read-timeout S]``
+(``--app`` defaults to the demo app, ``labapp.wsgi:app``; a ``module:factory()`` target is
+called, as :func:`labapp.appshim.resolve` does for every server). The
 debugger and the reloader are never enabled, and per-request logging is off (the
 lab's fairness rule: no server pays for logging). A connection that sends nothing for
 ``--read-timeout`` seconds (default :data:`READ_TIMEOUT_S`) is closed, so idle connections cannot hold the
@@ -14,6 +16,8 @@ import threading
 from typing import Any
 
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler, run_simple
+
+from labapp.appshim import DEFAULT_TARGET, resolve
 
 #: Seconds a connection may stay silent (while the server waits to read a request or
 #: its body, or to write a response) before the server closes it.
@@ -65,8 +69,8 @@ class BoundedThreadedWSGIServer(ThreadedWSGIServer):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse ``--host/--port/--threaded/--max-connections/--read-timeout`` and serve
-    ``labapp.wsgi:app`` until SIGTERM.
+    """Parse ``--host/--port/--app/--threaded/--max-connections/--read-timeout`` and serve
+    the ``--app`` target (default ``labapp.wsgi:app``) until SIGTERM.
 
     :raises SystemExit: (argparse) for ``--max-connections`` below 0 or without
         ``--threaded``, or ``--read-timeout`` outside 1..3600 seconds.
@@ -74,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="0.0.0.0", help="bind address (default: 0.0.0.0, inside a container)")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--app", default=DEFAULT_TARGET,
+                        help=f"WSGI target, module:attribute or module:factory() (default: {DEFAULT_TARGET})")
     parser.add_argument("--threaded", action="store_true", help="one thread per connection (flask run's default)")
     parser.add_argument("--max-connections", type=int, default=0,
                         help="with --threaded: connection threads at most (default 0: unbounded, as flask run)")
@@ -84,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--max-connections must be >= 0 and needs --threaded")
     if not 1 <= args.read_timeout <= 3600:
         parser.error(f"--read-timeout must be within 1..3600 seconds, got {args.read_timeout:g}")
-    from labapp.wsgi import app
+    app = resolve(args.app)
 
     handler: type[QuietRequestHandler] = QuietRequestHandler
     if args.read_timeout != QuietRequestHandler.timeout:

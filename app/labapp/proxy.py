@@ -35,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from labapp.appshim import setup_or_exit
 from labapp.variants import DEFAULT_PORT, Variant, VariantError, env_counts, get_variant
 
 #: Seconds to wait for both processes after SIGTERM before SIGKILL.
@@ -213,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             print(nginx_config(variant, Path("/RUNTIME"), Path("/RUNTIME/app.sock"), args.host, args.port), end="")
             return 0
         os.environ.update(variant.environment())
+        setup_or_exit()  # the user's app's setup commands, before either process starts
         return run(variant, args.host, args.port)
     except (VariantError, ProxyError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -2,8 +2,10 @@
 
 This is the entry point of every server container: it reads the variant's
 declaration, applies ``SERVERLAB_WORKERS`` / ``SERVERLAB_THREADS`` overrides,
-exports the ``SERVERLAB_*`` facts that ``/lab/info`` reports and replaces itself
-with the server process (``exec``), so signals reach the server directly.
+exports the ``SERVERLAB_*`` facts that ``/lab/info`` reports, runs the user's app's
+setup commands if there are any (:func:`labapp.appshim.setup_or_exit`: a failure stops
+here with their output) and replaces itself with the server process (``exec``), so
+signals reach the server directly.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import os
 import sys
 
+from labapp.appshim import setup_or_exit
 from labapp.variants import DEFAULT_PORT, VariantError, env_counts, get_variant, load_variants
 
 
@@ -38,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         print(" ".join(command))
         return 0
     os.environ.update(variant.environment())
+    setup_or_exit()
     sys.stdout.flush()
     os.execvp(command[0], command)
     return 2  # not reached

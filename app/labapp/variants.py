@@ -20,7 +20,9 @@ Example (``servers/gunicorn-gthread.toml``)::
 writes it into ``docker-compose.yml`` and refuses a declaration without one.
 
 Command placeholders: ``{port}``, ``{workers}``, ``{threads}``, ``{connections}``,
-``{python}`` (this interpreter), ``{bin}`` (its ``bin`` directory), and the name of
+``{python}`` (this interpreter), ``{bin}`` (its ``bin`` directory), ``{app}`` (the WSGI
+target, in ``module:attribute`` form: ``labapp.wsgi:app``, the demo app, unless a user's
+app is served, then ``labapp.userapp:app``, see :mod:`labapp.appshim`), and the name of
 every entry of the optional ``[settings]`` table (server settings that are not
 workers/threads but change results, e.g. Waitress's ``connection_limit``; they are
 recorded with the variant).
@@ -42,6 +44,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from labapp.appshim import wsgi_target
 from serverlab.terms import APP_PORT, WorkerModel
 
 #: The folder of declarations: ``servers/`` at the repository root (``/srv/servers`` in the image).
@@ -58,7 +61,7 @@ MODELS = tuple(model.value for model in WorkerModel)
 DEFAULT_PORT = APP_PORT
 _REQUIRED = {"description": str, "server": str, "model": str, "keep_alive": bool, "workers": int, "threads": int, "command": list}
 _OPTIONAL = {"connections": int, "settings": dict, "proxy": str, "proxy_protocol": str, "proxy_workers": int, "host_port": int}
-_PLACEHOLDERS = ("port", "workers", "threads", "connections", "python", "bin")
+_PLACEHOLDERS = ("port", "workers", "threads", "connections", "python", "bin", "app")
 #: Extra placeholder of proxied variants: the Unix socket the app server listens on.
 _PROXY_PLACEHOLDERS = ("socket",)
 #: Upper bound of nginx worker processes (each is one more process in the same CPU budget).
@@ -127,6 +130,11 @@ class Variant:
             return self.workers * self.connections if self.connections else None
         return self.workers * self.threads
 
+    @property
+    def serves_app(self) -> bool:
+        """Whether the command names its app through ``{app}`` (and so can serve a user's app)."""
+        return any("{app}" in part for part in self.command)
+
     def with_counts(self, workers: int | None = None, threads: int | None = None) -> "Variant":
         """Return a copy with other worker/thread counts (``None`` keeps the declared one).
 
@@ -181,6 +189,7 @@ class Variant:
             "connections": self.connections or 0,
             "python": python,
             "bin": str(Path(python).parent),
+            "app": wsgi_target(),
             **dict(self.settings),
             **extra,
         }
