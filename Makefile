@@ -37,8 +37,8 @@ compose: venv  ## write docker-compose.yml from servers/*.toml (after adding or 
 offline:  ## prepare Docker, a base image and a wheelhouse where no registry is reachable
 	bash scripts/provision-offline.sh
 
-up:  ## start the lab (every server variant + Locust web UI on http://localhost:8089)
-	docker compose up --build
+up:  ## start the lab (every server variant + Locust web UI on http://localhost:8089); Compare runs land in reports/ as you
+	$(if $(filter 0,$(shell id -u)),,SERVERLAB_UID=$$(id -u) SERVERLAB_GID=$$(id -g)) docker compose up --build
 
 down:  ## stop the lab
 	docker compose down --remove-orphans

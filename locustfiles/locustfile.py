@@ -201,10 +201,11 @@ class Recorder:
             self.late_sends += 1
         self.max_lag_s = max(self.max_lag_s, lag_s)
 
-    def dump(self, directory: str) -> Path:
-        """Write ``hdr-<host>-<pid>.json`` (units: seconds, µs in the histogram); return its path."""
-        path = Path(directory) / f"{HDR_FILE_PREFIX}{socket.gethostname()}-{os.getpid()}.json"
-        data = {
+    def to_dict(self) -> dict:
+        """Everything recorded, as ``hdr-*.json`` holds it (units: seconds, µs in the histogram);
+        ``"process"`` names this process (``<host>-<pid>``)."""
+        return {
+            "process": f"{socket.gethostname()}-{os.getpid()}",
             "requests": self.requests,
             "failures": self.failures,
             "sent": self.sent,
@@ -221,7 +222,11 @@ class Recorder:
             "timeline": self.timeline(),
             "unit": LATENCY_UNIT,
         }
-        path.write_text(json.dumps(data, sort_keys=True))
+
+    def dump(self, directory: str) -> Path:
+        """Write :meth:`to_dict` as ``hdr-<host>-<pid>.json`` into ``directory``; return its path."""
+        path = Path(directory) / f"{HDR_FILE_PREFIX}{socket.gethostname()}-{os.getpid()}.json"
+        path.write_text(json.dumps(self.to_dict(), sort_keys=True))
         return path
 
 

@@ -131,8 +131,11 @@ services:
     command: ["locust", "-f", "/srv/locustfiles/locustfile.py", "--master", "--class-picker",
               "--web-host", "0.0.0.0", "--web-port", "8089"]
     ports: ["127.0.0.1:${LOCUST_WEB_PORT:-8089}:8089"]
-    # the Reports tab lists and serves the runs `make report` wrote; the UI never writes there
-    volumes: ["${SERVERLAB_REPORTS:-./reports}:/srv/reports:ro"]
+    # the Reports tab lists the runs under reports/, and each Compare writes its run there.
+    # Non-root always; SERVERLAB_UID/SERVERLAB_GID (`make up` sets your own ids) make the
+    # files yours, else reports/ must be writable by uid 10001 (the UI says so if not).
+    user: "${SERVERLAB_UID:-10001}:${SERVERLAB_GID:-10001}"
+    volumes: ["${SERVERLAB_REPORTS:-./reports}:/srv/reports"]
     environment:
       SERVERLAB_REPORTS_DIR: /srv/reports
     depends_on:

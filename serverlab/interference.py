@@ -67,12 +67,21 @@ def read_proc_stat(path: Path = PROC_STAT) -> dict[int, CpuTimes]:
     :return: CPU number -> :class:`CpuTimes`; empty when the file is unreadable
         (not Linux), so callers record "not measured" instead of failing.
     """
-    out: dict[int, CpuTimes] = {}
     try:
-        lines = Path(path).read_text().splitlines()
+        return parse_proc_stat(Path(path).read_text())
     except OSError:
-        return out
-    for line in lines:
+        return {}
+
+
+def parse_proc_stat(text: str, tick_s: float = _TICK_S) -> dict[int, CpuTimes]:
+    """Per-CPU cumulative times from the text of ``/proc/stat`` (its ``cpuN`` lines; others ignored).
+
+    :param text: the file's text, e.g. as a server's ``GET /lab/cpu`` reports it.
+    :param tick_s: seconds per clock tick (``1 / SC_CLK_TCK``).
+    :return: CPU number -> :class:`CpuTimes` (seconds); malformed lines are skipped.
+    """
+    out: dict[int, CpuTimes] = {}
+    for line in text.splitlines():
         if not line.startswith("cpu") or line.startswith("cpu "):
             continue
         parts = line.split()
@@ -83,7 +92,7 @@ def read_proc_stat(path: Path = PROC_STAT) -> dict[int, CpuTimes]:
             continue
         values += [0] * (8 - len(values))
         user, nice, system, steal = values[0], values[1], values[2], values[7]
-        out[cpu] = CpuTimes((user + nice + system) * _TICK_S, steal * _TICK_S)
+        out[cpu] = CpuTimes((user + nice + system) * tick_s, steal * tick_s)
     return out
 
 

@@ -101,14 +101,18 @@ class Runner:
     :param cpu_watch: how other programs on the lab's CPUs are noticed (default:
         :class:`serverlab.cpuwatch.ProcStatWatch`, from ``/proc/stat``).
     :param retry_pause_s: seconds to wait before each such re-measurement.
-    :raises serverlab.experiment.ExperimentError: if the budget does not fit this machine
-        (:func:`serverlab.experiment.check_machine`).
+    :param check_budget: check the budget against this machine (:func:`serverlab.experiment.check_machine`);
+        ``False`` when the servers run elsewhere already (:class:`serverlab.backends.lab.LabBackend`).
+    :raises serverlab.experiment.ExperimentError: if the budget does not fit this machine.
+    :attr run_dir: the run folder once :meth:`run` has chosen it (``None`` before).
     """
 
     def __init__(self, experiment: Experiment, backend: Backend, reports_dir: Path,
                  write: Callable[[str], None] = print, retry_busy: int = 0, cpu_watch: CpuWatch | None = None,
-                 retry_pause_s: float = RETRY_PAUSE_S) -> None:
-        check_machine(experiment)
+                 retry_pause_s: float = RETRY_PAUSE_S, check_budget: bool = True) -> None:
+        if check_budget:
+            check_machine(experiment)
+        self.run_dir: Path | None = None
         self.experiment = experiment
         self.backend = backend
         self.cpu_watch = cpu_watch or ProcStatWatch()
@@ -150,6 +154,7 @@ class Runner:
             run_dir = self.reports_dir / new_run_id(experiment)
             done = set()
         plan = [cell for cell in plan_cells(experiment, seed) if cell.cell_id not in done]
+        self.run_dir = run_dir
         lock = CpuLock([*self.server_cpus, *self.loadgen_cpus],
                        f"run {run_dir.name} (experiment {experiment.name}, backend {self.backend.name})")
         lock.acquire()

@@ -330,12 +330,15 @@ def test_docker_backend_runs_servers_without_restart(docker_ready):
         assert_hardened(name, service)
 
 
-def test_only_the_locust_master_mounts_reports_and_read_only(services):
-    """The web UI's Reports tab reads the runs `make report` wrote; nothing in the lab may change them."""
-    volumes = [str(v) for v in services["locust-master"].get("volumes", [])]
-    assert len(volumes) == 1 and volumes[0].endswith(":/srv/reports:ro"), volumes
-    assert interpolated_default(volumes[0].rsplit(":", 2)[0]) == "./reports"
-    assert services["locust-master"]["environment"]["SERVERLAB_REPORTS_DIR"] == "/srv/reports"
+def test_only_the_locust_master_mounts_reports_writable_as_a_non_root_user(services):
+    """The web UI's Reports tab reads the runs under reports/ and a Compare writes its run there,
+    as an unprivileged user (10001 unless SERVERLAB_UID names the host user); nothing else mounts it."""
+    master = services["locust-master"]
+    volumes = [str(v) for v in master.get("volumes", [])]
+    assert len(volumes) == 1 and volumes[0].endswith(":/srv/reports"), volumes
+    assert interpolated_default(volumes[0].rsplit(":", 1)[0]) == "./reports"
+    assert master["environment"]["SERVERLAB_REPORTS_DIR"] == "/srv/reports"
+    assert interpolated_default(master["user"]) == "10001:10001"
     others = [name for name, service in services.items() if name != "locust-master" and service.get("volumes")]
     assert others == []
 

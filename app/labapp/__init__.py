@@ -22,7 +22,7 @@ from werkzeug.exceptions import BadRequest, ClientDisconnected, HTTPException, R
 
 from serverlab.terms import WORKLOADS, Bound, WorkloadSpec
 
-from . import workloads
+from . import selfreport, workloads
 
 #: Environment variables the launcher (:mod:`labapp.serve`) sets so that
 #: ``/lab/info`` can say which variant and worker model served a request.
@@ -321,5 +321,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             wsgi_multiprocess=request.environ.get("wsgi.multiprocess"),
         )
         return jsonify(info)
+
+    @app.get("/lab/cpu")
+    def lab_cpu():
+        # the server's own cgroup CPU and the per-CPU counters, for the web UI's meter (no parameters)
+        return jsonify(selfreport.cpu_report())
 
     return app
