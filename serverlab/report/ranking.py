@@ -213,20 +213,42 @@ def capacity_disagreement(row: Any, workload: str) -> str | None:
             f"{abs(diff):.0%}: {why}")
 
 
-def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable[[str, list[Any], list[str]], str],
-                 level_text: Callable[[str, int], str]) -> str:
-    """The verdict of a closed- or requests-mode workload.
+@dataclass(frozen=True)
+class LevelRanking:
+    """The ranking of one workload and mode at the level its verdict is about.
 
-    The level is the highest one where some variant had no failures. Rows flagged
-    for interference or with failures are left out and named. The rest are ordered by
-    :func:`rank`; a winner is named only when one variant is ahead of every other.
+    :param level: the highest level where some variant had no failures.
+    :param levels: every level measured, highest first.
+    :param at_level: every row at ``level``.
+    :param excluded: rows at ``level`` with failed requests or repetitions (not ranked).
+    :param interfered: clean rows flagged for interference (left out).
+    :param candidates: the rows ranked.
+    :param tiers: places, best first (:func:`rank`); rows sharing a tier cannot be told apart.
+    :param decisions: :class:`PairDecision` keyed by (a.variant, b.variant), both directions.
+    :param winner: the row ahead of every other candidate, or ``None``.
+    """
 
-    :param workload: the workload; :param mode: ``closed`` or ``requests``.
-    :param rows: this workload's :class:`serverlab.report.rows.Row` objects in this mode.
-    :param reason: ``reason(workload, rows, left_out)``: the principle and checkable ratios
-        (only rows whose RPS is not the generator's are passed; ``left_out`` names the others).
-    :param level_text: ``level_text(mode, level)``, e.g. ``"32 users"``.
-    :return: the verdict text.
+    level: int
+    levels: tuple[int, ...]
+    at_level: tuple[Any, ...]
+    excluded: tuple[Any, ...]
+    interfered: tuple[Any, ...]
+    candidates: tuple[Any, ...]
+    tiers: tuple[tuple[Any, ...], ...]
+    decisions: dict[tuple[str, str], PairDecision]
+    winner: Any | None
+
+
+def rank_level(rows: Sequence[Any], workload: str) -> LevelRanking | None:
+    """Rank one workload's rows (one mode) at the highest level where some variant had no failures.
+
+    Rows flagged for interference and rows with failures are set aside; the rest are
+    ordered by :func:`rank`, and a winner is the one row of the first tier that is ahead
+    of every other candidate.
+
+    :param rows: :class:`serverlab.report.rows.Row` objects of one workload and mode.
+    :param workload: the workload (wrk's ceiling counts only for :data:`CALIBRATION_WORKLOAD`).
+    :return: the :class:`LevelRanking`, or ``None`` when no level has a clean measured row.
     """
     levels = sorted({r.level for r in rows}, reverse=True)
     for level in levels:
@@ -235,16 +257,47 @@ def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable
         if usable:
             break
     else:
-        return (f"No winner ({mode} mode): no variant completed any load level without failed requests "
-                f"or failed repetitions; see the failed cells.")
-    where = f"{mode} mode, {level_text(mode, level)}"
+        return None
     interfered = [r for r in usable if row_class(r) == Bottleneck.INTERFERENCE]
     candidates = [r for r in usable if row_class(r) != Bottleneck.INTERFERENCE]
+    tiers, decisions = rank(candidates, workload) if candidates else ([], {})
+    winner = None
+    if tiers and len(tiers[0]) == 1:
+        first = tiers[0][0]
+        if all(decisions[(first.variant, o.variant)].sign > 0 for o in candidates if o is not first):
+            winner = first
+    return LevelRanking(level, tuple(levels), tuple(at_level), tuple(r for r in at_level if not r.clean),
+                        tuple(interfered), tuple(candidates), tuple(tuple(t) for t in tiers), decisions, winner)
+
+
+def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable[[str, list[Any], list[str]], str],
+                 level_text: Callable[[str, int], str]) -> str:
+    """The verdict of a closed- or requests-mode workload, in words.
+
+    The level is the highest one where some variant had no failures. Rows flagged
+    for interference or with failures are left out and named. The rest are ordered by
+    :func:`rank`; a winner is named only when one variant is ahead of every other
+    (:func:`rank_level`).
+
+    :param workload: the workload; :param mode: ``closed`` or ``requests``.
+    :param rows: this workload's :class:`serverlab.report.rows.Row` objects in this mode.
+    :param reason: ``reason(workload, rows, left_out)``: the principle and checkable ratios
+        (only rows whose RPS is not the generator's are passed; ``left_out`` names the others).
+    :param level_text: ``level_text(mode, level)``, e.g. ``"32 users"``.
+    :return: the verdict text.
+    """
+    ranking = rank_level(rows, workload)
+    if ranking is None:
+        return (f"No winner ({mode} mode): no variant completed any load level without failed requests "
+                f"or failed repetitions; see the failed cells.")
+    level, levels, interfered = ranking.level, ranking.levels, ranking.interfered
+    candidates = list(ranking.candidates)
+    where = f"{mode} mode, {level_text(mode, level)}"
     tail: list[str] = []
     if level != levels[0]:
         tail.append(f"This is the highest level where some variant had no failures (at {level_text(mode, levels[0])} "
                     f"every variant had failures).")
-    excluded = [r.variant for r in at_level if not r.clean]
+    excluded = [r.variant for r in ranking.excluded]
     if excluded:
         tail.append(f"Not considered (failed requests or repetitions at this level): {', '.join(excluded)}.")
     if interfered:
@@ -257,10 +310,10 @@ def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable
                 f"lab's CPUs. What would tell: a quiet machine (see the run header's quietness probe), or "
                 f"--retry-busy N to re-measure disturbed cells. " + " ".join(tail)).strip()
 
-    tiers, decisions = rank(candidates, workload)
+    tiers = [list(t) for t in ranking.tiers]
+    decisions, winner = ranking.decisions, ranking.winner
     top = tiers[0]
     others = [r for r in candidates if r not in top]
-    winner = top[0] if len(top) == 1 and all(decisions[(top[0].variant, o.variant)].sign > 0 for o in others) else None
     parts: list[str] = []
     what_would_tell: list[str] = []
     unresolved = [(a, b) for i, a in enumerate(top) for b in top[i + 1:]]

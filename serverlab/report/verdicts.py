@@ -65,23 +65,24 @@ def _best(rows: list[Row], test: Callable[[Row], bool]) -> Row | None:
     return max(chosen, key=lambda r: r.rps.median) if chosen else None  # type: ignore[union-attr]
 
 
-def _reason(workload: str, rows: list[Row], left_out: Sequence[str] = ()) -> str:
-    """A reason a person can check: the workload's principle plus facts from these rows.
+def check_facts(workload: str, rows: list[Row]) -> list[tuple[str, str]]:
+    """Checkable ratios between the rows, each about the variant that did better.
 
-    :param rows: the rows whose measured RPS is the server's (the ratios compare them).
-    :param left_out: variants whose RPS is not the server's (generator-bound); the ratios
-        say they are left out, so "best without keep-alive" never silently skips a faster one.
+    :param workload: the workload (its character decides which ratios are worth a remark).
+    :param rows: the rows whose measured RPS is the server's (not generator-bound).
+    :return: ``(variant, fact)`` pairs, e.g. ``("gunicorn-gthread", "threads/greenlets in one
+        process vs one thread: gunicorn-gthread (4,903 RPS) did 2.16× werkzeug-single (2,267 RPS)")``.
     """
     cpus = next((r.config.get("server_cpus") for r in rows if r.config.get("server_cpus") is not None), "?")
     kind = character(workload)
-    facts: list[str] = []
+    facts: list[tuple[str, str]] = []
 
     def ratio_fact(better: Row | None, base: Row | None, what: str) -> float | None:
         if better is None or base is None or better is base or not base.rps or not better.rps:
             return None
         ratio = better.rps.median / base.rps.median if base.rps.median else math.inf
-        facts.append(f"{what}: {better.variant} ({format_rps(better.rps.median)} RPS) did {ratio:.2f}× "
-                     f"{base.variant} ({format_rps(base.rps.median)} RPS)")
+        facts.append((better.variant, f"{what}: {better.variant} ({format_rps(better.rps.median)} RPS) did "
+                                      f"{ratio:.2f}× {base.variant} ({format_rps(base.rps.median)} RPS)"))
         return ratio
 
     one_process = lambda r: _int(r.config.get("workers")) <= 1  # noqa: E731
@@ -95,14 +96,27 @@ def _reason(workload: str, rows: list[Row], left_out: Sequence[str] = ()) -> str
     no_keep = _best(rows, lambda r: "keep_alive" in r.config and not r.config.get("keep_alive"))
     ratio_fact(keep, no_keep, "best with keep-alive vs best without")
 
-    if kind == Character.IO and thread_ratio is not None and thread_ratio < 1.1:
-        facts.append("here threads did not help much, so something else (the CPU budget, the load "
-                     "generator) bounded throughput")
-    if kind == Character.CPU and thread_ratio is not None and thread_ratio > 1.1:
-        facts.append("threads helped more than the GIL allows for pure CPU work; check the CPU limit "
-                     "and whether the workload really is CPU-bound")
-    if kind == Character.CPU and process_ratio is not None and process_ratio < 1.1:
-        facts.append(f"extra processes did not help: with server_cpus={cpus} there is no spare CPU for them")
+    if kind == Character.IO and thread_ratio is not None and thread_ratio < 1.1 and concurrent is not None:
+        facts.append((concurrent.variant, "here threads did not help much, so something else (the CPU budget, "
+                                          "the load generator) bounded throughput"))
+    if kind == Character.CPU and thread_ratio is not None and thread_ratio > 1.1 and concurrent is not None:
+        facts.append((concurrent.variant, "threads helped more than the GIL allows for pure CPU work; check the "
+                                          "CPU limit and whether the workload really is CPU-bound"))
+    if kind == Character.CPU and process_ratio is not None and process_ratio < 1.1 and multi is not None:
+        facts.append((multi.variant, f"extra processes did not help: with server_cpus={cpus} there is no spare "
+                                     f"CPU for them"))
+    return facts
+
+
+def _reason(workload: str, rows: list[Row], left_out: Sequence[str] = ()) -> str:
+    """A reason a person can check: the workload's principle plus facts from these rows.
+
+    :param rows: the rows whose measured RPS is the server's (the ratios compare them).
+    :param left_out: variants whose RPS is not the server's (generator-bound); the ratios
+        say they are left out, so "best without keep-alive" never silently skips a faster one.
+    """
+    cpus = next((r.config.get("server_cpus") for r in rows if r.config.get("server_cpus") is not None), "?")
+    facts = [fact for _, fact in check_facts(workload, rows)]
     text = principle(workload, cpus)
     if facts:
         among = (f" (Locust RPS, among the variants Locust could load fully; left out, generator-bound: "
@@ -126,7 +140,7 @@ def proxy_pairs(rows: Iterable[Row]) -> list[tuple[Row, Row]]:
     return [(r, direct[same(r)]) for r in rows if r.config.get("proxy") and same(r) in direct]
 
 
-def proxy_sentence(rows: Sequence[Row]) -> str:
+def proxy_facts(rows: Sequence[Row]) -> list[tuple[str, str]]:
     """What the proxy did, per proxied/direct pair at the highest level both were measured.
 
     Server CPU per request is compared always (it is the server's cost whatever limited
@@ -134,16 +148,14 @@ def proxy_sentence(rows: Sequence[Row]) -> str:
     other programs (bottleneck class ``generator-bound`` or ``interference``).
 
     :param rows: one workload's rows in one mode.
-    :return: one sentence per pair, or ``""`` without pairs.
+    :return: ``(proxied variant, fact)`` per pair, e.g. ``("nginx-gunicorn", "nginx in front of
+        gunicorn (vs gunicorn-gthread, 64 users) used 1.14× the CPU per request ...")``.
     """
-    pairs = proxy_pairs(rows)
-    if not pairs:
-        return ""
     top: dict[str, tuple[Row, Row]] = {}
-    for proxied, direct in pairs:
+    for proxied, direct in proxy_pairs(rows):
         if proxied.variant not in top or proxied.level > top[proxied.variant][0].level:
             top[proxied.variant] = (proxied, direct)
-    parts = []
+    out = []
     for proxied, direct in top.values():
         name = f"{proxied.config.get('proxy')} in front of {direct.config.get('server')}"
         facts = []
@@ -161,9 +173,17 @@ def proxy_sentence(rows: Sequence[Row]) -> str:
                             if proxied.p99_us and direct.p99_us else "")
                          + f", so the proxy {'cost' if ratio < 1 else 'gained'} {abs(1 - ratio):.0%} of throughput")
         if facts:
-            parts.append(f"Proxy: {name} ({proxied.variant} vs {direct.variant}, {_level_text(proxied.mode, proxied.level)}) "
-                         + " and ".join(facts) + ".")
-    return " ".join(parts)
+            out.append((proxied.variant, f"{name} ({proxied.variant} vs {direct.variant}, "
+                                         f"{_level_text(proxied.mode, proxied.level)}) " + " and ".join(facts)))
+    return out
+
+
+def proxy_sentence(rows: Sequence[Row]) -> str:
+    """:func:`proxy_facts` in words: ``"Proxy: <fact>."`` per pair, or ``""`` without pairs.
+
+    :param rows: one workload's rows in one mode.
+    """
+    return " ".join(f"Proxy: {fact}." for _, fact in proxy_facts(rows))
 
 
 def _verdict_rate(workload: str, mode: str, rows: list[Row]) -> str:
