@@ -116,3 +116,89 @@ def write_results(path: Path, header: RunHeader, cells: Iterable[Cell]) -> Path:
     lines = [json.dumps(asdict(header), sort_keys=True)] + [cell.to_json() for cell in cells]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+#: A recorded calibration-like run: the README's hello rows at 32 users from the quiet 2-core
+#: machine (run 20261121-070039-default, 3 repetitions, 1 server CPU, one Locust process):
+#: variant -> (Locust RPS, wrk RPS, server CPU ms/request, busiest Locust process share).
+#: The server's busy share is RPS × CPU per request, as the run measured it.
+CALIBRATION_TABLE = {
+    "granian": (10_954, 14_883, 0.081, 0.93),
+    "uwsgi-http11": (11_910, 10_996, 0.079, 0.80),
+    "uwsgi-threads": (4_233, 10_855, 0.131, 0.99),
+    "uwsgi-processes": (4_305, 9_511, 0.131, 0.99),
+    "nginx-uwsgi": (6_202, 7_554, 0.154, 0.83),
+    "waitress": (5_702, 6_206, 0.169, 0.78),
+    "uwsgi-gevent": (4_484, 5_088, 0.147, 0.97),
+    "gunicorn-gevent": (4_896, 5_151, 0.202, 0.74),
+    "nginx-gunicorn": (4_910, 5_132, 0.198, 0.75),
+    "gunicorn-gthread": (4_903, 4_837, 0.198, 0.74),
+    "gunicorn-sync": (3_196, 3_741, 0.269, 0.92),
+    "werkzeug-single": (2_267, 3_512, 0.300, 0.92),
+    "werkzeug-threaded": (2_358, 2_704, 0.401, 0.71),
+}
+#: The same run's io rows (50 ms sleep, 32 users): variant -> Locust RPS. Every variant waits on
+#: the sleep (below saturation): throughput is slots ÷ 50 ms.
+DEFAULT_IO_RPS = {"granian": 158, "uwsgi-http11": 617, "uwsgi-threads": 156, "uwsgi-processes": 58.8,
+                  "nginx-uwsgi": 58.7, "waitress": 157, "uwsgi-gevent": 584, "gunicorn-gevent": 600,
+                  "nginx-gunicorn": 157, "gunicorn-gthread": 156, "gunicorn-sync": 57.5, "werkzeug-single": 19.4,
+                  "werkzeug-threaded": 596}
+#: Per-repetition factors (RPS, CPU per request) of the recorded run's spread: a few per cent.
+_WOBBLE = ((0.97, 1.02), (1.0, 1.0), (1.035, 0.98))
+
+
+def calibration_run(run_id: str = "20261121-064956-calibration", *, io: bool = False) -> tuple[RunHeader, list[Cell]]:
+    """The header and 39 cells of a 13-variant calibration run, shaped as the runner records them.
+
+    The experiment and each variant's configuration come from the shipped
+    ``experiments/calibration.toml`` and ``servers/*.toml``; the figures from
+    :data:`CALIBRATION_TABLE`. Generator-bound cells carry the runner's saturation finding,
+    every cell its wrk calibration and a per-second timeline. With ``io`` the run is
+    ``default``-like: 39 more cells of the io workload (:data:`DEFAULT_IO_RPS`).
+    """
+    from serverlab.experiment import load_experiment
+    from serverlab.findings import GeneratorSaturated
+
+    experiment = load_experiment("calibration")
+    variants = experiment.variants()
+    budget = experiment.budget
+    metadata = {"backend": "docker", "host_cores": 2, "cpu_model": "AMD EPYC 7B13", "git_commit": "7f5d647",
+                "image": "serverlab:latest", "started_at": 1_795_244_439.0, "server_cpus": budget.server_cpus,
+                "server_memory": budget.server_memory, "server_cpuset": budget.server_cpuset,
+                "loadgen_cpuset": budget.loadgen_cpuset, "loadgen_processes_chosen": "1 (auto: 1 CPU in loadgen_cpuset)",
+                "packages": {"flask": "3.1.3", "gunicorn": "27.0.1", "locust": "2.47.0"},
+                "quietness_probe": {"measured": True, "seconds": 2.0, "share": 0.01, "server_share": 0.01,
+                                    "loadgen_share": 0.0, "steal_s": 0.0, "quiet": True, "threshold": 0.05}}
+    record = {**experiment.record(), "seed": 1234}
+    if io:
+        record.update(name="default", workloads=["hello", "io"], params={"hello": {}, "io": {"ms": 50}})
+    header = RunHeader(run_id=run_id, experiment=record, metadata=metadata)
+    cells = []
+    order = 0
+    duration = float(experiment.duration)
+    for repetition, (rps_factor, cpu_factor) in enumerate(_WOBBLE, start=1):
+        for variant, (rps, wrk, cpu_ms, locust) in CALIBRATION_TABLE.items():
+            order += 1
+            value, cost = rps * rps_factor, cpu_ms * cpu_factor
+            saturated = locust >= 0.9
+            config = {**variants[variant].record(), "server_cpus": budget.server_cpus,
+                      "server_memory": budget.server_memory, "server_cpuset": budget.server_cpuset,
+                      "loadgen_cpuset": budget.loadgen_cpuset, "loadgen_processes": 1, "backend": "docker"}
+            cells.append(make_cell(
+                variant, "hello", "closed", 32, repetition, rps=value, median_us=32e6 / value, samples=600,
+                run_id=run_id, config=config, order=order, duration_s=duration, warmup_s=float(experiment.warmup),
+                requests=int(value * duration), server_cpu_s=value * cost / 1000 * duration,
+                cpu_ms_per_request=cost, loadgen_cpu_s=locust * duration, loadgen_cpu_budget=1.0,
+                loadgen_busiest_share=locust, loadgen_saturated=saturated,
+                findings=[GeneratorSaturated(locust, cpu_warning=locust >= 0.97)] if saturated else [],
+                calibration={"wrk_rps": wrk, "locust_rps": rps, "ratio": rps / wrk},
+                timeline=make_timeline(value, 32e6 / value, warmup_s=float(experiment.warmup), seconds=int(duration),
+                                       seed=order)))
+            if io:
+                slow = DEFAULT_IO_RPS[variant] * rps_factor
+                cells.append(make_cell(
+                    variant, "io", "closed", 32, repetition, rps=slow, median_us=32e6 / slow, samples=300,
+                    run_id=run_id, config=config, order=order + 100, duration_s=duration, workload_params={"ms": 50},
+                    requests=int(slow * duration), server_cpu_s=slow * 0.3 / 1000 * duration, cpu_ms_per_request=0.3,
+                    loadgen_cpu_s=0.05 * duration, loadgen_cpu_budget=1.0, loadgen_busiest_share=0.05))
+    return header, cells

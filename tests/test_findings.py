@@ -100,8 +100,16 @@ def test_a_v2_file_and_a_v3_file_of_the_same_facts_render_the_same_report(tmp_pa
     _, old_cells = read_results(v2)
     assert all(isinstance(f, Note) for c in old_cells for f in c.findings)
     out3, out2 = write_report([v3], tmp_path / "r3"), write_report([v2], tmp_path / "r2")
-    for kind in ("markdown", "json", "html"):
-        assert out3[kind].read_bytes() == out2[kind].read_bytes(), kind
+    # the same report but for the grouped findings lines: a v3 file's findings group by kind
+    # ("load generator saturated: r1, r2"), a v2 file's sentences only by their text
+    marks = {"markdown": ("## Findings", "<details>"), "html": ('<section id="findings">', '<details class="all-findings">')}
+    for kind, (start, end) in marks.items():
+        texts = [out[kind].read_text(encoding="utf-8") for out in (out3, out2)]
+        same = [t[:t.index(start)] + t[t.index(end):] for t in texts]
+        assert same[0] == same[1], kind
+    reports = [json.loads(out["json"].read_text(encoding="utf-8")) for out in (out3, out2)]
+    grouped = [report.pop("findings") for report in reports]
+    assert reports[0] == reports[1] and len(grouped[0]) <= len(grouped[1])
     summary = out3["markdown"].read_text()
     for _, texts in [*RECORDED, OPEN_RECORDED]:
         for text in texts:

@@ -81,7 +81,7 @@ def test_rows_follow_the_experiment_order():
     rows = aggregate(header, cells)
     assert [(r.workload, r.variant) for r in rows] == [
         ("io", "werkzeug-single"), ("io", "gunicorn-sync"), ("hello", "werkzeug-single"), ("hello", "gunicorn-sync")]
-    assert "users=[1, 8]" in render_markdown(header, rows)
+    assert "| users | 1, 8 |" in render_markdown(header, rows)  # the settings table
 
 
 def test_failed_cells_are_kept_but_not_averaged():
@@ -158,11 +158,12 @@ def test_markdown_has_metadata_tables_and_failed_cells():
     md = render_markdown(header, rows)
     assert md.startswith("# serverlab report: unit")
     for text in ("**backend**: local", "**host cores**: 8", "Test CPU @ 3.0GHz", "abc1234", "flask 3.1.3",
-                 "server_cpus=1", "## Verdicts", "## Configuration", "## Warnings", "## Failed cells"):
+                 "server_cpus=1", "## Verdict", "## Configuration", "## Findings", "## Failed cells"):
         assert text in md
     assert ("| server | model | workers×threads | keep-alive | users | RPS [95% CI] | p50 ms | p99 ms | "
             "p99.9 ms | failures | CPU ms/req | bottleneck | notes |") in md
-    failed_line = next(line for line in md.splitlines() if line.startswith("| gunicorn-gthread |"))
+    details = md[md.index("## Workload hello"):]  # the per-workload table, below the answer
+    failed_line = next(line for line in details.splitlines() if line.startswith("| gunicorn-gthread |"))
     assert "failed" in failed_line and "server exited with code 3 <boom>" in failed_line
     assert "gunicorn-gthread/hello/8/r1 (failed): server exited with code 3 <boom>" in md
 
@@ -177,7 +178,8 @@ def test_single_repetition_says_no_confidence_interval():
     cells = closed_run(reps=1, levels=(8,))
     md = render_markdown(make_header(), aggregate(make_header(), cells))
     assert NO_CI_NOTE in md
-    assert "[" not in next(line for line in md.splitlines() if line.startswith("| gunicorn-sync |")).split("|")[6]
+    details = md[md.index("## Workload hello"):]
+    assert "[" not in next(line for line in details.splitlines() if line.startswith("| gunicorn-sync |")).split("|")[6]
 
 
 def test_html_escapes_errors_and_embeds_svg_charts():

@@ -62,4 +62,4 @@ def test_a_workload_the_report_has_no_words_for_still_renders():
     rows = aggregate(header, cells)
     summary = render_markdown(header, rows)
     assert "## Workload gremlin: closed mode" in summary
-    assert "- **gremlin**: gunicorn-sync wins" in summary
+    assert "- gunicorn-sync wins gremlin (closed mode, 8 users)" in summary

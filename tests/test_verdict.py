@@ -138,7 +138,12 @@ def test_issue_verdict_ranks_uwsgi_above_gevent_and_gthread_citing_wrk_and_cpu_c
     md, html, js = render_markdown(header, rows), render_html(header, rows), render_json(header, rows)
     assert "| bottleneck |" in md and "generator-bound (server 45%, Locust 99%)" in md
     assert "server-bound (server 98%, Locust 73%)" in md
-    assert "generator-bound (server 45%, Locust 99%)" in html and "uwsgi-processes, uwsgi-threads" in html
+    # HTML and Markdown open on the same answer (the full verdict text stays in report.json)
+    answer = ("Cannot tell which of uwsgi-threads, uwsgi-processes is fastest on hello (closed mode, 32 users); "
+              "they share 1st place ahead of gunicorn-gthread, gunicorn-gevent: the evidence disagrees. "
+              "What would tell: more CPUs for the load generator or a smaller server budget.")
+    assert f"- {answer}" in md and f'<p class="sentence">{answer}</p>' in html
+    assert "generator-bound (server 45%, Locust 99%)" in html
     assert '"class": "generator-bound"' in js and "cannot tell on this machine" in js
 
 

@@ -12,9 +12,11 @@ The package, by job (each module imports only those above it):
 * :mod:`~serverlab.report.ranking` — who is fastest, on evidence valid for each bottleneck class;
 * :mod:`~serverlab.report.rows` — aggregation into rows and their findings;
 * :mod:`~serverlab.report.formatting`, :mod:`~serverlab.report.verdicts` — number formats; verdicts;
+* :mod:`~serverlab.report.answers` — the answer first: per workload a sentence, the places and their evidence;
 * :mod:`~serverlab.report.model`, :mod:`~serverlab.report.tables`, :mod:`~serverlab.report.document` —
   the document every format shows, and ``compare``'s table;
-* :mod:`~serverlab.report.charts` — matplotlib charts, imported only when HTML is rendered;
+* :mod:`~serverlab.report.charts`, :mod:`~serverlab.report.answer_chart` — matplotlib charts, imported
+  only when HTML is rendered;
 * :mod:`~serverlab.report.to_markdown`, :mod:`~serverlab.report.to_html`, :mod:`~serverlab.report.to_json` —
   one renderer per format;
 * :mod:`~serverlab.report.files`, :mod:`~serverlab.report.compare` — results files in, reports out.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from serverlab.report.answers import Answer, answer_rows, answers
 from serverlab.report.compare import compare
 from serverlab.report.document import build_document
 from serverlab.report.files import REPORT_FILES, load_results, planned_cell_count, write_report
@@ -61,7 +64,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "ARTICLE_TOTAL_TIME_S", "CALIBRATION_MIN_RATIO", "DEFAULT_P99_BOUND_MS", "NOTES", "NO_CI_NOTE", "REPORT_FILES",
+    "ARTICLE_TOTAL_TIME_S", "Answer", "answer_rows", "answers", "CALIBRATION_MIN_RATIO", "DEFAULT_P99_BOUND_MS", "NOTES", "NO_CI_NOTE", "REPORT_FILES",
     "SENTENCES", "TABLE_PERCENTILES", "UI_MEASURED_SENTENCE", "VERDICT_MODE_PREFERENCE", "Chart", "Document",
     "FailedCell", "ReportError", "Row", "RowFinding", "Section", "Table", "aggregate", "build_document", "compare",
     "load_results", "planned_cell_count", "proxy_pairs", "proxy_sentence", "ranking_charts", "render_charts",

@@ -1,9 +1,10 @@
 """Lay out a report: from rows to a :class:`~serverlab.report.model.Document` every format renders.
 
-:func:`build_document` writes the run's metadata, the verdicts, one section per
+:func:`build_document` writes the answer per workload first (sentence, ranking chart,
+compact table, reasoning), then the run's metadata and settings, the verdicts, one section per
 (workload, mode) with its tables (and, for HTML, its charts), proxied vs direct,
 the configuration, the warnings (every finding in words), the failed cells and the
-open-mode sustainable throughput — once, so Markdown, HTML and JSON cannot disagree.
+open-mode sustainable throughput, the findings grouped — once, so Markdown, HTML and JSON cannot disagree.
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ from typing import Any, Sequence
 from serverlab import __version__
 from serverlab.interference import describe_probe
 from serverlab.report.formatting import _fmt_params
-from serverlab.report.model import Document, Section
+from serverlab.report.answers import Answer, answers
+from serverlab.report.model import AnswerBlock, Document, Section, Setting
 from serverlab.report.rows import Row
+from serverlab.report.sentences import grouped_findings
 from serverlab.report.tables import (
+    _answer_table,
     _article_table,
     _calibration_table,
     _config_table,
     _main_table,
     _open_tables,
     _proxy_table,
+    _reasons_table,
     _requests_table,
 )
 from serverlab.report.verdicts import DEFAULT_P99_BOUND_MS, sustainable_throughput, verdicts
@@ -57,20 +62,43 @@ def _metadata(header: RunHeader) -> list[tuple[str, str]]:
     packages = meta.get("packages")
     if isinstance(packages, dict) and packages:
         out.append(("packages", ", ".join(f"{k} {v}" for k, v in sorted(packages.items()))))
-    def scalar(value: Any) -> bool:
-        return isinstance(value, (int, float, str, bool))
-
-    def text(value: Any) -> str:
-        return f"[{', '.join(map(str, value))}]" if isinstance(value, (list, tuple)) else str(value)
-
-    settings = [f"{k}={text(v)}" for k, v in sorted(exp.items())
-                if k not in ("name", "description")
-                and (scalar(v) or (isinstance(v, (list, tuple)) and all(scalar(x) for x in v)))]
-    if settings:
-        out.append(("settings", ", ".join(settings)))
     out.append(("report", f"serverlab {__version__}; medians over repetitions with 95% percentile-bootstrap "
                           f"confidence intervals; latency percentiles from merged HDR histograms"))
     return out
+
+
+def _settings(header: RunHeader) -> list[Setting]:
+    """The experiment's settings (name and description aside), a list's items kept apart so HTML can fold them."""
+    def text(value: Any) -> str:
+        if isinstance(value, dict):
+            return ", ".join(f"{k}={text(v)}" for k, v in sorted(value.items())) or "—"
+        if isinstance(value, (list, tuple)):
+            return ", ".join(text(v) for v in value)
+        return str(value)
+
+    out = []
+    for key, value in sorted(header.experiment.items()):
+        if key in ("name", "description"):
+            continue
+        if isinstance(value, (list, tuple)) and len(value) > 3:
+            out.append(Setting(key, f"{len(value)}: {text(value[:2])}, …", tuple(text(v) for v in value)))
+        else:
+            out.append(Setting(key, text(value)))
+    return out
+
+
+def _blocks(answers: Sequence[Answer], charts: bool) -> list[AnswerBlock]:
+    """Each answer laid out: the sentence, the compact and reasoning tables and (HTML) the ranking chart."""
+    blocks = []
+    for answer in answers:
+        block = AnswerBlock(answer.workload, answer.where, f"answer-{answer.workload}", answer.sentence,
+                            _answer_table(answer), _reasons_table(answer), answer.principle)
+        if charts:
+            from serverlab.report.answer_chart import answer_chart  # matplotlib: only here
+
+            block.chart = answer_chart(answer)
+        blocks.append(block)
+    return blocks
 
 
 def build_document(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[str, str] | None = None,
@@ -127,7 +155,10 @@ def build_document(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[s
     failed = [f for r in rows for f in r.failed_cells]
     title = f"serverlab report: {header.experiment.get('name', header.run_id)}"
     sustained = [(w, v, rate) for (w, v), rate in sustainable_throughput(rows, bound).items()]
-    return Document(title, _metadata(header), list(verdict_texts.items()), sections, warnings, failed, sustained)
+    found = answers(rows, bound)
+    return Document(title, _metadata(header), list(verdict_texts.items()), sections, warnings, failed, sustained,
+                    answers=found, blocks=_blocks(found, charts), settings=_settings(header),
+                    findings=[*dict.fromkeys(extra_warnings), *grouped_findings(rows)])
 
 
 def _p99_bound(header: RunHeader) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from serverlab.report.answers import Answer
 from serverlab.report.rows import FailedCell
 
 @dataclass
@@ -20,6 +21,8 @@ class Table:
     :param title: a heading above the table, or ``None``.
     :param intro: paragraphs before the table.
     :param failed_rows: indexes of rows to mark as failed (HTML highlights them).
+    :param list_columns: indexes of columns whose cells hold several items, one per line
+        (HTML shows a list, Markdown joins them with ``"; "``).
     """
 
     headers: list[str]
@@ -27,6 +30,7 @@ class Table:
     title: str | None = None
     intro: list[str] = field(default_factory=list)
     failed_rows: set[int] = field(default_factory=set)
+    list_columns: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -60,6 +64,42 @@ class Section:
 
 
 @dataclass
+class AnswerBlock:
+    """One workload's answer as every format shows it first.
+
+    :param workload: the workload; :param where: e.g. ``"closed mode, 32 users"``.
+    :param anchor: the HTML id of its block.
+    :param sentence: the answer in one sentence.
+    :param table: the compact table (place, server, model, RPS, p99, CPU, bottleneck, evidence used).
+    :param reasons: the reasoning, one row per variant, or ``None`` when there is nothing to add.
+    :param principle: what bounds the workload, in words (``""`` when the lab has none).
+    :param chart: the ranking chart (HTML only), or ``None``.
+    """
+
+    workload: str
+    where: str
+    anchor: str
+    sentence: str
+    table: Table
+    reasons: Table | None = None
+    principle: str = ""
+    chart: Chart | None = None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One experiment setting as the run details show it.
+
+    :param name: the setting's key; :param text: its value as text.
+    :param items: a list's items (HTML folds them behind ``text``), ``()`` for a single value.
+    """
+
+    name: str
+    text: str
+    items: tuple[str, ...] = ()
+
+
+@dataclass
 class Document:
     """Everything a report shows, already formatted as text, in order.
 
@@ -71,6 +111,11 @@ class Document:
     :param failed: every cell that was not measured, with its error.
     :param sustainable_throughput: open mode, ``(workload, variant, RPS or None)`` per pair
         (:func:`serverlab.report.verdicts.sustainable_throughput`); empty without open-mode rows.
+    :param answers: the answer per workload (:func:`serverlab.report.answers.answers`), as data.
+    :param blocks: the same answers laid out: sentence, chart, compact table, reasoning.
+    :param settings: the experiment's settings, one per key.
+    :param findings: :attr:`warnings` grouped, one line per kind and variant
+        (:func:`serverlab.report.sentences.grouped_findings`).
     """
 
     title: str
@@ -80,3 +125,7 @@ class Document:
     warnings: list[str]
     failed: list[FailedCell]
     sustainable_throughput: list[tuple[str, str, int | None]] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)
+    blocks: list[AnswerBlock] = field(default_factory=list)
+    settings: list[Setting] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)

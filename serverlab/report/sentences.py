@@ -10,9 +10,10 @@ Percentages are rounded as the runner always printed them (``99%``; spreads ``12
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from serverlab.findings import Finding, FindingKind, GeneratorSaturated, Interference
+from serverlab.report.formatting import _level_text
 from serverlab.terms import Bottleneck
 
 if TYPE_CHECKING:
@@ -72,6 +73,76 @@ NOTES: dict[FindingKind, Callable[[Any, Row], str | None]] = {
         "load generator saturated" if (row.bottleneck or {}).get("class") != Bottleneck.GENERATOR_BOUND else None),
     FindingKind.CALIBRATION_LOW: lambda f, row: f"Locust/wrk {f.ratio:.2f}",
 }
+
+
+#: The short form of every kind in a grouped findings line (:func:`grouped_findings`).
+SHORT: dict[FindingKind, Callable[[Any], str]] = {
+    FindingKind.NOTE: lambda f: f.text,
+    FindingKind.GENERATOR_SATURATED: lambda f: "load generator saturated" + (
+        f" (up to {f.busiest_share:.0%} of a core)" if f.busiest_share is not None else ""),
+    FindingKind.WARMUP_TREND: lambda f: f"warm-up trend (throughput {'rose' if f.rps_trend > 0 else 'fell'} up to "
+                                        f"{abs(f.rps_trend):.0%} within the window)",
+    FindingKind.INTERFERENCE: lambda f: f"interference (other programs used up to {f.share:.0%} of the lab's CPUs)",
+    FindingKind.UNANSWERED: lambda f: "requests left unanswered",
+    FindingKind.FAILED_REQUESTS: lambda f: "failed requests",
+    FindingKind.FELL_BEHIND: lambda f: "the generator fell behind its schedule",
+    FindingKind.UI_MEASURED: lambda f: "measured from the web UI (no server CPU or memory)",
+    FindingKind.UNSTABLE: lambda f: f"unstable (repetitions spread {f.spread:.1%})",
+    FindingKind.CALIBRATION_FAILED: lambda f: f"calibration failed ({f.note})",
+    FindingKind.CALIBRATION_LOW: lambda f: f"Locust reached only {f.ratio:.0%} of wrk's RPS",
+    FindingKind.HISTOGRAMS_UNMERGED: lambda f: "latency histograms not merged",
+}
+#: The figure that makes a finding the worst of its group (the one a grouped line quotes).
+_SEVERITY = ("busiest_share", "share", "spread", "ratio", "rps_trend")
+
+
+def _repetitions_text(repetitions: Sequence[int]) -> str:
+    """``[1, 2, 3, 5]`` → ``"r1–r3, r5"``."""
+    runs: list[list[int]] = []
+    for n in sorted(set(repetitions)):
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(f"r{r[0]}–r{r[-1]}" if len(r) > 2 else ", ".join(f"r{n}" for n in r) for r in runs)
+
+
+def grouped_findings(rows: Sequence[Row]) -> list[str]:
+    """Every finding of the rows, one line per kind and variant, naming the repetitions it hit.
+
+    E.g. ``"uwsgi-threads: load generator saturated (up to 99% of a core): r1–r3"``; with
+    several workloads or levels the line names each: ``"... : hello 32 users r1–r3, io 32 users r2"``.
+    A finding about a whole row (no repetition) counts for the row without naming repetitions;
+    the worst figure of the group is quoted (e.g. the highest Locust share).
+
+    :param rows: report rows, in order.
+    :return: the lines, in row order.
+    """
+    several = len({(r.workload, r.mode, r.level) for r in rows}) > 1
+    groups: dict[tuple[str, str, str], list[tuple[Row, RowFinding]]] = {}
+    for row in rows:
+        for item in row.findings:
+            text = item.finding.text if item.finding.kind == FindingKind.NOTE else ""
+            groups.setdefault((row.variant, str(item.finding.kind), text), []).append((row, item))
+    lines = []
+    for (variant, _, _), items in groups.items():
+        def severity(pair: tuple[Row, RowFinding]) -> float:
+            f = pair[1].finding
+            return max((abs(v) for k in _SEVERITY if isinstance(v := getattr(f, k, None), (int, float))), default=0.0)
+
+        finding = max(items, key=severity)[1].finding
+        if finding.kind == FindingKind.CALIBRATION_LOW:  # the lowest ratio is the worst
+            finding = min((i.finding for _, i in items), key=lambda f: f.ratio)
+        places: dict[tuple[str, str, str, int], list[int]] = {}  # row key -> repetitions
+        for row, item in items:
+            places.setdefault(row.key, [])
+            if item.repetition is not None:
+                places[row.key].append(item.repetition)
+        where = [" ".join(x for x in ((f"{workload} {_level_text(mode, level)}" if several else ""),
+                                      _repetitions_text(reps)) if x) for (_, workload, mode, level), reps in places.items()]
+        where = [w for w in where if w]
+        lines.append(f"{variant}: {SHORT[finding.kind](finding)}" + (f": {', '.join(where)}" if where else ""))
+    return lines
 
 
 def sentence(finding: Finding, about_one_cell: bool = True) -> str:

@@ -22,6 +22,7 @@ from serverlab.report.formatting import (
     _workers_threads,
     _yes_no,
 )
+from serverlab.report.answers import SOURCE_LABELS, Answer
 from serverlab.report.model import Table
 from serverlab.report.rows import CALIBRATION_MIN_RATIO, Row
 from serverlab.report.sentences import NOTES
@@ -77,6 +78,39 @@ def _main_table(rows: list[Row], mode: str) -> Table:
             _bottleneck.describe(row.bottleneck), _row_notes(row),
         ])
     return table
+
+
+def _answer_table(answer: Answer) -> Table:
+    """The compact table under an answer: place, server, model, RPS [CI], p99, CPU ms/req, bottleneck, evidence used."""
+    table = Table(["place", "server", "model", "RPS [95% CI]", "p99 ms", "CPU ms/req", "bottleneck", "evidence used"], [])
+    for placed in answer.placed:
+        row = placed.row
+        floor = " (a floor)" if (row.bottleneck or {}).get("class") == "generator-bound" else ""
+        if placed.left_out:
+            evidence = f"not ranked: {placed.left_out}"
+        elif placed.evidence:
+            shown = {f.source: f.text for f in placed.figures}
+            locust = "Locust floor" if floor else "Locust RPS"  # its figure is in the RPS column
+            evidence = "; ".join(locust if s == "measured RPS" else shown.get(s, SOURCE_LABELS.get(s, s))
+                                 for s in placed.evidence)
+        else:
+            tried = ", ".join(SOURCE_LABELS.get(f.source, f.source) for f in placed.figures)
+            evidence = "none separates it" + (f" ({tried})" if tried else "")
+        table.rows.append([
+            placed.place_text, placed.variant, f"{_model(row)} {_workers_threads(row.config)}",
+            format_estimate(row.rps, format_rps) + floor, _fmt_ms(row.hdr_us.get("p99")),
+            f"{row.cpu_ms_per_request.median:.3g}" if row.cpu_ms_per_request else "—",
+            _bottleneck.describe(row.bottleneck), evidence,
+        ])
+        if placed.left_out:
+            table.failed_rows.add(len(table.rows) - 1)
+    return table
+
+
+def _reasons_table(answer: Answer) -> Table | None:
+    """The reasoning behind an answer, one row per variant that has any: server, place, why."""
+    rows = [[p.variant, p.place_text, "\n".join(p.reasons)] for p in answer.placed if p.reasons]
+    return Table(["server", "place", "why"], rows, list_columns={2}) if rows else None
 
 
 def _requests_table(rows: list[Row], header: RunHeader) -> Table:

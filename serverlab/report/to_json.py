@@ -1,4 +1,4 @@
-"""``report.json``: the run's rows as data beside the document's verdicts, warnings and sustainable throughput."""
+"""``report.json``: the answer per workload as data, the run's rows, the verdicts, findings and sustainable throughput."""
 
 from __future__ import annotations
 
@@ -40,8 +40,10 @@ def json_text(doc: Document, header: RunHeader, rows: Sequence[Row]) -> str:
     :return: JSON text (sorted keys, indented, a final newline).
     """
     data = {
-        "kind": "report", "version": 1, "serverlab": __version__, "run_id": header.run_id,
-        "experiment": header.experiment, "metadata": header.metadata, "verdicts": dict(doc.verdicts),
+        "kind": "report", "version": 2, "serverlab": __version__, "run_id": header.run_id,
+        "experiment": header.experiment, "metadata": header.metadata,
+        "answers": {a.workload: a.to_dict() for a in doc.answers}, "verdicts": dict(doc.verdicts),
+        "findings": list(doc.findings),
         "sustainable_throughput": [{"workload": w, "variant": v, "rps": t} for w, v, t in doc.sustainable_throughput],
         "warnings": list(doc.warnings),
         "rows": [_row_dict(r) for r in rows],
@@ -51,8 +53,14 @@ def json_text(doc: Document, header: RunHeader, rows: Sequence[Row]) -> str:
 
 def render_json(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[str, str] | None = None,
                 *, extra_warnings: Sequence[str] = ()) -> str:
-    """Render ``report.json``: ``{"kind": "report", "version": 1, "run_id", "experiment",
-    "metadata", "verdicts", "sustainable_throughput", "warnings", "rows": [Row as dict]}``.
+    """Render ``report.json``: ``{"kind": "report", "version": 2, "run_id", "experiment",
+    "metadata", "answers", "verdicts", "findings", "sustainable_throughput", "warnings",
+    "rows": [Row as dict]}``.
+
+    ``answers`` is the answer as data, per workload (:meth:`serverlab.report.answers.Answer.to_dict`):
+    ``{"sentence", "winner", "runner_up", "lead", "places": [[variant, ...], ...], "variants":
+    [{"variant", "place", "shared", "evidence", "figures", "reasons", ...}], ...}``; ``verdicts``
+    the full reasoning in words; ``findings`` the warnings grouped per kind and variant.
 
     Units as in :class:`~serverlab.report.rows.Row` (µs, s, ms, bytes, RPS); non-finite
     numbers become ``null``. Each row's findings appear as its ``warnings`` sentences.

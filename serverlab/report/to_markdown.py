@@ -29,27 +29,55 @@ def _md_table(table: Table) -> list[str]:
     lines.append("| " + " | ".join(_md_escape(h) for h in table.headers) + " |")
     lines.append("|" + "|".join("---" for _ in table.headers) + "|")
     for row in table.rows:
-        lines.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
+        cells = ["; ".join(c.splitlines()) if i in table.list_columns else c for i, c in enumerate(row)]
+        lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
     lines.append("")
     return lines
 
 
 def markdown(doc: Document) -> str:
-    """Render a laid-out document as ``summary.md`` text (charts are left to the HTML)."""
-    lines = [f"# {doc.title}", "", "## Run", ""]
-    lines += [f"- **{label}**: {_md_escape(value)}" for label, value in doc.metadata]
-    lines += ["", "## Verdicts", ""]
-    lines += [f"- **{w}**: {_md_escape(v)}" for w, v in doc.verdicts] or ["- no measured workloads"]
+    """Render a laid-out document as ``summary.md`` text (charts are left to the HTML).
+
+    The answer comes first, paste-able into an issue: one line per workload and its
+    compact table (the verdict section), then the reasoning per variant, the run, the
+    detailed tables, the findings grouped (the full list folded) and the failed cells.
+    """
+    lines = [f"# {doc.title}", "", "## Verdict", ""]
+    lines += [f"- {_md_escape(b.sentence)}" for b in doc.blocks] or ["- no measured workloads"]
     lines.append("")
+    for block in doc.blocks:
+        if len(doc.blocks) > 1:
+            lines += [f"### {block.workload} ({block.where})", ""]
+        lines += _md_table(block.table)
+    reasons = [b for b in doc.blocks if b.reasons or b.principle]
+    if reasons:
+        lines += ["## Why this order", ""]
+        for block in reasons:
+            lines += [f"### {block.workload} ({block.where})", ""]
+            if block.principle:
+                lines += [block.principle, ""]
+            if block.reasons:
+                lines += _md_table(block.reasons)
+    lines += ["## Run", ""]
+    lines += [f"- **{label}**: {_md_escape(value)}" for label, value in doc.metadata]
+    lines.append("")
+    if doc.settings:
+        lines += _md_table(Table(["setting", "value"], [[s.name, ", ".join(s.items) if s.items else s.text]
+                                                         for s in doc.settings], title="Settings"))
     for section in doc.sections:
         lines += [f"## {section.title}", ""]
         for paragraph in section.paragraphs:
             lines += [paragraph, ""]
         for table in section.tables:
             lines += _md_table(table)
-    lines += ["## Warnings", ""]
-    lines += [f"- {_md_escape(w)}" for w in doc.warnings] or ["- none"]
-    lines += ["", "## Failed cells", ""]
+    lines += ["## Findings", ""]
+    lines += [f"- {_md_escape(f)}" for f in doc.findings] or ["- none"]
+    lines.append("")
+    if doc.warnings:
+        lines += [f"<details><summary>All {len(doc.warnings)} findings, one per row and repetition</summary>", ""]
+        lines += [f"- {_md_escape(w)}" for w in doc.warnings]
+        lines += ["", "</details>", ""]
+    lines += ["## Failed cells", ""]
     lines += [f"- {f.cell_id} ({f.status}): {_md_escape(f.error)}" for f in doc.failed] or ["- none"]
     lines += ["", "Charts are in index.html.", ""]
     return "\n".join(lines)
@@ -57,9 +85,10 @@ def markdown(doc: Document) -> str:
 
 def render_markdown(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[str, str] | None = None,
                     *, extra_warnings: Sequence[str] = ()) -> str:
-    """Render ``summary.md``: metadata, verdicts, one table per workload and mode,
-    requests/open/calibration tables where applicable, configuration, warnings and
-    failed cells.
+    """Render ``summary.md``: the answer per workload (a sentence and a compact table),
+    the reasoning per variant, metadata and settings, one table per workload and mode,
+    requests/open/calibration tables where applicable, configuration, the findings
+    grouped (every one folded below) and failed cells.
 
     :param header: the run header.
     :param rows: rows from :func:`serverlab.report.rows.aggregate`.
