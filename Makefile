@@ -26,7 +26,7 @@ test-fast: venv  ## unit tests only (no servers, no Docker)
 	$(BIN)/python -m pytest -m 'not docker and not slow' $(PYTEST_ARGS)
 
 test-browser: venv  ## the web UI and report in Debian's chromium (apt-get install chromium); screenshots in test-output/browser/
-	$(BIN)/python -m pytest tests/test_browser.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/test_browser.py tests/test_report_browser.py $(PYTEST_ARGS)
 
 report: venv  ## run EXPERIMENT (default: default) and write reports/<run-id>/
 	$(BIN)/serverlab run $(EXPERIMENT) --backend $(BACKEND) $(ARGS)
