@@ -106,27 +106,46 @@ def huge_json_document(size: int, block: int = 65536) -> Iterator[bytes]:
     yield tail
 
 
-def post_huge_body(url: str, size: int = HUGE_BODY_BYTES, timeout: float = 60) -> tuple[int, dict[str, str], bytes, int]:
+def chunk_frame(data: bytes) -> bytes:
+    """``data`` as one chunk of a chunked body (``<hex size>\\r\\n<data>\\r\\n``); ``b""`` gives the last chunk."""
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def chunked(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """Frame each piece as one chunk, then the terminating zero-size chunk."""
+    for piece in pieces:
+        if piece:
+            yield chunk_frame(piece)
+    yield chunk_frame(b"") + b"\r\n"
+
+
+def post_huge_body(url: str, size: int = HUGE_BODY_BYTES, timeout: float = 60,
+                   chunked_body: bool = False) -> tuple[int, dict[str, str], bytes, int]:
     """Announce and start sending a ``size``-byte JSON document (:func:`huge_json_document`) to ``POST /background``, the way
     a careless client would, stopping as soon as the server answers.
 
-    :return: ``(status, headers, body, bytes of the body sent)``.
+    :param chunked_body: send it with ``Transfer-Encoding: chunked`` in 64 KiB chunks (as curl
+        does) instead of a ``Content-Length``: the server cannot know its size before reading it.
+    :return: ``(status, headers, body, bytes of the body sent)`` (framing included when chunked).
     :raises AssertionError: if no response arrives within ``timeout`` seconds.
     """
     deadline = time.monotonic() + timeout
-    document = huge_json_document(size)
+    document = chunked(huge_json_document(size)) if chunked_body else huge_json_document(size)
+    framing = "Transfer-Encoding: chunked" if chunked_body else f"Content-Length: {size}"
     sent = 0
     with socket.create_connection(split_address(url), timeout=timeout) as sock:
         sock.sendall((f"POST /background HTTP/1.1\r\nHost: lab\r\nContent-Type: application/json\r\n"
-                      f"Content-Length: {size}\r\n\r\n").encode())
+                      f"{framing}\r\n\r\n").encode())
         try:
             pending = b""
-            while sent < size and time.monotonic() < deadline:
+            while time.monotonic() < deadline:
                 readable, writable, _ = select.select([sock], [sock], [], 1.0)
                 if readable:
                     break  # the server answered (or closed) before taking the whole body
                 if writable:
-                    pending = pending or next(document)
+                    pending = pending or next(document, b"")
+                    if not pending:
+                        break  # all sent
                     done = sock.send(pending)
                     sent, pending = sent + done, pending[done:]
         except (BrokenPipeError, ConnectionResetError):
@@ -146,3 +165,34 @@ def healthy(url: str, timeout: float = 30) -> bool:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.2)
+
+
+def get_with_big_head(url: str, header_bytes: int = 0, path_bytes: int = 0, timeout: float = 30) -> int | None:
+    """``GET /`` with one header line (``X-Big: aaa...``) of ``header_bytes`` bytes and/or a
+    request line padded to ``path_bytes`` bytes (``/?pad=aaa...``).
+
+    :return: the response status, or ``None`` when the server closed (or reset) the
+        connection without answering (uWSGI over its ``--buffer-size``).
+    """
+    path = "/"
+    if path_bytes:
+        path = "/?pad=" + "a" * max(0, path_bytes - len("GET /?pad= HTTP/1.1"))
+    head = f"GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n"
+    if header_bytes:
+        head += "X-Big: " + "a" * max(0, header_bytes - len("X-Big: ")) + "\r\n"
+    with socket.create_connection(split_address(url), timeout=timeout) as sock:
+        try:
+            sock.sendall((head + "\r\n").encode())
+            sock.settimeout(timeout)
+            first = sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            return None
+        if not first:
+            return None
+        data = first
+        while b"\r\n" not in data:
+            more = sock.recv(65536)
+            if not more:
+                break
+            data += more
+        return int(data.split(b"\r\n", 1)[0].split()[1])

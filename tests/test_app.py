@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 import time
 
@@ -508,14 +509,91 @@ def test_body_at_the_limit_is_read(client):
     wait_for_job(client, response.headers["Location"])
 
 
-def test_chunked_body_over_the_limit_is_413(client):
-    """No Content-Length (a chunked upload, already de-chunked by the server): counted as read."""
+def chunked_post(client, path: str, body: bytes, **environ):
+    """POST ``body`` as a server hands the app a chunked upload: ``Transfer-Encoding:
+    chunked``, no ``Content-Length``, the de-chunked bytes in ``wsgi.input`` (``environ``
+    adds or overrides keys: ``wsgi.input_terminated`` for a server that de-chunks)."""
     import io
 
-    stream = io.BytesIO(b'{"ms": 0,' + b" " * (2 * labapp.MAX_BODY_BYTES) + b"}")
-    response = client.post("/background", input_stream=stream, content_type="application/json",
-                           environ_overrides={"wsgi.input_terminated": True})
+    builder_environ = {"wsgi.input": io.BytesIO(body), "HTTP_TRANSFER_ENCODING": "chunked", **environ}
+    return client.post(path, content_type="application/json", environ_overrides=builder_environ)
+
+
+@pytest.mark.parametrize("path", ["/background", "/"])
+@pytest.mark.parametrize("extra", [1, labapp.MAX_BODY_BYTES // 2], ids=["one-byte-over", "half-a-limit-over"])
+def test_chunked_body_over_the_limit_is_413(client, path, extra):
+    """Issue 22: a de-chunked body one byte over the limit was cut at the limit by Werkzeug
+    and answered 400 "not valid JSON: Unterminated string"; now 413 on every route."""
+    body = b'{"ms": 0, "p": "' + b"a" * (labapp.MAX_BODY_BYTES + extra) + b'"}'
+    response = chunked_post(client, path, body, **{"wsgi.input_terminated": True})
+    error = assert_json_error(response, 413, str(labapp.MAX_BODY_BYTES), "bytes")
+    assert error["limit_bytes"] == labapp.MAX_BODY_BYTES
+    assert client.get("/healthz").status_code == 200
+
+
+def test_chunked_body_at_the_limit_is_read(client):
+    body = b'{"ms": 0' + b" " * (labapp.MAX_BODY_BYTES - 9) + b"}"
+    assert len(body) == labapp.MAX_BODY_BYTES
+    response = chunked_post(client, "/background", body, **{"wsgi.input_terminated": True})
+    assert response.status_code == 202, response.get_data(as_text=True)[:300]
+    wait_for_job(client, response.headers["Location"])
+
+
+class FakeUwsgi:
+    """``import uwsgi`` inside a uWSGI worker: ``chunked_read()`` returns one chunk per call, b"" at the end."""
+
+    def __init__(self, chunks):
+        self.chunks = list(chunks)
+        self.calls = 0
+
+    def chunked_read(self, timeout: int = 0) -> bytes:
+        self.calls += 1
+        if not self.chunks:
+            return b""
+        chunk = self.chunks.pop(0)
+        if isinstance(chunk, Exception):
+            raise chunk
+        return chunk
+
+
+def test_uwsgi_chunked_bodies_are_read_with_its_chunked_api(client, monkeypatch):
+    """uWSGI's --http-socket hands the app no chunked body (wsgi.input is empty): the app
+    reads it with uwsgi.chunked_read(), so the same request is 202 as on Gunicorn."""
+    fake = FakeUwsgi([b'{"ms"', b": 5}"])
+    monkeypatch.setitem(sys.modules, "uwsgi", fake)
+    response = chunked_post(client, "/background", b"", **{"uwsgi.version": b"2.0.30"})
+    assert response.status_code == 202, response.get_data(as_text=True)
+    assert response.get_json()["ms"] == 5
+    wait_for_job(client, response.headers["Location"])
+
+
+def test_uwsgi_chunked_body_over_the_limit_is_413_and_not_read_further(client, monkeypatch):
+    chunks = [b'{"p": "'] + [b"a" * 65536] * 17 + [b'"}'] + [b"never read"] * 5
+    fake = FakeUwsgi(chunks)
+    monkeypatch.setitem(sys.modules, "uwsgi", fake)
+    response = chunked_post(client, "/", b"", **{"uwsgi.version": b"2.0.30"})
     assert_json_error(response, 413, str(labapp.MAX_BODY_BYTES))
+    assert fake.calls == 17  # stopped at the first chunk that went over 1 MiB
+    assert fake.chunks[-5:] == [b"never read"] * 5
+
+
+def test_uwsgi_chunk_read_error_is_400_naming_it(client, monkeypatch):
+    monkeypatch.setitem(sys.modules, "uwsgi", FakeUwsgi([b'{"ms"', OSError("unable to receive chunked part")]))
+    response = chunked_post(client, "/background", b"", **{"uwsgi.version": b"2.0.30"})
+    assert_json_error(response, 400, "chunked request body could not be read", "unable to receive chunked part")
+
+
+def test_a_server_that_hands_no_chunked_body_gets_411(client):
+    response = chunked_post(client, "/background", b'{"ms": 5}', SERVER_SOFTWARE="someserver/1")
+    assert_json_error(response, 411, "someserver/1", "Content-Length")
+
+
+def test_a_length_beside_chunked_is_read_by_its_length(client):
+    """nginx's uwsgi_pass de-chunks and passes CONTENT_LENGTH with the client's Transfer-Encoding."""
+    body = b'{"ms": 0}'
+    response = chunked_post(client, "/background", body, CONTENT_LENGTH=str(len(body)))
+    assert response.status_code == 202, response.get_data(as_text=True)
+    wait_for_job(client, response.headers["Location"])
 
 
 def test_deeply_nested_json_is_400(client):
@@ -560,6 +638,8 @@ def test_an_unreadable_body_is_400_not_500(client):
     response = client.post("/background", content_type="application/json",
                            environ_overrides={"wsgi.input": BrokenChunks(), "wsgi.input_terminated": True})
     assert_json_error(response, 400, "could not be read")
+    response = chunked_post(client, "/background", b"", **{"wsgi.input": BrokenChunks(), "wsgi.input_terminated": True})
+    assert_json_error(response, 400, "could not be read", "Invalid chunk header")
 
 
 def test_background_cap_is_exact_under_a_flood(app, monkeypatch):

@@ -2,6 +2,12 @@
 (issue 8, scenario 3): a 200 MB body gets 413 and the server keeps answering; JSON nested
 100 000 deep and broken chunked bodies get 4xx, never 500; the background-job cap holds
 under a flood; idle connections cannot make werkzeug-threaded start a thread each.
+
+Bad input answered alike (issue 22), on every declared variant (new declarations are
+covered as they appear): a chunked body over 1 MiB gets 413 like an unchunked one; a
+small chunked body is read (uWSGI too, through its chunked-input API); request heads
+within 8 KiB are served whole, and larger ones get what the variant's ``[headers]`` table
+declares (431/414/400, or a closed connection where the server cannot answer: uWSGI).
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from pathlib import Path
 import pytest
 
 import labapp
-from hostile import BAD_CHUNKED_BODIES, NESTED_JSON, healthy, post_chunked, post_huge_body, post_json_bytes
+from hostile import (BAD_CHUNKED_BODIES, NESTED_JSON, chunk_frame, get_with_big_head, healthy, post_chunked,
+                     post_huge_body, post_json_bytes, raw_request)
 from labapp.variants import get_variant, load_variants
 
 pytestmark = pytest.mark.slow
@@ -71,12 +78,63 @@ def test_deeply_nested_json_gets_400(servers, name):
 def test_broken_chunked_body_gets_4xx(servers, name, case):
     url = servers(name)
     status, _headers, body = post_chunked(url, BAD_CHUNKED_BODIES[case])
-    # Werkzeug and Gunicorn de-chunk and report the broken framing (400); uWSGI's
-    # --http-socket hands the app no body at all, which is not a JSON object (400);
-    # nginx refuses the framing itself (400).
+    # Werkzeug and Gunicorn de-chunk and report the broken framing (400); uWSGI's chunked
+    # API reads a non-hex size as the last chunk, leaving a body that is not a JSON object
+    # (400); nginx refuses the framing itself (400).
     assert 400 <= status < 500, body[:300]
     if answered_by_the_app(name):
         assert json.loads(body)["status"] == status
+    assert healthy(url)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_chunked_body_over_the_limit_gets_413_like_an_unchunked_one(servers, name):
+    """Issue 22: 1.5 MB sent in 64 KiB chunks (as curl does) got 400 "not valid JSON:
+    Unterminated string" on gunicorn-sync, gunicorn-gthread, werkzeug-single and granian."""
+    url = servers(name)
+    status, _headers, body, sent = post_huge_body(url, size=3 * labapp.MAX_BODY_BYTES // 2, chunked_body=True)
+    assert status == 413, body[:300]
+    if answered_by_the_app(name):
+        error = json.loads(body)
+        assert error["limit_bytes"] == labapp.MAX_BODY_BYTES and error["status"] == 413
+    assert healthy(url)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_a_small_chunked_body_is_read(servers, name):
+    """Issue 22: uWSGI's --http-socket variants answered 400 "Expecting value" (the app saw
+    no body) where Gunicorn answered 202; the app now reads it with uwsgi.chunked_read()."""
+    url = servers(name)
+    status, _headers, body = post_chunked(url, chunk_frame(b'{"ms"') + chunk_frame(b": 5}") + chunk_frame(b"") + b"\r\n")
+    assert status == 202, body[:300]
+    assert json.loads(body)["ms"] == 5
+    assert healthy(url)
+
+
+def expected_head_answer(status: int) -> int | None:
+    """A declared refusal as :func:`hostile.get_with_big_head` reports it: 0 (closes) is ``None``."""
+    return status or None
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_request_heads_are_answered_as_declared(servers, name):
+    """Issue 22: heads within the common 8 KiB are served by every variant; a larger header
+    line or request line gets the declared answer (uWSGI: the connection closes; it was at
+    ~4 KB before, its default --buffer-size)."""
+    limit = get_variant(name).headers
+    assert limit is not None, f"servers/{name}.toml declares no [headers] table (see labapp.variants.HeaderLimit)"
+    url = servers(name)
+    within = 6 * 1024  # under every variant's limit, whichever the scope
+    assert get_with_big_head(url, header_bytes=within) == 200
+    assert get_with_big_head(url, path_bytes=within) == 200
+    # ... and served whole: the query string of a long URL reaches the app (an 8 KiB uWSGI
+    # buffer dropped it without a word, and /cpu ran with its default n=1000)
+    status, _headers, body = raw_request(url, f"GET /cpu?n=7&pad={'a' * within} HTTP/1.1\r\nHost: lab\r\n"
+                                              "Connection: close\r\n\r\n".encode())
+    assert status == 200 and json.loads(body)["n"] == 7, body[:200]
+    over = limit.max_bytes + 1024
+    assert get_with_big_head(url, header_bytes=over) == expected_head_answer(limit.over), limit
+    assert get_with_big_head(url, path_bytes=over) == expected_head_answer(limit.line_over), limit
     assert healthy(url)
 
 

@@ -658,3 +658,104 @@ def test_proxy_keys_need_a_proxy(tmp_path):
     missing = {key: value for key, value in PROXIED.items() if key != "proxy_workers"}
     assert "needs 'proxy_workers'" in refusal(write(tmp_path, missing))
     assert "bad placeholder" in refusal(write(tmp_path, {**VALID, "command": ["{bin}/x", "{socket}"]}))
+
+
+# --- request-head limits ([headers], issue 22) --------------------------------------------
+
+HEADERS = '\n[headers]\nmax_bytes = 8190\nscope = "line"\nover = 431\nline_over = 414\n'
+
+
+def test_every_declaration_states_its_request_head_limit(all_variants):
+    """Each variant declares how large a request head it takes and what it answers beyond
+    (tests/test_hostile_requests.py checks the answers on real servers)."""
+    missing = [name for name, variant in all_variants.items() if variant.headers is None]
+    assert missing == [], (f"servers/{{{','.join(missing)}}}.toml: add a [headers] table (max_bytes, scope, "
+                           "over, line_over): see labapp.variants.HeaderLimit and servers/gunicorn-sync.toml")
+
+
+def test_head_limits_are_chosen_alike(all_variants):
+    """Fairness: every variant takes the same 8 KiB heads (Gunicorn's line limit tops out at
+    8190) and refuses larger ones; uWSGI's --buffer-size is 16 KiB because its variables
+    buffer holds the URL twice (in 8 KiB a 6 KiB URL lost its query string silently)."""
+    for variant in all_variants.values():
+        assert variant.headers is not None, variant.name
+        expected = (16384,) if variant.server == "uwsgi" and not variant.proxy else (8190, 8192)
+        assert variant.headers.max_bytes in expected, (variant.name, variant.headers)
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED_NAMES))
+def test_the_head_limit_reaches_the_server(name, all_variants):
+    """The declared max_bytes is what the server is started with (a {header_bytes} placeholder,
+    or nginx's large_client_header_buffers written by labapp.proxy)."""
+    variant = all_variants[name]
+    if variant.proxy:
+        from labapp.proxy import nginx_config
+
+        config = nginx_config(variant, Path("/RUNTIME"), Path("/RUNTIME/app.sock"), "0.0.0.0", 8000)
+        assert f"large_client_header_buffers 4 {variant.headers.max_bytes};" in config
+        return
+    argv = variant.argv(port=8000, python=FAKE_PYTHON)
+    limit = str(variant.headers.max_bytes)
+    if variant.server == "gunicorn":
+        assert option_value(argv, "--limit-request-line") == limit == option_value(argv, "--limit-request-field_size")
+    elif variant.server == "uwsgi":
+        assert option_value(argv, "--buffer-size") == limit
+    elif variant.server == "waitress":
+        assert f"--max-request-header-size={limit}" in argv
+    elif variant.server == "granian":
+        assert option_value(argv, "--http1-buffer-size") == limit
+    else:
+        assert option_value(argv, "--max-line-bytes") == limit
+
+
+def test_head_limit_is_recorded_and_described(all_variants):
+    record = json.loads(json.dumps(all_variants["uwsgi-processes"].record()))
+    assert record["headers"] == {"max_bytes": 16384, "scope": "head", "over": 0, "line_over": 0}
+    assert all_variants["uwsgi-processes"].headers.describe() == "16384 B head; closes, no answer"
+    assert all_variants["gunicorn-sync"].headers.describe() == "8190 B per line; 431 (URL: 414)"
+
+
+def test_a_headers_table_loads_and_fills_its_placeholder(tmp_path):
+    data = {**VALID, "command": [*VALID["command"], "--limit-request-line", "{header_bytes}"]}
+    variant = load_variant(write(tmp_path, to_toml(data) + HEADERS))
+    assert variant.headers == variants.HeaderLimit(8190, "line", 431, 414)
+    assert variant.argv(port=1, python=FAKE_PYTHON)[-1] == "8190"
+
+
+def test_header_bytes_placeholder_needs_a_headers_table(tmp_path):
+    data = {**VALID, "command": [*VALID["command"], "{header_bytes}"]}
+    assert "bad placeholder" in refusal(write(tmp_path, data))
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ("max_bytes = 8190", ("headers.max_bytes", "1024..65535", "100")),
+    ('scope = "line"', ("headers.scope", "'body'", "line, head")),
+    ("over = 431", ("headers.over", "500", "0, 400, 414, 431", "closes without an answer")),
+    ("line_over = 414", ("headers.line_over", "must be an integer", "'414'")),
+])
+def test_bad_headers_tables_are_refused_naming_the_key(tmp_path, change, words):
+    bad = {"max_bytes = 8190": "max_bytes = 100", 'scope = "line"': 'scope = "body"', "over = 431": "over = 500",
+           "line_over = 414": 'line_over = "414"'}[change]
+    message = refusal(write(tmp_path, to_toml(VALID) + HEADERS.replace(change, bad)))
+    for word in words:
+        assert word in message, message
+
+
+def test_unknown_headers_key_is_refused(tmp_path):
+    message = refusal(write(tmp_path, to_toml(VALID) + HEADERS + "max_lines = 3\n"))
+    assert "headers.max_lines" in message and "max_bytes, scope, over, line_over" in message
+
+
+def test_a_declaration_with_a_byte_order_mark_loads(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + to_toml(VALID).encode())
+    assert load_variant(path).workers == VALID["workers"]
+
+
+def test_the_readme_variant_table_shows_each_declared_head_limit(all_variants):
+    """The README's variant table has a "request head" column: each row shows its declaration's limit."""
+    rows = {line.split(" | ", 1)[0].strip("|` "): line
+            for line in (REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines() if line.startswith("| `")}
+    for name in sorted(REQUIRED_NAMES):
+        assert name in rows, f"README.md: no row for {name} in the variant table"
+        assert f" | {all_variants[name].headers.describe()} | " in rows[name], (name, rows[name])

@@ -18,11 +18,12 @@ from importlib import metadata
 from typing import Any, Mapping
 
 from flask import Flask, current_app, jsonify, request
-from werkzeug.exceptions import BadRequest, ClientDisconnected, HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, ClientDisconnected, HTTPException, LengthRequired, RequestEntityTooLarge
 
 from serverlab.terms import WORKLOADS, Bound, WorkloadSpec
 
 from . import selfreport, workloads
+from .body import REFUSAL_KEY, ChunkedBodies
 
 #: Environment variables the launcher (:mod:`labapp.serve`) sets so that
 #: ``/lab/info`` can say which variant and worker model served a request.
@@ -61,7 +62,8 @@ def json_object_body() -> dict[str, Any] | None:
     :return: the decoded object, or ``None`` when the request does not declare a JSON
         body (no ``application/json`` content type): such a body is never read.
     :raises RequestEntityTooLarge: (413) if the body is longer than the app's
-        ``MAX_CONTENT_LENGTH`` (declared or, when chunked, as read).
+        ``MAX_CONTENT_LENGTH`` (declared; a chunked body over it is refused before the
+        view runs, by :class:`labapp.body.ChunkedBodies`).
     :raises BodyError: (400) if the body is cut short, its chunked encoding is broken,
         or it is not one JSON object (bad bytes, bad syntax, nesting beyond Python's
         recursion limit).
@@ -226,6 +228,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     app.config["DEBUG"] = False  # the Werkzeug debugger is remote code execution
     app.json.sort_keys = True
+    # Chunked bodies are read (within the limit) before Flask sees the request: see labapp.body.
+    app.wsgi_app = ChunkedBodies(app.wsgi_app, lambda: app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
     jobs = BackgroundJobs()
     app.extensions["labapp.jobs"] = jobs
     versions = package_versions()
@@ -243,7 +247,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     @app.before_request
     def _refuse_large_bodies():
         # Every route, before any body is read: a declared length over the limit is 413
-        # even where the view would ignore the body (chunked bodies are counted as read).
+        # even where the view would ignore the body; so is a chunked body found over it
+        # by labapp.body.ChunkedBodies, which also reports broken chunking (400).
+        refusal = request.environ.get(REFUSAL_KEY)
+        if refusal:
+            status, message = refusal
+            if status == 413:
+                raise RequestEntityTooLarge()
+            if status == 411:
+                raise LengthRequired(message)
+            raise BodyError(message)
         limit = request.max_content_length
         if limit is not None and (request.content_length or 0) > limit:
             raise RequestEntityTooLarge()
@@ -256,6 +269,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         return jsonify(body), 413
 
     @app.errorhandler(BadRequest)
+    @app.errorhandler(LengthRequired)
     @app.errorhandler(404)
     @app.errorhandler(405)
     def _http_error(err: HTTPException):

@@ -119,6 +119,9 @@ def nginx_config(variant: Variant, directory: Path, socket_path: Path, host: str
                     '            proxy_set_header Connection "";\n'
                     "            proxy_set_header Host $http_host;\n"
                     "            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n")
+    # Request-head limit (the declaration's [headers]): each line must fit one of 4 buffers.
+    header_buffers = (f"    large_client_header_buffers 4 {variant.headers.max_bytes};\n"
+                      if variant.headers else "")
     temp_paths = "".join(f"    {kind}_temp_path {directory / kind};\n"
                          for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return (
@@ -135,6 +138,7 @@ def nginx_config(variant: Variant, directory: Path, socket_path: Path, host: str
         "    server_tokens off;\n"
         "    keepalive_timeout 5s;        # as gunicorn's --keep-alive 5\n"
         "    keepalive_requests 10000;\n"
+        f"{header_buffers}"
         f"{temp_paths}"
         f"{upstream}"
         "    server {\n"

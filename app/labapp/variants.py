@@ -25,7 +25,11 @@ target, in ``module:attribute`` form: ``labapp.wsgi:app``, the demo app, unless 
 app is served, then ``labapp.userapp:app``, see :mod:`labapp.appshim`), and the name of
 every entry of the optional ``[settings]`` table (server settings that are not
 workers/threads but change results, e.g. Waitress's ``connection_limit``; they are
-recorded with the variant).
+recorded with the variant), and ``{header_bytes}``: the optional ``[headers]`` table's
+``max_bytes``, the request-head limit the server is configured with, declared with its
+``scope`` (``"line"`` or ``"head"``) and what the server answers over it (``over`` for a
+header, ``line_over`` for the request line: 431, 414, 400, or 0 for "closes without an
+answer"); see :class:`HeaderLimit`.
 
 A proxied variant (``proxy = "nginx"``) runs nginx in front of the app server in
 the same container, sharing its CPU budget. Its ``command`` starts the app server on
@@ -60,14 +64,53 @@ MODELS = tuple(model.value for model in WorkerModel)
 #: The port every server listens on inside its container.
 DEFAULT_PORT = APP_PORT
 _REQUIRED = {"description": str, "server": str, "model": str, "keep_alive": bool, "workers": int, "threads": int, "command": list}
-_OPTIONAL = {"connections": int, "settings": dict, "proxy": str, "proxy_protocol": str, "proxy_workers": int, "host_port": int}
+_OPTIONAL = {"connections": int, "settings": dict, "proxy": str, "proxy_protocol": str, "proxy_workers": int, "host_port": int,
+             "headers": dict}
 _PLACEHOLDERS = ("port", "workers", "threads", "connections", "python", "bin", "app")
 #: Extra placeholder of proxied variants: the Unix socket the app server listens on.
 _PROXY_PLACEHOLDERS = ("socket",)
+#: Command placeholder of a variant with a ``[headers]`` table: its ``max_bytes``.
+_HEADER_PLACEHOLDER = "header_bytes"
+#: What ``[headers]`` may declare a server answers over its limit: a status, or 0 for
+#: "closes the connection without an answer" (uWSGI's HTTP parser).
+HEADER_REFUSALS = (0, 400, 414, 431)
+#: ``[headers] scope``: the limit bounds each line (request line, one header line), or the whole head.
+HEADER_SCOPES = ("line", "head")
+#: The range of ``[headers] max_bytes`` (uWSGI's --buffer-size is at most 65535).
+HEADER_BYTES = range(1024, 65536)
 #: Upper bound of nginx worker processes (each is one more process in the same CPU budget).
 MAX_PROXY_WORKERS = 16
 #: Host ports a declaration's ``host_port`` may take (unprivileged TCP ports).
 HOST_PORTS = range(1024, 65536)
+
+
+@dataclass(frozen=True)
+class HeaderLimit:
+    """How large a request head a variant accepts, and what it answers beyond (``[headers]``).
+
+    :param max_bytes: the limit in bytes (1024..65535), also the command placeholder ``{header_bytes}``.
+    :param scope: ``"line"``: the request line and each header line may each be this long
+        (Gunicorn, Werkzeug, nginx); ``"head"``: the request line and all headers together
+        (uWSGI's ``--buffer-size``, Waitress, Granian).
+    :param over: the status answered for a header over the limit (431, or 400 for nginx),
+        or ``0``: the server closes the connection without an answer (uWSGI).
+    :param line_over: the same for a request line (URL) over the limit (414 where the
+        server tells the two apart).
+    """
+
+    max_bytes: int
+    scope: str
+    over: int
+    line_over: int
+
+    def describe(self) -> str:
+        """E.g. ``"8190 B per line; 431 (URL: 414)"`` or ``"8192 B head; closes"``."""
+        def status(code: int) -> str:
+            return str(code) if code else "closes, no answer"
+
+        where = "per line" if self.scope == "line" else "head"
+        line = "" if self.line_over == self.over else f" (URL: {status(self.line_over)})"
+        return f"{self.max_bytes} B {where}; {status(self.over)}{line}"
 
 
 class VariantError(ValueError):
@@ -99,6 +142,8 @@ class Variant:
     :param host_port: the 127.0.0.1 port ``docker compose up`` publishes this variant on
         (``None`` if undeclared). Where the lab is reachable, not how it serves: it is left
         out of :meth:`record`, so results files and ``--resume`` do not depend on it.
+    :param headers: the request-head limit it is configured with and what it answers over
+        it (:class:`HeaderLimit`, the ``[headers]`` table), or ``None`` if undeclared.
     """
 
     name: str
@@ -115,6 +160,7 @@ class Variant:
     proxy_protocol: str | None = None
     proxy_workers: int | None = None
     host_port: int | None = None
+    headers: HeaderLimit | None = None
 
     @property
     def slots(self) -> int | None:
@@ -190,6 +236,7 @@ class Variant:
             "python": python,
             "bin": str(Path(python).parent),
             "app": wsgi_target(),
+            **({_HEADER_PLACEHOLDER: self.headers.max_bytes} if self.headers else {}),
             **dict(self.settings),
             **extra,
         }
@@ -246,11 +293,15 @@ def _check(path: Path, data: Mapping[str, Any]) -> None:
         raise VariantError(f"{path}: key 'command' must be a non-empty list of strings")
     settings = data.get("settings", {})
     for key, value in settings.items():
-        if key in _PLACEHOLDERS or key in _PROXY_PLACEHOLDERS or not key.isidentifier():
-            raise VariantError(f"{path}: settings key {key!r} must be an identifier other than {', '.join(_PLACEHOLDERS + _PROXY_PLACEHOLDERS)}")
+        reserved = (*_PLACEHOLDERS, *_PROXY_PLACEHOLDERS, _HEADER_PLACEHOLDER)
+        if key in reserved or not key.isidentifier():
+            raise VariantError(f"{path}: settings key {key!r} must be an identifier other than {', '.join(reserved)}")
         if not isinstance(value, (int, str, bool)):
             raise VariantError(f"{path}: settings.{key} must be an integer, string or boolean, got {value!r}")
     placeholders = [*_PLACEHOLDERS, *settings]
+    if "headers" in data:
+        _check_headers(path, data["headers"])
+        placeholders.append(_HEADER_PLACEHOLDER)
     _check_proxy(path, data)
     if data.get("proxy"):
         placeholders = [name for name in placeholders if name != "port"] + list(_PROXY_PLACEHOLDERS)
@@ -261,6 +312,26 @@ def _check(path: Path, data: Mapping[str, Any]) -> None:
             part.format(**{name: "" for name in placeholders})
         except (KeyError, IndexError, ValueError) as err:
             raise VariantError(f"{path}: command part {part!r} has a bad placeholder ({err}); valid: {', '.join(placeholders)}") from None
+
+
+def _check_headers(path: Path, table: Mapping[str, Any]) -> None:
+    keys = {"max_bytes": int, "scope": str, "over": int, "line_over": int}
+    for key in table:
+        if key not in keys:
+            raise VariantError(f"{path}: unknown key 'headers.{key}' (valid: {', '.join(keys)})")
+    for key, kind in keys.items():
+        value = table.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise VariantError(f"{path}: key 'headers.{key}' must be a{'n integer' if kind is int else ' string'}, got {value!r}")
+    if table["max_bytes"] not in HEADER_BYTES:
+        raise VariantError(f"{path}: key 'headers.max_bytes' must be in {HEADER_BYTES.start}..{HEADER_BYTES.stop - 1}, "
+                           f"got {table['max_bytes']}")
+    if table["scope"] not in HEADER_SCOPES:
+        raise VariantError(f"{path}: key 'headers.scope' is {table['scope']!r}; valid: {', '.join(HEADER_SCOPES)}")
+    for key in ("over", "line_over"):
+        if table[key] not in HEADER_REFUSALS:
+            raise VariantError(f"{path}: key 'headers.{key}' is {table[key]}; valid: "
+                               f"{', '.join(map(str, HEADER_REFUSALS))} (0: closes without an answer)")
 
 
 def _check_proxy(path: Path, data: Mapping[str, Any]) -> None:
@@ -289,12 +360,13 @@ def load_variant(path: Path) -> Variant:
     :raises VariantError: if the file is not valid TOML or breaks the schema.
     """
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as err:
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # a UTF-8 BOM is accepted
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise VariantError(f"{path}: {err}") from None
     _check(path, data)
     settings = tuple(sorted(data.get("settings", {}).items()))
-    return Variant(name=path.stem, **{**data, "command": tuple(data["command"]), "settings": settings})
+    headers = HeaderLimit(**data["headers"]) if "headers" in data else None
+    return Variant(name=path.stem, **{**data, "command": tuple(data["command"]), "settings": settings, "headers": headers})
 
 
 def load_variants(directory: Path | None = None) -> dict[str, Variant]:
