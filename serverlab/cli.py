@@ -20,6 +20,7 @@ Every failure ends as one ``error: ...`` line. Exit statuses (also in ``--help``
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -31,9 +32,13 @@ from serverlab.terms import WORKLOADS, CellStatus
 
 DEFAULT_REPORTS = Path("reports")
 #: A run estimated to take longer than this (seconds) asks first when stdin is a terminal
-#: (``--yes`` skips the question; without a terminal, as in CI or cron, it just starts).
+#: (``--yes`` skips the question; without a terminal, as in CI or cron, it just starts,
+#: up to :data:`UNATTENDED_LIMIT_S`).
 #: The shipped ``default`` experiment (~18 min) runs without asking.
 CONFIRM_ABOVE_S = 30 * 60
+#: A run estimated to take longer than this (seconds, 24 h) starts only with ``--yes``,
+#: terminal or not: a matrix of thousands of cells (weeks) must not start unattended by mistake.
+UNATTENDED_LIMIT_S = 24 * 3600
 #: The exit statuses, as ``--help`` prints them.
 EXIT_STATUSES = (
     "exit status:\n"
@@ -62,6 +67,15 @@ def _listing() -> str:
     for workload in WORKLOADS.values():
         lines.append(f"  {workload.name:8} {workload.summary}")
     return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    """``"92 days"``, ``"26.5 h"`` or ``"18 min"``."""
+    if seconds >= 3 * 86400:
+        return f"{seconds / 86400:.0f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min"
 
 
 def _retries(text: str) -> int:
@@ -95,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue an interrupted run: a run id, or 'latest' (the newest run of this experiment "
                           "started); refused if the experiment's settings changed since (start a new run instead)")
     run.add_argument("--yes", action="store_true",
-                     help=f"start without asking, even when the run is estimated over {CONFIRM_ABOVE_S // 60} min")
+                     help=f"start without asking, even when the run is estimated over {CONFIRM_ABOVE_S // 60} min "
+                          f"(runs estimated over {UNATTENDED_LIMIT_S // 3600} h need it, terminal or not)")
     run.add_argument("--retry-busy", type=_retries, default=0, metavar="N",
                      help="re-measure a cell up to N times (0..10) while other programs use the lab's CPUs "
                           "(interference above 5%%); default 0: flag it and move on")
@@ -150,6 +165,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     estimate = experiment.estimated_seconds()
     print(f"{experiment.name}: {experiment.cell_count} cells planned, estimated {estimate / 60:.1f} min "
           f"({args.backend} backend){'; resuming ' + args.resume if args.resume else ''}")
+    if estimate > UNATTENDED_LIMIT_S and not args.yes:
+        raise LabError(f"{experiment.path or experiment.name}: {experiment.cell_count} cells, estimated "
+                       f"{_duration(estimate)}; a run estimated over {UNATTENDED_LIMIT_S // 3600} h starts only with "
+                       "--yes (with or without a terminal). Shrink it (fewer servers, workloads, load levels or "
+                       "repetitions, a shorter duration) or pass --yes if you mean it")
     if estimate > CONFIRM_ABOVE_S and not args.yes and sys.stdin.isatty():
         try:
             answer = input(f"that is over {CONFIRM_ABOVE_S // 60} min; start it? [y/N] ")
@@ -160,8 +180,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     runner = Runner(experiment, make_backend(args.backend, experiment.budget), args.reports_dir, retry_busy=args.retry_busy)
     run_dir = runner.run(resume=args.resume)
-    files = write_report([run_dir / "results.jsonl"], run_dir)
     update_latest(args.reports_dir, run_dir)
+    try:
+        files = write_report([run_dir / "results.jsonl"], run_dir)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        raise LabError(f"no space left on device while writing the report ({err.filename or run_dir}); every "
+                       f"measured cell is kept in {run_dir}/results.jsonl. Free space (df -h {run_dir.parent}), then "
+                       f"render it with: serverlab report {run_dir}/results.jsonl") from None
     print()
     print((run_dir / "summary.md").read_text())
     print("report:", ", ".join(str(path) for path in files.values()))

@@ -198,11 +198,19 @@ class _Checker:
 
 
 def _loadgen_processes(check: _Checker, value: Any, loadgen_cpuset: str, mode: str) -> dict[str, Any]:
-    """``budget.loadgen_processes``: ``"auto"`` (resolved for this machine) or an integer in 1..64."""
+    """``budget.loadgen_processes``: ``"auto"`` (resolved for this machine) or an integer in 1..64,
+    at most one per CPU of ``loadgen_cpuset``: more processes than CPUs share cores, and
+    (seen: 64 on 1 CPU) start so slowly that a cell records no requests at all."""
     if value == "auto":
         return {"loadgen_processes": auto_loadgen_processes(loadgen_cpuset, mode), "loadgen_auto": True}
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
         raise check.fail("budget.loadgen_processes", value, 'an integer in 1..64, or "auto" (one per load-generator CPU)')
+    cores = len(parse_cpuset(loadgen_cpuset))
+    if value > cores:
+        raise check.fail("budget.loadgen_processes", value,
+                         f"at most {cores}: one Locust process per CPU of budget.loadgen_cpuset = {loadgen_cpuset!r} "
+                         "(more processes than CPUs share cores and start too slowly to measure); "
+                         'widen loadgen_cpuset or use "auto"')
     return {"loadgen_processes": value}
 
 
@@ -327,7 +335,9 @@ def load_experiment(name_or_path: str, directory: Path | None = None, variants_d
     """
     path = find_experiment(name_or_path, directory)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: a byte-order mark (Windows editors write one) is accepted and dropped;
+        # tomllib alone reports it as "Invalid statement (at line 1, column 1)".
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except tomllib.TOMLDecodeError as err:
         raise ExperimentError(f"{path}: not valid TOML: {err}") from None
     except UnicodeDecodeError as err:

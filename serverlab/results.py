@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from serverlab import LabError
+from serverlab.fieldtypes import check_field_types
 from serverlab.findings import Calibration, Finding, Note, finding_from_dict
 from serverlab.terms import MODES, CellStatus
 
@@ -42,6 +43,19 @@ STATUSES = tuple(status.value for status in CellStatus)
 
 class ResultsError(LabError):
     """A results file is missing, not JSON lines, of another schema version, or inconsistent."""
+
+
+class ResultsDiskFull(ResultsError):
+    """The results file could not be written because the disk is full (``errno.ENOSPC``).
+
+    :param message: what failed; :param filename: the results file (also :attr:`filename`).
+    """
+
+    errno = errno.ENOSPC
+
+    def __init__(self, message: str, filename: Path | str) -> None:
+        super().__init__(message)
+        self.filename = str(filename)
 
 
 @dataclass(frozen=True)
@@ -174,6 +188,10 @@ class Cell:
     version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
+        try:
+            check_field_types(self)
+        except ValueError as err:
+            raise ResultsError(f"cell {self.cell_id!r}: {err}" if isinstance(self.cell_id, str) else f"cell: {err}") from None
         # JSON shapes are accepted and stored typed: a calibration mapping, findings as mappings or a list
         try:
             if isinstance(self.calibration, Mapping):
@@ -232,13 +250,15 @@ class Cell:
 _CELL_FIELDS = {f.name for f in fields(Cell)}
 _RUN_FIELDS = {f.name for f in fields(RunHeader)}
 
-
 class ResultsWriter:
     """Append-only writer for one run's results file.
 
     Creates the file with its :class:`RunHeader`, or (``resume=True``) opens an
     existing one after checking its header has the same ``run_id``. Each
     :meth:`append` writes, flushes and fsyncs one line.
+
+    :raises ResultsError: if the file cannot be written (:class:`ResultsDiskFull` when the
+        disk is full: the runner then names the cells kept and the ``--resume`` command).
     """
 
     def __init__(self, path: Path, header: RunHeader, resume: bool = False) -> None:
@@ -283,8 +303,11 @@ class ResultsWriter:
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as err:
-            hint = " (the disk is full: free space, then resume the run)" if err.errno == errno.ENOSPC else ""
-            raise ResultsError(f"cannot write to {self.path}: {err.strerror}{hint}; every cell written "
+            if err.errno == errno.ENOSPC:
+                raise ResultsDiskFull(f"cannot write to {self.path}: {err.strerror} (the disk is full: free space, "
+                                      "then resume the run); every cell written before this one is kept",
+                                      self.path) from None
+            raise ResultsError(f"cannot write to {self.path}: {err.strerror}; every cell written "
                                "before this one is kept") from None
 
     def append(self, cell: Cell) -> None:
@@ -353,6 +376,10 @@ def read_results(path: Path, warn: Callable[[str], None] | None = None) -> tuple
         header = RunHeader(**{k: v for k, v in header_data.items() if k in _RUN_FIELDS})
     except TypeError as err:
         raise ResultsError(f"{path}:1: not a run header ({err})") from None
+    try:
+        check_field_types(header)
+    except ValueError as err:
+        raise ResultsError(f"{path}:1: run header: {err}") from None
     last = max((n for n, line in enumerate(lines, start=1) if line.strip()), default=1)
     cells: dict[str, Cell] = {}
     for number, line in enumerate(lines[1:], start=2):

@@ -18,6 +18,7 @@ no variant always runs first, last, or after the same neighbour.
 
 from __future__ import annotations
 
+import errno
 import random
 import signal
 import threading
@@ -40,8 +41,8 @@ from serverlab.interference import describe_probe, interference_figures
 from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadOutcome, LoadPlan, parse_wrk, read_outcome, wrk_args
 from serverlab.planning import PlannedCell, check_unchanged, new_run_id, plan_cells, run_metadata
 from serverlab.progress import Progress
-from serverlab.results import Cell, ResultsWriter, RunHeader, read_results
-from serverlab.runfolders import list_runs, new_attempt_dir
+from serverlab.results import Cell, ResultsDiskFull, ResultsWriter, RunHeader, read_results
+from serverlab.runfolders import DiskFullError, disk_full_message, list_runs, new_attempt_dir, resume_command, write_text
 from serverlab.terms import WORKLOADS, CellStatus, Mode
 from serverlab.workloads import VerificationError, verify
 
@@ -136,6 +137,8 @@ class Runner:
         :raises LabError: on a backend that cannot start, a bad resume target, or CPUs
             another run holds (:class:`serverlab.cpulock.CpusBusyError`).
         :raises RunStopped: when a stop signal arrived (after cleaning up).
+        :raises serverlab.runfolders.DiskFullError: when the disk filled up (after cleaning
+            up), naming the file, the cells kept and the ``--resume`` command.
         """
         experiment = self.experiment
         if resume:
@@ -166,6 +169,10 @@ class Runner:
         except KeyboardInterrupt as err:
             stopped = err
             raise
+        except (OSError, ResultsDiskFull) as err:
+            if err.errno != errno.ENOSPC:
+                raise
+            raise DiskFullError(disk_full_message(err, run_dir, self._resume_command(run_dir))) from None
         finally:
             self._stopping = True  # a second signal must not cut the cleanup short
             left = self.backend.close()
@@ -176,8 +183,11 @@ class Runner:
                 name = stopped.signame if isinstance(stopped, RunStopped) else "SIGINT"
                 self.write(f"\nstopped by {name}: " + (f"stopped {', '.join(left)}; " if left else "")
                            + f"no server or load generator of this run is left running. {progress.done} cells kept in "
-                           f"{run_dir}/results.jsonl; continue with: serverlab run {experiment.name} --resume {run_dir.name}")
+                           f"{run_dir}/results.jsonl; continue with: {self._resume_command(run_dir)}")
         return run_dir
+
+    def _resume_command(self, run_dir: Path) -> str:
+        return resume_command(self.experiment.name, run_dir, self.reports_dir, self.experiment.path)
 
     def _run_cells(self, plan: list[PlannedCell], run_dir: Path, seed: int, resume: bool, progress: Progress) -> None:
         """Prepare the backend, write (or reopen) the results file, and measure ``plan`` in order."""
@@ -218,6 +228,11 @@ class Runner:
 
         :raises LabError: naming the runs there when there is no such run.
         """
+        if resume != "latest" and (Path(resume).name != resume or resume in (".", "..")):
+            path = Path(resume)
+            raise LabError(f"--resume takes a run id: the name of a run folder under --reports-dir "
+                           f"{self.reports_dir} (or 'latest'), not a path; got {resume!r}. To continue the run in "
+                           f"{path}, pass --reports-dir {path.parent} --resume {path.name}")
         runs = list_runs(self.reports_dir)
         if resume == "latest":
             mine = [run for run in runs if run.experiment == self.experiment.name]
@@ -298,7 +313,7 @@ class Runner:
         with self.cpu_watch.monitor() as monitor:
             result = self.backend.run_locust(plan.locust_args(paths.locustfile, paths.host, paths.out_dir),
                                              plan.environment(paths.out_dir), cell_dir, timeout)
-        (cell_dir / "locust.log").write_text(result.output)
+        write_text(cell_dir / "locust.log", result.output)
         died = self.backend.exit_status(server)
         hung = None if died else self._hung(server)
         try:
@@ -378,7 +393,7 @@ class Runner:
         wrk = self.backend.run_wrk(wrk_args(server.url_for_loadgen + "/", CALIBRATION_CONNECTIONS, duration), duration + 60)
         calib_dir = cell_dir / "calibration"
         calib_dir.mkdir(exist_ok=True)
-        (calib_dir / "wrk.log").write_text(wrk.output)
+        write_text(calib_dir / "wrk.log", wrk.output)
         try:
             wrk_rps = parse_wrk(wrk.output)
         except LoadError as err:
@@ -389,7 +404,7 @@ class Runner:
         paths = self.backend.locust_paths(server, calib_dir)
         result = self.backend.run_locust(plan.locust_args(paths.locustfile, paths.host, paths.out_dir),
                                          plan.environment(paths.out_dir), calib_dir, plan.run_time_s + 120)
-        (calib_dir / "locust.log").write_text(result.output)
+        write_text(calib_dir / "locust.log", result.output)
         try:
             locust_rps = read_outcome(calib_dir, plan, result.output).rps
         except LoadError as err:

@@ -248,7 +248,8 @@ def test_a_second_run_on_the_same_cpus_is_refused_naming_the_holder(tmp_path):
 @pytest.mark.slow
 @pytest.mark.docker
 def test_sigterm_to_a_docker_run_leaves_no_container_of_its_project(tmp_path, docker_ready):
-    """Scenarios 5-6 (Docker): a run's own compose project; SIGTERM removes every container of it."""
+    """Scenarios 5-6 (Docker): a run's own compose project; SIGTERM removes every container
+    of it, and its network (issue 22)."""
     experiment = _write(tmp_path, "tiny", TINY)
     log = tmp_path / "run.log"
     runner = _start(["run", str(experiment), "--backend", "docker", "--reports-dir", str(tmp_path / "reports")], log)
@@ -265,6 +266,10 @@ def test_sigterm_to_a_docker_run_leaves_no_container_of_its_project(tmp_path, do
     left = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={project}"],
                           capture_output=True, text=True, timeout=60)
     assert left.stdout.split() == [], left.stdout
+    # Issue 22: the compose network stayed behind (a killed `compose run` container still held it)
+    networks = subprocess.run(["docker", "network", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}"],
+                              capture_output=True, text=True, timeout=60)
+    assert networks.stdout.split() == [], networks.stdout
     assert "stopped by SIGTERM" in log.read_text()
 
 

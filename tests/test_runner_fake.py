@@ -218,7 +218,10 @@ def test_a_stop_signal_keeps_finished_cells_and_resume_completes_the_run(tmp_pat
     # the cell's own clean-up stopped its server before the run's: nothing was left to stop
     assert lines[-1].startswith("\nstopped by SIGTERM: no server or load generator of this run is left running. "
                                 "1 cells kept in ")
-    assert lines[-1].endswith(f"continue with: serverlab run fake --resume {run_dir.name}")
+    # the experiment file and --reports-dir are named: neither is the default (before, the
+    # command said `serverlab run fake`, which finds no such shipped experiment)
+    assert lines[-1].endswith(f"continue with: serverlab run {experiment.path} --resume {run_dir.name} "
+                              f"--reports-dir {(tmp_path / 'reports').resolve()}")
 
     _, _, resumed = _run(tmp_path, experiment, backend, resume="latest")
     assert {name: cell.status for name, cell in resumed.items()} == {"gunicorn-sync": "ok", "uwsgi-processes": "ok"}

@@ -185,15 +185,27 @@ class DockerBackend:
     def close(self) -> list[str]:
         """Remove the run's compose project: its containers (one-off loadgen ones too) and network.
 
+        A one-off ``compose run`` container whose client was killed by the stop signal is
+        still attached to the project's network, and ``compose down`` then leaves the
+        network behind ("has active endpoints"): such containers are removed first, and any
+        network of the project still there after ``down`` is removed by name.
+
         :return: the names of the containers that were still there.
         """
-        listed = run_command(["docker", "ps", "-a", "--format", "{{.Names}}", "--filter",
-                       f"label=com.docker.compose.project={self.project}"], 30)
+        label = f"label=com.docker.compose.project={self.project}"
+        listed = run_command(["docker", "ps", "-a", "--format", "{{.Names}}", "--filter", label], 30)
         names = listed.output.split() if listed.returncode == 0 else []
-        run_command(self._compose("down", "--remove-orphans", "-t", "5"), 120, env=self._env(), cwd=ROOT)
-        left = run_command(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}"], 30)
+        left = run_command(["docker", "ps", "-aq", "--filter", label, "--filter",
+                            "label=com.docker.compose.oneoff=True"], 30)
         if left.returncode == 0 and left.output.split():  # `compose run` containers whose client was killed
             run_command(["docker", "rm", "-f", "-v", *left.output.split()], 60)
+        run_command(self._compose("down", "--remove-orphans", "-t", "5"), 120, env=self._env(), cwd=ROOT)
+        left = run_command(["docker", "ps", "-aq", "--filter", label], 30)
+        if left.returncode == 0 and left.output.split():
+            run_command(["docker", "rm", "-f", "-v", *left.output.split()], 60)
+        networks = run_command(["docker", "network", "ls", "-q", "--filter", label], 30)
+        if networks.returncode == 0 and networks.output.split():
+            run_command(["docker", "network", "rm", *networks.output.split()], 60)
         return names
 
 
