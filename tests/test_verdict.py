@@ -140,7 +140,8 @@ def test_issue_verdict_ranks_uwsgi_above_gevent_and_gthread_citing_wrk_and_cpu_c
     assert "server-bound (server 98%, Locust 73%)" in md
     # HTML and Markdown open on the same answer (the full verdict text stays in report.json)
     answer = ("Cannot tell which of uwsgi-threads, uwsgi-processes is fastest on hello (closed mode, 32 users); "
-              "they share 1st place ahead of gunicorn-gthread, gunicorn-gevent: the evidence disagrees. "
+              "they share 1st place ahead of gunicorn-gthread, gunicorn-gevent: the evidence disagrees (wrk favours "
+              "uwsgi-threads, CPU-cost capacity uwsgi-processes). "
               "What would tell: more CPUs for the load generator or a smaller server budget.")
     assert f"- {answer}" in md and f'<p class="sentence">{answer}</p>' in html
     assert "generator-bound (server 45%, Locust 99%)" in html

@@ -193,13 +193,16 @@ def _ratio_text(old: Estimate, new: Estimate) -> tuple[str, dict[str, Any]]:
     return f"{cmp.speedup:.2f}× [{cmp.low:.2f}–{cmp.high:.2f}]", data
 
 
-def _short_why(decision: PairDecision) -> str:
+def _short_why(decision: PairDecision, names: tuple[str, str] | None = None) -> str:
+    """Why a pair shares a place, in a clause; with ``names`` (a, b) a disagreement says who each evidence favours."""
     if decision.conflict:  # as the ranking counts it: a decisive sign, or wrk's lean
         says = [(SOURCE_LABELS[e.source], e.sign or e.lean) for e in decision.evidence
                 if e.sign or (e.source == "wrk" and e.lean)]
-        ahead = [name for name, sign in says if sign > 0]
-        behind = [name for name, sign in says if sign < 0]
-        return f"the evidence disagrees ({' and '.join(ahead)} ahead, {' and '.join(behind)} behind)"
+        ahead = _and([name for name, sign in says if sign > 0])
+        behind = _and([name for name, sign in says if sign < 0])
+        if names:
+            return f"the evidence disagrees ({ahead} favours {names[0]}, {behind} {names[1]})"
+        return f"the evidence disagrees ({ahead} ahead, {behind} behind)"
     if not decision.evidence:
         return "no evidence compares them"
     return "their intervals overlap (" + ", ".join(dict.fromkeys(SOURCE_LABELS[e.source] for e in decision.evidence)) + ")"
@@ -233,7 +236,7 @@ def _rate_answer(workload: str, mode: str, rows: list[Row]) -> Answer:
             if disagreement:
                 mine.append(disagreement.removeprefix(f"for {row.variant} "))
             mates = [o for o in tier if o is not row]
-            if mates:
+            if mates and row is tier[0]:  # said once per place, on its first variant
                 mine.append(f"shares place {number} with {_names([o.variant for o in mates])}: "
                             f"{_short_why(decisions[(row.variant, mates[0].variant)])}")
             placed.append(Placed(row.variant, number, len(tier) > 1, row, evidence, figures))
@@ -291,7 +294,11 @@ def _rate_sentence(workload: str, where: str, ranking: Any) -> tuple[str, str | 
         unresolved = [(top[0], o) for o in ranking.candidates if o is not top[0]
                       and decisions[(top[0].variant, o.variant)].sign <= 0]
     names = list(dict.fromkeys(x.variant for pair in unresolved for x in pair))
-    whys = {_short_why(decisions[(a.variant, b.variant)]).split(" (")[0] for a, b in unresolved}
+    if len(unresolved) == 1:  # one pair: say which evidence favours which
+        a, b = unresolved[0]
+        whys = {_short_why(decisions[(a.variant, b.variant)], (a.variant, b.variant))}
+    else:
+        whys = {_short_why(decisions[(a.variant, b.variant)]).split(" (")[0] for a, b in unresolved}
     would = []
     if any(row_class(x) == Bottleneck.GENERATOR_BOUND for pair in unresolved for x in pair):
         would.append("more CPUs for the load generator or a smaller server budget")
