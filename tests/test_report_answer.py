@@ -150,6 +150,19 @@ def test_open_mode_answers_on_the_sustained_rate():
     [answer] = answers(aggregate(make_header(), cells))
     assert answer.winner == "gunicorn-gevent" and answer.places == [["gunicorn-gevent"], ["gunicorn-sync"]]
     assert answer.sentence.startswith("gunicorn-gevent wins io (open mode, p99 under 100 ms): it sustained 200 RPS")
+    html = render_html(make_header(), aggregate(make_header(), cells))  # the chart's bars: the sustained rates
+    assert "io (open mode, p99 under 100 ms): places on the evidence" in html
+    assert "RPS (bars: sustained target rate, median)" in html
+
+
+def test_grouped_findings_name_the_workload_and_level_when_a_run_has_several():
+    from serverlab.findings import WarmupTrend
+
+    cells = [make_cell("gunicorn-sync", w, "closed", level, r, findings=[WarmupTrend(0.1 + 0.01 * r)] if r != 2 else [])
+             for w in ("hello", "io") for level in (8, 32) for r in (1, 2, 3)]
+    lines = grouped_findings(aggregate(make_header(), cells))
+    assert lines == ["gunicorn-sync: warm-up trend (throughput rose up to 13% within the window): "
+                     "hello 8 users r1, r3, hello 32 users r1, r3, io 8 users r1, r3, io 32 users r1, r3"]
 
 
 def test_old_results_files_still_render_the_answer(tmp_path):
