@@ -239,6 +239,12 @@ class Calibration:
     :param connections: wrk connections and Locust users.
     :param duration_s: each tool's run (seconds).
     :param note: which tool failed and why; ``None`` when both ran.
+    :param repetition: the repetition this wrk run belongs to (wrk runs in every repetition,
+        so a row's wrk figures have an interval); ``None`` in results from before that, where
+        one calibration per variant was copied into every cell (it counts once).
+    :param wrk_cpu_ms_per_request: server CPU milliseconds per request during wrk's run
+        (compare with the cell's :attr:`~serverlab.results.Cell.cpu_ms_per_request` under Locust);
+        ``None`` when not measured.
     """
 
     wrk_rps: float | None = None
@@ -247,6 +253,8 @@ class Calibration:
     connections: int | None = None
     duration_s: float | None = None
     note: str | None = None
+    repetition: int | None = None
+    wrk_cpu_ms_per_request: float | None = None
 
     @property
     def measured(self) -> bool:

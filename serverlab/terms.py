@@ -80,6 +80,15 @@ _LEVEL_UNITS = {Mode.CLOSED: "users", Mode.OPEN: THROUGHPUT_UNIT, Mode.REQUESTS:
 _LEVEL_RANGES = {Mode.CLOSED: (1, 1000), Mode.OPEN: (1, 100_000), Mode.REQUESTS: (1, 1_000_000)}
 #: Every mode's value, in the order reports list them: ``("closed", "open", "requests")``.
 MODES = tuple(mode.value for mode in Mode)
+#: The workload wrk calibrates and the concurrency (wrk connections, Locust users) it does so at:
+#: wrk's ceiling is evidence only for this workload (:mod:`serverlab.calibration`, :mod:`serverlab.report.ranking`).
+CALIBRATION_WORKLOAD = "hello"
+CALIBRATION_CONNECTIONS = 32
+#: The headers every request of the lab's generators carries besides ``Host``, so that Locust and
+#: wrk send the same request (tests/test_request_equivalence.py captures both). Left alone, Locust's
+#: FastHttpUser sends ``User-Agent: python/gevent-http-client-<version>`` and ``Accept-Encoding:
+#: gzip, deflate, br``, wrk only ``Host``. No server here compresses, so ``identity`` says what is sent.
+REQUEST_HEADERS = {"User-Agent": "serverlab", "Accept-Encoding": "identity"}
 
 
 class WorkerModel(StrEnum):

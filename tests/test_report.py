@@ -127,9 +127,9 @@ def test_verdict_excludes_variants_with_failures_and_explains_cpu():
     cells.append(make_cell("uwsgi-threads", "cpu", "closed", 4, 1, rps=500.0, samples=100, failures=100))
     verdict = verdicts(aggregate(make_header(), cells))["cpu"]
     # gthread's 1% lead over werkzeug-single is inside the CIs: no winner is named
-    assert verdict.startswith("gunicorn-gthread, werkzeug-single rank first (closed mode, 4 users), ahead of "
-                              "gunicorn-sync on measured RPS; but cannot tell on this machine which of")
-    assert "inside the confidence intervals" in verdict and "more repetitions" in verdict
+    assert verdict.startswith("gunicorn-gthread, werkzeug-single share first place (closed mode, 4 users), ahead of "
+                              "gunicorn-sync on measured RPS (95% CIs, no overlap); but cannot tell on this machine which of")
+    assert "their intervals overlap" in verdict and "more repetitions" in verdict
     assert "Not considered" in verdict and "uwsgi-threads" in verdict
     assert "CPU-bound work holds the GIL" in verdict and "server_cpus=1" in verdict
     assert "threads/greenlets in one process vs one thread" in verdict
@@ -261,8 +261,10 @@ def test_calibration_table_marks_low_ratio():
     rows = aggregate(header, cells)
     md = render_markdown(header, rows)
     assert "### Calibration against wrk" in md
-    assert "| gunicorn-sync | hello | 8 users | 900 | 1,000 | 0.90 | 1,250 | below-saturation (server 72%, Locust 15%) |  |" in md
-    assert "| gunicorn-gthread | hello | 8 users | 500 | 1,000 | 0.50 | 1,250 | below-saturation (server 40%, Locust 15%) | ⚠ below 0.9 |" in md
+    assert ("| gunicorn-sync | hello | 8 users | 900 | 1,000 | 0.90 | 1,250 | 0.800 / — | below-saturation (server 72%, "
+            "Locust 15%) |  |") in md
+    assert ("| gunicorn-gthread | hello | 8 users | 500 | 1,000 | 0.50 | 1,250 | 0.800 / — | below-saturation (server 40%, "
+            "Locust 15%) | ⚠ below 0.9 |") in md
     assert any("Locust, not the server, may be the limit" in w for w in rows[1].warnings + rows[0].warnings)
 
 

@@ -35,7 +35,7 @@ ISSUE_TABLE = {
 
 def recorded_cell(variant, rps, wrk, cpu_ms, busy, locust, rep, *, workload="hello", level=32, duration=5.0,
                   interference=None, **changes):
-    """A cell as the runner records it: figures per repetition vary by ±1%."""
+    """A cell as the runner records it (wrk in every repetition): figures per repetition vary by ±1%."""
     wobble = 1 + 0.01 * (rep - 2)
     extra = {"config": UWSGI_PROCESSES} if variant == "uwsgi-processes" else {}
     cell = make_cell(variant, workload, "closed", level, rep, rps=rps * wobble, median_us=32e6 / rps, samples=300,
@@ -43,7 +43,8 @@ def recorded_cell(variant, rps, wrk, cpu_ms, busy, locust, rep, *, workload="hel
                      server_cpu_s=busy * wobble * duration, cpu_ms_per_request=cpu_ms * wobble,
                      loadgen_cpu_s=locust * duration, loadgen_cpu_budget=1.0, loadgen_busiest_share=locust,
                      loadgen_saturated=locust >= 0.9, interference=interference,
-                     **({"calibration": {"wrk_rps": wrk, "locust_rps": rps, "ratio": rps / wrk}} if wrk else {}),
+                     **({"calibration": {"wrk_rps": wrk * wobble, "locust_rps": rps * wobble, "ratio": rps / wrk,
+                                         "repetition": rep}} if wrk else {}),
                      **extra, **changes)
     return cell
 
@@ -123,13 +124,13 @@ def test_issue_verdict_ranks_uwsgi_above_gevent_and_gthread_citing_wrk_and_cpu_c
     assert "gunicorn-gevent" not in first_tier and "gunicorn-gthread" not in first_tier
     assert order.index("gunicorn-gevent") < order.index("werkzeug-single")
     # citing wrk and CPU cost, with the figures
-    assert "wrk 12,061 RPS" in verdict and "wrk 13,172 RPS" in verdict and "wrk 6,400 RPS" in verdict
+    assert "wrk 12,061 [11,940–12,182] RPS" in verdict and "wrk 13,172 [" in verdict and "wrk 6,400 [" in verdict
     assert "CPU-cost capacity" in verdict and "12,195" in verdict
     assert "generator-bound" in verdict and "never on Locust's RPS" in verdict
     # the two uWSGI variants: CPU cost and wrk point opposite ways, so no winner is named
-    assert verdict.startswith("uwsgi-threads, uwsgi-processes rank first (closed mode, 32 users), ahead of "
-                              "gunicorn-gthread, gunicorn-gevent on wrk and CPU cost; but cannot tell on this "
-                              "machine which of uwsgi-threads, uwsgi-processes is fastest")
+    assert verdict.startswith("uwsgi-threads, uwsgi-processes share first place (closed mode, 32 users), ahead of "
+                              "gunicorn-gthread, gunicorn-gevent on wrk and CPU cost (95% CIs, no overlap); but cannot "
+                              "tell on this machine which of uwsgi-threads, uwsgi-processes is fastest")
     assert "the evidence disagrees" in verdict
     assert "more CPUs for the load generator" in verdict and "smaller server budget" in verdict
     # werkzeug-single: wrk and CPU cost disagree by 33% (a serial server waits on connections)
@@ -151,8 +152,9 @@ def test_issue_verdict_ranks_uwsgi_above_gevent_and_gthread_citing_wrk_and_cpu_c
 def test_a_clear_capacity_lead_names_the_generator_bound_winner_on_wrk_and_cpu_cost():
     table = {k: v for k, v in ISSUE_TABLE.items() if k != "uwsgi-threads"}
     verdict = verdicts(aggregate(make_header(), issue_cells(table)))["hello"]
-    assert verdict.startswith("uwsgi-processes wins (closed mode, 32 users) on wrk and CPU cost, ahead of the "
-                              "runner-up gunicorn-gthread: wrk 12,061 vs 6,427 RPS; CPU-cost capacity")
+    assert verdict.startswith("uwsgi-processes wins (closed mode, 32 users) on wrk and CPU cost: its interval clears "
+                              "the runner-up gunicorn-gthread's (95% CIs, no overlap): wrk 12,061 [11,940–12,182] vs "
+                              "6,427 [6,363–6,491] RPS; CPU-cost capacity")
 
 
 def test_checkable_ratios_name_the_generator_bound_variants_they_leave_out():
@@ -182,14 +184,16 @@ def test_generator_bound_rows_without_capacity_evidence_cannot_win():
 def test_server_bound_winner_with_a_significant_lead_is_named():
     table = {"gunicorn-gevent": (6_299, 6_400, 0.156, 0.98, 0.73), "gunicorn-sync": (3_201, 3_300, 0.300, 0.97, 0.5)}
     verdict = verdicts(aggregate(make_header(), issue_cells(table)))["hello"]
-    assert verdict.startswith("gunicorn-gevent wins (closed mode, 32 users): median 6,299 RPS, 1.97× faster [")
+    assert verdict.startswith("gunicorn-gevent wins (closed mode, 32 users) on measured RPS and wrk and CPU cost: its "
+                              "interval clears the runner-up gunicorn-sync's (95% CIs, no overlap): Locust 6,299 "
+                              "[6,236–6,362] vs 3,201 [3,169–3,233] RPS (1.97× faster [")
 
 
 def test_lead_inside_the_cis_names_no_winner():
     table = {k: ISSUE_TABLE[k] for k in ("gunicorn-gevent", "gunicorn-gthread")}
     verdict = verdicts(aggregate(make_header(), issue_cells(table)))["hello"]
     assert verdict.startswith("Cannot tell on this machine which of gunicorn-gthread, gunicorn-gevent")
-    assert "inside the confidence intervals" in verdict and "more repetitions" in verdict
+    assert "their intervals overlap" in verdict and "more repetitions" in verdict
 
 
 def test_interference_rows_are_left_out_of_the_verdict():

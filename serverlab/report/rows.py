@@ -21,6 +21,7 @@ from typing import Any, Iterable, Sequence
 from serverlab import LabError
 from serverlab import bottleneck as _bottleneck
 from serverlab.findings import (
+    Calibration,
     CalibrationFailed,
     CalibrationLow,
     Finding,
@@ -121,6 +122,10 @@ class Row:
         ``{"class", "counts", "server_utilization", "generator_utilization", "interference_share"}``.
     :param cost_capacity_rps: capacity implied by CPU cost, ``server_cpus ÷ CPU s per request``
         per repetition (RPS), median with 95% CI (:func:`serverlab.report.ranking.cost_capacity`).
+    :param wrk_rps: wrk's hello ceiling over the repetitions, median with 95% CI (one sample,
+        no interval, in results from before wrk ran in every repetition); ``None`` when not calibrated.
+    :param wrk_cpu_ms_per_request: server CPU milliseconds per request under wrk, with CI; ``None``
+        when not measured.
     :param timelines: the ok repetitions' per-second timelines (see
         :attr:`serverlab.results.Cell.timeline`), in repetition order.
     """
@@ -154,6 +159,8 @@ class Row:
     bottleneck: dict[str, Any] | None = None
     cost_capacity_rps: Estimate | None = None
     timelines: tuple[dict[str, Any], ...] = ()
+    wrk_rps: Estimate | None = None
+    wrk_cpu_ms_per_request: Estimate | None = None
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -221,12 +228,14 @@ def _aggregate_key(cells: list[Cell]) -> Row:
         if cell.calibration and cell.calibration.note:
             found.append(RowFinding(CalibrationFailed(cell.calibration.note)))
     calibrated = [(c.rps, c.calibration) for c in ok if c.calibration is not None and c.calibration.measured]
+    wrk_rps = wrk_cpu = None
     if calibrated:
         calibration = {
             "locust_rps": _median([rps for rps, _ in calibrated]),
             "wrk_rps": _median([float(cal.wrk_rps or 0.0) for _, cal in calibrated]),
             "ratio": _median([float(cal.ratio or 0.0) for _, cal in calibrated]),
         }
+        wrk_rps, wrk_cpu = _wrk_estimates([cal for _, cal in calibrated])
         if calibration["ratio"] < CALIBRATION_MIN_RATIO:
             found.append(RowFinding(CalibrationLow(calibration["ratio"], CALIBRATION_MIN_RATIO)))
 
@@ -271,7 +280,25 @@ def _aggregate_key(cells: list[Cell]) -> Row:
         failed_cells=tuple(FailedCell(c.cell_id, c.status, c.error or "") for c in cells if c.status != CellStatus.OK),
         bottleneck=summary, cost_capacity_rps=capacity,
         timelines=tuple(c.timeline for c in ok if c.timeline),
+        wrk_rps=wrk_rps, wrk_cpu_ms_per_request=wrk_cpu,
     )
+
+
+def _wrk_estimates(calibrations: list[Calibration]) -> tuple[Estimate | None, Estimate | None]:
+    """wrk's RPS and its server CPU ms per request over repetitions, each with its interval.
+
+    A calibration with its ``repetition`` is one sample per repetition; older results copied
+    one calibration per variant into every cell, so those count once (no interval).
+    """
+    per_repetition = {c.repetition: c for c in calibrations if c.repetition is not None}
+    if per_repetition:
+        samples = list(per_repetition.values())
+        rps = median_ci([float(c.wrk_rps or 0.0) for c in samples])
+    else:
+        samples = []
+        rps = median_ci([_median([float(c.wrk_rps or 0.0) for c in calibrations])])
+    cpu = [c.wrk_cpu_ms_per_request for c in samples if c.wrk_cpu_ms_per_request is not None]
+    return rps, (median_ci(cpu) if cpu else None)
 
 
 def _names(value: Any) -> list[str]:

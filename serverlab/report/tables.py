@@ -225,23 +225,34 @@ def _open_tables(rows: list[Row], bound_ms: float) -> list[Table]:
     return [table, summary]
 
 
+def _cpu_pair(row: Row) -> str:
+    """``"0.158 / 0.141"``: the server's CPU ms per request under Locust and under wrk (``—`` when unknown)."""
+    def ms(est: Any) -> str:
+        return f"{est.median:.3f}" if est is not None else "—"
+    return f"{ms(row.cpu_ms_per_request)} / {ms(row.wrk_cpu_ms_per_request)}"
+
+
 def _calibration_table(rows: list[Row]) -> Table | None:
     calibrated = [r for r in rows if r.calibration]
     if not calibrated:
         return None
-    table = Table(["server", "workload", "level", "Locust RPS", "wrk RPS", "Locust/wrk",
-                   "CPU-cost capacity RPS [95% CI]", "bottleneck", ""], [],
+    table = Table(["server", "workload", "level", "Locust RPS", "wrk RPS [95% CI]", "Locust/wrk",
+                   "CPU-cost capacity RPS [95% CI]", "CPU ms/req Locust / wrk", "bottleneck", ""], [],
                   title="Calibration against wrk")
     table.intro.append(f"wrk, a C load generator, measured each calibrated variant as well. A ratio below "
                        f"{CALIBRATION_MIN_RATIO:g} (marked ⚠) means Locust could not generate the load "
                        f"the server can take, so Locust's figure understates the server. CPU-cost capacity is "
-                       f"server_cpus ÷ CPU seconds per request (a second estimate of the ceiling).")
+                       f"server_cpus ÷ CPU seconds per request (a second estimate of the ceiling). wrk runs in "
+                       f"every repetition, so its ceiling has an interval; the server's CPU per request under "
+                       f"each generator shows whether the two send the same work.")
     for row in calibrated:
         cal = row.calibration or {}
         low = cal["ratio"] < CALIBRATION_MIN_RATIO
         table.rows.append([row.variant, row.workload, _level_text(row.mode, row.level),
-                           format_rps(cal["locust_rps"]), format_rps(cal["wrk_rps"]), f"{cal['ratio']:.2f}",
-                           format_estimate(row.cost_capacity_rps, format_rps), _bottleneck.describe(row.bottleneck),
+                           format_rps(cal["locust_rps"]),
+                           format_estimate(row.wrk_rps) if row.wrk_rps is not None else format_rps(cal["wrk_rps"]),
+                           f"{cal['ratio']:.2f}", format_estimate(row.cost_capacity_rps, format_rps),
+                           _cpu_pair(row), _bottleneck.describe(row.bottleneck),
                            "⚠ below 0.9" if low else ""])
     return table
 

@@ -11,6 +11,7 @@ from serverlab import __version__
 from serverlab.report.document import build_document
 from serverlab.report.model import Document
 from serverlab.report.rows import Row
+from serverlab.report.verdicts import rankings
 from serverlab.results import RunHeader
 
 
@@ -46,6 +47,7 @@ def json_text(doc: Document, header: RunHeader, rows: Sequence[Row]) -> str:
         "findings": list(doc.findings),
         "sustainable_throughput": [{"workload": w, "variant": v, "rps": t} for w, v, t in doc.sustainable_throughput],
         "warnings": list(doc.warnings),
+        "rankings": {w: r.to_dict() for w, r in rankings(rows).items()},
         "rows": [_row_dict(r) for r in rows],
     }
     return json.dumps(_jsonable(data), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
@@ -55,12 +57,14 @@ def render_json(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[str,
                 *, extra_warnings: Sequence[str] = ()) -> str:
     """Render ``report.json``: ``{"kind": "report", "version": 2, "run_id", "experiment",
     "metadata", "answers", "verdicts", "findings", "sustainable_throughput", "warnings",
-    "rows": [Row as dict]}``.
+    "rankings", "rows": [Row as dict]}``.
 
     ``answers`` is the answer as data, per workload (:meth:`serverlab.report.answers.Answer.to_dict`):
     ``{"sentence", "winner", "runner_up", "lead", "places": [[variant, ...], ...], "variants":
     [{"variant", "place", "shared", "evidence", "figures", "reasons", ...}], ...}``; ``verdicts``
-    the full reasoning in words; ``findings`` the warnings grouped per kind and variant.
+    the full reasoning in words; ``findings`` the warnings grouped per kind and variant;
+    ``rankings`` the places behind each verdict with every interval and the decisive evidence
+    (:meth:`serverlab.report.ranking.LevelRanking.to_dict`).
 
     Units as in :class:`~serverlab.report.rows.Row` (µs, s, ms, bytes, RPS); non-finite
     numbers become ``null``. Each row's findings appear as its ``warnings`` sentences.

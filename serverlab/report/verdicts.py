@@ -1,7 +1,7 @@
 """A plain-language verdict per workload, with the reason a person can check.
 
 Closed and requests modes rank variants on the evidence valid for their bottleneck
-class (:func:`serverlab.report.ranking.rate_verdict`); open mode names the variant with
+class (:func:`serverlab.report.rate_verdict.rate_verdict`); open mode names the variant with
 the highest :func:`sustainable_throughput`. Each verdict ends with the workload's
 principle (keyed by its :class:`~serverlab.terms.Character`), ratios from the measured
 rows, and what a proxy in front of an app server did (:func:`proxy_sentence`).
@@ -15,7 +15,8 @@ import math
 from typing import Callable, Iterable, Sequence
 
 from serverlab.report.formatting import _fmt_ms, _int, _level_text, _model
-from serverlab.report.ranking import rate_verdict
+from serverlab.report.rate_verdict import rate_verdict
+from serverlab.report.ranking import LevelRanking, rank_level
 from serverlab.report.rows import Row
 from serverlab.stats import format_rps
 from serverlab.terms import WORKLOADS, Bottleneck, Character, Mode, WorkerModel
@@ -187,7 +188,7 @@ def proxy_sentence(rows: Sequence[Row]) -> str:
 
 
 def _verdict_rate(workload: str, mode: str, rows: list[Row]) -> str:
-    """Closed/requests mode: the physics-aware verdict of :func:`serverlab.report.ranking.rate_verdict`."""
+    """Closed/requests mode: the physics-aware verdict of :func:`serverlab.report.rate_verdict.rate_verdict`."""
     return rate_verdict(workload, mode, rows, _reason, _level_text)
 
 
@@ -238,10 +239,30 @@ def _verdict_open(workload: str, rows: list[Row], p99_bound_ms: float) -> str:
     return text + (" " + reason if reason else "")
 
 
+def rankings(rows: Sequence[Row]) -> dict[str, LevelRanking]:
+    """The places behind each closed- or requests-mode verdict, as data.
+
+    :param rows: rows from :func:`aggregate`.
+    :return: ``{workload: LevelRanking}`` (:class:`serverlab.report.ranking.LevelRanking`: the
+        level, its places, each a group of variants that cannot be told apart, with the
+        intervals and the decisive evidence each rests on) for the mode that decides the
+        workload's verdict; workloads decided in open mode, or with no usable row, are left out.
+    """
+    out: dict[str, LevelRanking] = {}
+    for workload in dict.fromkeys(r.workload for r in rows):
+        wrows = [r for r in rows if r.workload == workload]
+        mode = next(m for m in VERDICT_MODE_PREFERENCE if m in {r.mode for r in wrows})
+        if mode != Mode.OPEN:
+            ranking = rank_level([r for r in wrows if r.mode == mode], workload, mode)
+            if ranking is not None:
+                out[workload] = ranking
+    return out
+
+
 def verdicts(rows: Sequence[Row], p99_bound_ms: float = DEFAULT_P99_BOUND_MS) -> dict[str, str]:
     """A plain-language verdict per workload.
 
-    Closed and requests modes (:func:`serverlab.report.ranking.rate_verdict`): at the highest
+    Closed and requests modes (:func:`serverlab.report.rate_verdict.rate_verdict`): at the highest
     load level where some variant had no failed requests or repetitions, variants
     are ordered on the evidence valid for their bottleneck class — measured RPS only
     where Locust was not the limit, wrk's ceiling and CPU-cost capacity (with CIs)
