@@ -26,6 +26,7 @@ from pathlib import Path
 
 from labapp.variants import load_variants
 from serverlab import LabError
+from serverlab.adaptive import estimate_text
 from serverlab.backends import strip_ansi
 from serverlab.experiment import list_experiments, load_experiment
 from serverlab.terms import WORKLOADS, CellStatus
@@ -55,7 +56,7 @@ def _listing() -> str:
     for name, path in list_experiments().items():
         try:
             experiment = load_experiment(str(path))
-            lines.append(f"  {name:12} {experiment.cell_count:4} cells, ~{experiment.estimated_seconds() / 60:.0f} min  {experiment.description}")
+            lines.append(f"  {name:12} {experiment.cell_count:4} cells, ~{estimate_text(experiment)}  {experiment.description}")
         except LabError as err:
             lines.append(f"  {name:12} INVALID: {err}")
     lines.append("server variants (servers/*.toml):")
@@ -163,7 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from serverlab.runner import Runner
 
     estimate = experiment.estimated_seconds()
-    print(f"{experiment.name}: {experiment.cell_count} cells planned, estimated {estimate / 60:.1f} min "
+    print(f"{experiment.name}: {experiment.cell_count} cells planned, estimated {estimate_text(experiment)} "
           f"({args.backend} backend){'; resuming ' + args.resume if args.resume else ''}")
     if estimate > UNATTENDED_LIMIT_S and not args.yes:
         raise LabError(f"{experiment.path or experiment.name}: {experiment.cell_count} cells, estimated "

@@ -39,7 +39,7 @@ from typing import Any, Mapping
 import psutil
 
 from labapp.variants import Variant, VariantError, load_variants
-from serverlab import LabError
+from serverlab import LabError, adaptive
 from serverlab.budget import (
     MIN_SERVER_MEMORY,
     Budget,
@@ -56,7 +56,7 @@ from serverlab.terms import DEFAULT_WORKLOAD, MODES, WORKLOADS, Mode, WorkloadPa
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
 _TOP_KEYS = {
     "description", "servers", "workloads", "mode", "users", "rates", "requests", "duration", "warmup",
-    "repetitions", "calibrate", "p99_bound_ms", "seed", "params", "overrides", "budget",
+    "repetitions", "calibrate", "p99_bound_ms", "seed", "params", "overrides", "budget", *adaptive.KEYS,
 }
 _BUDGET_KEYS = {"server_cpus", "server_memory", "server_cpuset", "loadgen_cpuset", "loadgen_processes"}
 
@@ -78,6 +78,9 @@ class Experiment:
     :param params: workload -> full parameter dict (defaults applied).
     :param overrides: variant -> ``{"workers": int, "threads": int}``.
     :param seed: shuffle seed; ``None`` means pick one at run time (then recorded).
+    :param target_ci: adaptive repetitions' target relative 95% CI half-width, or ``None``
+        (:mod:`serverlab.adaptive`); :param max_repetitions: their maximum per cell;
+        :param time_budget: seconds the whole run may take when adding repetitions, or ``None``.
     """
 
     name: str
@@ -97,6 +100,9 @@ class Experiment:
     overrides: dict[str, dict[str, int]] = field(default_factory=dict)
     budget: Budget = field(default_factory=Budget)
     path: str = ""
+    target_ci: float | None = None
+    max_repetitions: int | None = None
+    time_budget: float | None = None
 
     def variants(self, declared: Mapping[str, Variant] | None = None) -> dict[str, Variant]:
         """Return the experiment's variants with their overrides applied, by name."""
@@ -111,23 +117,28 @@ class Experiment:
         """Cells per run: servers × workloads × levels × repetitions."""
         return len(self.servers) * len(self.workloads) * len(self.levels) * self.repetitions
 
-    def estimated_seconds(self, overhead_s: float = 6.0, prepare_s: float = 60.0) -> float:
-        """A rough run time (seconds): per cell warm-up + duration + ``overhead_s`` (start,
-        verify, stop), plus, with ``calibrate``, one wrk and one Locust run per variant
-        (each ``max(3, min(duration, 10))`` s, Locust with a 1 s warm-up) and their overhead,
+    def estimated_seconds(self, overhead_s: float = 6.0, prepare_s: float = 60.0,
+                          repetitions: int | None = None) -> float:
+        """A rough run time (seconds) of ``repetitions`` (default: the first pass, ``repetitions``):
+        per cell warm-up + duration + ``overhead_s`` (start, verify, stop), plus, with
+        ``calibrate``, a wrk run per variant and repetition (:func:`serverlab.calibration.estimated_seconds`),
         plus ``prepare_s`` (the Docker image check and version probe, the final teardown:
         ~60 s measured here with a cached image) and the 2 s quietness probe."""
+        from serverlab import calibration
+
+        reps = repetitions if repetitions is not None else self.repetitions
         per_cell = self.warmup + (self.duration if self.mode != Mode.REQUESTS else 10.0) + overhead_s
-        calibration = 0.0
-        if self.calibrate:
-            each = max(3.0, min(self.duration, 10.0))
-            calibration = len(self.servers) * (2 * each + 1.0 + overhead_s)
-        return self.cell_count * per_cell + calibration + prepare_s + 2.0
+        cells = len(self.servers) * len(self.workloads) * len(self.levels) * reps
+        return cells * per_cell + calibration.estimated_seconds(self, overhead_s, reps) + prepare_s + 2.0
 
     def record(self) -> dict[str, Any]:
-        """The experiment as a JSON-ready dict (stored in the results header)."""
+        """The experiment as a JSON-ready dict (stored in the results header); the adaptive keys
+        only when set, so that an experiment without them keeps its digest."""
         data = asdict(self)
         data["budget"] = asdict(self.budget)
+        for key in adaptive.KEYS:
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
 
 
@@ -382,6 +393,7 @@ def load_experiment(name_or_path: str, directory: Path | None = None, variants_d
     if mode == Mode.REQUESTS and warmup:
         raise check.fail("warmup", warmup, "0 in requests mode (the total time of N requests includes start-up)")
     repetitions = check.integer("repetitions", data.get("repetitions", 1), 1, 100)
+    adaptive_settings = adaptive.load_settings(check, data, repetitions)
     calibrate = data.get("calibrate", False)
     if not isinstance(calibrate, bool):
         raise check.fail("calibrate", calibrate, "true or false")
@@ -398,5 +410,5 @@ def load_experiment(name_or_path: str, directory: Path | None = None, variants_d
         name=path.stem, description=description, servers=servers, workloads=workloads, mode=mode,
         levels=levels, users=users, duration=duration, warmup=warmup, repetitions=repetitions,
         calibrate=calibrate, p99_bound_ms=p99_bound_ms, seed=seed, params=params, overrides=overrides,
-        budget=budget, path=str(path),
+        budget=budget, path=str(path), **adaptive_settings,
     )

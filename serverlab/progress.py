@@ -22,6 +22,11 @@ class Progress:
         self.started = time.monotonic()
         self.write = write
 
+    @property
+    def seconds_per_cell(self) -> float:
+        """Mean wall seconds per finished cell so far (0.0 before the first)."""
+        return (time.monotonic() - self.started) / self.done if self.done else 0.0
+
     def starting(self, cell: PlannedCell, unit: str) -> None:
         """Announce a cell before it runs."""
         self.write(f"[{self.done + 1}/{self.total}] {cell.variant} · {cell.workload} · {cell.level} {unit} · r{cell.repetition} ...")

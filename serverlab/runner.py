@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from labapp.variants import Variant
-from serverlab import LabError
+from serverlab import LabError, adaptive, calibration
 from serverlab.backends import Backend, BackendError, RunningServer
 from serverlab.bottleneck import classify
 from serverlab.cpulock import CpuLock
@@ -38,7 +38,7 @@ from serverlab.budget import parse_cpuset
 from serverlab.experiment import Experiment, check_machine
 from serverlab.findings import Calibration, cell_findings
 from serverlab.interference import describe_probe, interference_figures
-from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadOutcome, LoadPlan, parse_wrk, read_outcome, wrk_args
+from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadOutcome, LoadPlan, read_outcome
 from serverlab.planning import PlannedCell, check_unchanged, new_run_id, plan_cells, run_metadata
 from serverlab.progress import Progress
 from serverlab.results import Cell, ResultsDiskFull, ResultsWriter, RunHeader, read_results
@@ -46,8 +46,6 @@ from serverlab.runfolders import DiskFullError, disk_full_message, list_runs, ne
 from serverlab.terms import WORKLOADS, CellStatus, Mode
 from serverlab.workloads import VerificationError, verify
 
-#: Concurrency (Locust users and wrk connections) of the calibration runs.
-CALIBRATION_CONNECTIONS = 32
 #: A measured window (warm-up end to last response) shorter than planned by more than
 #: this share, or by more than :data:`SHORT_WINDOW_SLACK_S` if that is larger, fails the
 #: cell: the server stopped answering (hung, stopped, overloaded) before the end, so the
@@ -121,7 +119,7 @@ class Runner:
         self.reports_dir = Path(reports_dir).resolve()
         self.write = write
         self.variants: dict[str, Variant] = experiment.variants()
-        self.calibration: dict[str, Calibration] = {}
+        self.calibration: dict[tuple[str, int], Calibration] = {}
         self.retry_busy = max(0, int(retry_busy))
         self.server_cpus = parse_cpuset(experiment.budget.server_cpuset)
         self.loadgen_cpus = parse_cpuset(experiment.budget.loadgen_cpuset)
@@ -150,12 +148,13 @@ class Runner:
             seed = int(header.metadata["seed"])
             done = {c.cell_id for c in done_cells if c.status == CellStatus.OK}
             for cell in done_cells:
-                if cell.calibration:
-                    self.calibration[cell.variant] = cell.calibration
+                if cell.calibration and cell.calibration.repetition is not None and not calibration.in_cell(experiment):
+                    self.calibration[(cell.variant, cell.calibration.repetition)] = cell.calibration
         else:
             seed = experiment.seed if experiment.seed is not None else random.SystemRandom().randrange(2**32)
             run_dir = self.reports_dir / new_run_id(experiment)
-            done = set()
+            done, done_cells = set(), []
+        self._measured = [c for c in done_cells if c.status == CellStatus.OK]
         plan = [cell for cell in plan_cells(experiment, seed) if cell.cell_id not in done]
         self.run_dir = run_dir
         lock = CpuLock([*self.server_cpus, *self.loadgen_cpus],
@@ -204,10 +203,31 @@ class Runner:
         if resume and not plan:
             self.write(f"run {run_dir.name} is complete: every planned cell is ok, nothing to resume")
         for planned in plan:
-            progress.starting(planned, unit)
-            cell = self.measure_retrying_busy(planned, run_dir)
-            writer.append(cell)
-            progress.finished(cell)
+            self._measure_one(planned, run_dir, writer, progress, unit)
+        if experiment.target_ci:
+            self._adaptive_rounds(header, run_dir, seed, writer, progress, unit, len(plan_cells(experiment, seed)))
+
+    def _measure_one(self, planned: PlannedCell, run_dir: Path, writer: ResultsWriter, progress: Progress,
+                     unit: str) -> None:
+        progress.starting(planned, unit)
+        cell = self.measure_retrying_busy(planned, run_dir)
+        writer.append(cell)
+        progress.finished(cell)
+        self._measured.append(cell)
+
+    def _adaptive_rounds(self, header: RunHeader, run_dir: Path, seed: int, writer: ResultsWriter,
+                         progress: Progress, unit: str, order: int) -> None:
+        """Add repetitions where CIs are wider than ``target_ci`` (:func:`serverlab.adaptive.run_rounds`)."""
+        def measure(planned: PlannedCell) -> None:
+            self._measure_one(planned, run_dir, writer, progress, unit)
+
+        def announce(count: int) -> None:
+            progress.total += count
+            self.write(f"adaptive repetitions: {count} more cell(s) whose 95% CIs are wider than "
+                       f"±{self.experiment.target_ci:.0%}")
+
+        adaptive.run_rounds(self.experiment, header, self._measured, seed, order, measure, announce,
+                            lambda: progress.seconds_per_cell, progress.started)
 
     def _catch_stop_signals(self) -> dict[int, object]:
         """Turn SIGINT/SIGTERM/SIGHUP into :class:`RunStopped` (main thread only); return the old handlers."""
@@ -291,10 +311,17 @@ class Runner:
         except BackendError as err:
             return Cell(**base, status=CellStatus.FAILED, error=f"server did not start: {err}")
         try:
-            if self.experiment.calibrate and planned.variant not in self.calibration:
-                self.calibration[planned.variant] = self.calibrate(server, cell_dir)
-            base["calibration"] = self.calibration.get(planned.variant)
-            return self._load(planned, server, base, cell_dir)
+            key = (planned.variant, planned.repetition)
+            if self.experiment.calibrate and not calibration.in_cell(self.experiment) and key not in self.calibration:
+                self.calibration[key] = calibration.calibrate_standalone(self.backend, server, cell_dir, self.experiment,
+                                                                         planned.repetition, self.write)
+            base["calibration"] = self.calibration.get(key)
+            cell = self._load(planned, server, base, cell_dir)
+            if cell.status == CellStatus.OK and calibration.is_calibration_cell(self.experiment, planned.workload,
+                                                                                planned.level):
+                cell = replace(cell, calibration=calibration.wrk_after_cell(
+                    self.backend, server, cell_dir, self.experiment, planned.repetition, cell.rps, self.write))
+            return cell
         finally:
             self.backend.stop(server)
 
@@ -381,33 +408,3 @@ class Runner:
         if outcome.unanswered and experiment.mode != Mode.OPEN:
             problems.append(f"{outcome.unanswered} request(s) sent but never answered when Locust stopped")
         return problems
-
-    def calibrate(self, server: RunningServer, cell_dir: Path) -> Calibration:
-        """Measure the variant's hello ceiling with wrk and with Locust at the same concurrency.
-
-        :return: wrk's and Locust's RPS and their ratio; when wrk or Locust fails, a
-            :class:`~serverlab.findings.Calibration` whose ``note`` says which and why, and no ratio.
-        """
-        duration = max(3.0, min(self.experiment.duration, 10.0))
-        self.write(f"    calibrating {server.variant.name}: wrk vs Locust on hello, {CALIBRATION_CONNECTIONS} connections, {duration:g} s each")
-        wrk = self.backend.run_wrk(wrk_args(server.url_for_loadgen + "/", CALIBRATION_CONNECTIONS, duration), duration + 60)
-        calib_dir = cell_dir / "calibration"
-        calib_dir.mkdir(exist_ok=True)
-        write_text(calib_dir / "wrk.log", wrk.output)
-        try:
-            wrk_rps = parse_wrk(wrk.output)
-        except LoadError as err:
-            return Calibration(note=f"wrk failed: {err}")
-        hello = WORKLOADS["hello"]
-        plan = LoadPlan(hello, {}, Mode.CLOSED, CALIBRATION_CONNECTIONS, CALIBRATION_CONNECTIONS, duration, 1.0,
-                        self.experiment.budget.loadgen_processes)
-        paths = self.backend.locust_paths(server, calib_dir)
-        result = self.backend.run_locust(plan.locust_args(paths.locustfile, paths.host, paths.out_dir),
-                                         plan.environment(paths.out_dir), calib_dir, plan.run_time_s + 120)
-        write_text(calib_dir / "locust.log", result.output)
-        try:
-            locust_rps = read_outcome(calib_dir, plan, result.output).rps
-        except LoadError as err:
-            return Calibration(wrk_rps=wrk_rps, note=f"Locust failed: {err}")
-        return Calibration(wrk_rps=wrk_rps, locust_rps=locust_rps, ratio=locust_rps / wrk_rps if wrk_rps else 0.0,
-                           connections=CALIBRATION_CONNECTIONS, duration_s=duration)

@@ -122,6 +122,10 @@ class FakeBackend:
     :param prepare_error: when set, :meth:`prepare` raises :class:`BackendError` with it
         (Docker missing, the image not building).
     :param wrk_installed: ``False``: :meth:`run_wrk` answers as if wrk were missing (status 127).
+    :param rates: per variant, the throughput (responses/s per Locust process) of its next
+        "Locust" runs, one per run, then :data:`RPS`: repetitions that disagree, for adaptive repetitions.
+    :param wrk_rates: per variant, the RPS of its next wrk runs, one per run, then :data:`RPS` × 2.
+    :attr wrk_runs: ``(variant, argv)`` of every wrk run.
     :attr starts: variant names in the order they were started.
     :attr locust_runs: ``(variant, argv)`` of every "Locust" run.
     :attr prepared: the ``(variants, run_id)`` of every :meth:`prepare`.
@@ -131,6 +135,9 @@ class FakeBackend:
     name: str = "fake"
     prepare_error: str | None = None
     wrk_installed: bool = True
+    rates: dict[str, list[float]] = field(default_factory=dict)
+    wrk_rates: dict[str, list[float]] = field(default_factory=dict)
+    wrk_runs: list[tuple[str, list[str]]] = field(default_factory=list)
     starts: list[str] = field(default_factory=list)
     locust_runs: list[tuple[str, list[str]]] = field(default_factory=list)
     prepared: list[tuple[list[str] | None, str | None]] = field(default_factory=list)
@@ -206,14 +213,23 @@ class FakeBackend:
             return CommandResult(2, "locust: error: scripted failure")
         if fake.fault in (Fault.DIE, Fault.HANG):
             fake.shut()
-        write_locust_files(Path(env["SERVERLAB_HDR_DIR"] if "SERVERLAB_HDR_DIR" in env else out_dir), args, fake.fault)
+        queue = self.rates.get(fake.variant.name) or []
+        write_locust_files(Path(env["SERVERLAB_HDR_DIR"] if "SERVERLAB_HDR_DIR" in env else out_dir), args, fake.fault,
+                           rate=queue.pop(0) if queue else RPS)
         return CommandResult(0, "fake locust: files written")
 
     def run_wrk(self, args: list[str], timeout: float) -> CommandResult:
-        """A wrk summary with a fixed throughput (:data:`RPS` × 2), or status 127 without wrk."""
+        """A wrk summary (its ``N requests in`` and ``Requests/sec`` lines) at the variant's next
+        :attr:`wrk_rates` figure (default :data:`RPS` × 2), or status 127 without wrk."""
         if not self.wrk_installed:
             return CommandResult(127, "wrk is not installed on this machine (apt-get install wrk)")
-        return CommandResult(0, f"Running 3s test @ {args[-1]}\nRequests/sec:   {RPS * 2:.2f}\n")
+        variant = self._current.variant.name if self._current else "?"
+        self.wrk_runs.append((variant, list(args)))
+        queue = self.wrk_rates.get(variant) or []
+        rate = queue.pop(0) if queue else RPS * 2
+        seconds = float(_option(args, "-d", "3s").rstrip("s"))
+        return CommandResult(0, f"Running {seconds:g}s test @ {args[-1]}\n  {int(rate * seconds)} requests in "
+                                f"{seconds:.2f}s, 1.00MB read\nRequests/sec:   {rate:.2f}\n")
 
     def stop(self, server: RunningServer) -> None:
         """Stop serving and stop the sampler."""
@@ -241,10 +257,10 @@ def _option(args: list[str], name: str, default: str | None = None) -> str | Non
     return args[args.index(name) + 1] if name in args else default
 
 
-def write_locust_files(out_dir: Path, args: list[str], fault: Fault = Fault.OK) -> list[Path]:
+def write_locust_files(out_dir: Path, args: list[str], fault: Fault = Fault.OK, rate: float = RPS) -> list[Path]:
     """Write one ``hdr-fake-<i>.json`` per Locust process of ``args`` (a :meth:`LoadPlan.locust_args` argv).
 
-    Every request takes :data:`LATENCY_US`; throughput is :data:`RPS` per process (open
+    Every request takes :data:`LATENCY_US`; throughput is ``rate`` per process (open
     mode: the target rate; requests mode: ``--max-requests`` in total). The measured
     window ends now and is ``--run-time`` minus ``--warmup-seconds`` long (seconds).
 
@@ -264,8 +280,7 @@ def write_locust_files(out_dir: Path, args: list[str], fault: Fault = Fault.OK) 
     if max_requests is not None:
         per_process = int(max_requests) // processes
     else:
-        rate = float(open_rate) / processes if open_rate is not None else RPS
-        per_process = int(rate * window)
+        per_process = int((float(open_rate) / processes if open_rate is not None else rate) * window)
     paths = []
     for i in range(processes):
         hist = new_histogram()

@@ -259,21 +259,27 @@ def test_resume_refuses_a_changed_experiment(tmp_path):
     assert backend.starts.count("gunicorn-sync") == 1  # nothing was started
 
 
-def test_calibration_runs_once_per_variant_and_is_kept_on_resume(tmp_path):
+def test_calibration_runs_once_per_variant_and_repetition_and_is_kept_on_resume(tmp_path):
+    """No hello cell at 32 users here: the variant's first cell of each repetition runs wrk and
+    Locust on hello first; a resumed run reuses a repetition's calibration, even from a failed cell."""
     experiment = _experiment(tmp_path, TWO_SERVERS.replace('"gunicorn-sync", ', "").replace("seed = 7", "seed = 7\n"
                              "calibrate = true\nrepetitions = 2"))
     backend = FakeBackend()
     backend.script("uwsgi-processes", [Fault.OK, Fault.DIE])
     run_dir, _, _ = _run(tmp_path, experiment, backend)
     _, cells = read_results(run_dir / "results.jsonl")
-    calibration = cells[0].calibration
-    assert calibration.wrk_rps == RPS * 2 and calibration.connections == 32 and calibration.note is None
-    assert calibration.ratio == pytest.approx(calibration.locust_rps / calibration.wrk_rps)
-    assert [cell.status for cell in cells] == ["ok", "failed"]
+    calibrations = [cell.calibration for cell in cells]
+    assert [c.repetition for c in calibrations] == [1, 2]
+    for calibration in calibrations:
+        assert calibration.wrk_rps == RPS * 2 and calibration.connections == 32 and calibration.note is None
+        assert calibration.ratio == pytest.approx(calibration.locust_rps / calibration.wrk_rps)
+    # the fake server scripted to die does so in the first load it gets: repetition 2's calibration Locust run
+    assert [cell.status for cell in cells] == ["ok", "unverified"] and len(backend.wrk_runs) == 2
     _run(tmp_path, experiment, backend, resume=run_dir.name)
     _, cells = read_results(run_dir / "results.jsonl")
-    assert cells[-1].status == "ok" and cells[-1].calibration == calibration  # not measured again
-    assert sum(1 for args in backend.locust_runs if "HelloUser" in args[1] and "32" in args[1]) >= 1
+    assert cells[-1].status == "ok" and cells[-1].calibration == calibrations[1]  # not measured again
+    assert len(backend.wrk_runs) == 2
+    assert sum(1 for args in backend.locust_runs if "HelloUser" in args[1] and "32" in args[1]) == 2
 
 
 def test_both_real_backends_satisfy_the_backend_interface():

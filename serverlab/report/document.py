@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 from serverlab import __version__
 from serverlab.interference import describe_probe
-from serverlab.report.formatting import _fmt_params
+from serverlab.adaptive import target_paragraph
+from serverlab.report.formatting import _fmt_params, _level_text
 from serverlab.report.answers import Answer, answers
 from serverlab.report.model import AnswerBlock, Document, Section, Setting
 from serverlab.report.rows import Row
@@ -126,6 +127,9 @@ def build_document(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[s
             f"Parameters: {_fmt_params(grows[0].workload_params)}. RPS is the median over repetitions with its "
             f"95% bootstrap CI; p50/p99/p99.9 come from the HDR histograms of all repetitions merged; CPU ms/req "
             f"is the median server CPU time per request.")
+        target = target_paragraph(grows, header.experiment, lambda s: f"{s.variant} ({_level_text(s.mode, s.level)})")
+        if target:
+            section.paragraphs.append(target)
         section.tables.append(_main_table(grows, mode))
         if mode == Mode.REQUESTS:
             section.tables.append(_requests_table(grows, header))

@@ -1,0 +1,138 @@
+"""wrk in every repetition: the reference generator's hello ceiling, measured like any cell.
+
+With ``calibrate = true`` wrk measures each variant's hello ceiling at
+:data:`CALIBRATION_CONNECTIONS` connections **in every repetition**, at the place of
+that repetition's hello cell in the shuffled order, so wrk's figure gets a bootstrap CI
+like Locust's RPS (:attr:`serverlab.report.rows.Row.wrk_rps`):
+
+* when the experiment runs hello at :data:`CALIBRATION_CONNECTIONS` users (closed mode),
+  wrk runs right after that cell's Locust window, on the same warmed-up server
+  (:func:`wrk_after_cell`); the cell is its Locust half, so no separate Locust run is needed;
+* otherwise the variant's first cell of each repetition runs wrk and then Locust on hello
+  before its own load (:func:`calibrate_standalone`), as the lab always did once per variant.
+
+Each run also records the server's CPU milliseconds per request under wrk, to compare
+with the cell's under Locust (the two generators should send the same work).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Callable
+
+from serverlab.backends import Backend, RunningServer
+from serverlab.experiment import Experiment
+from serverlab.findings import Calibration
+from serverlab.loadgen import LoadError, LoadPlan, parse_wrk, read_outcome, wrk_args
+from serverlab.runfolders import write_text
+from serverlab.terms import CALIBRATION_CONNECTIONS, CALIBRATION_WORKLOAD, WORKLOADS, Mode
+
+#: Seconds of overhead per wrk run (a one-off container's start and stop), for estimates.
+WRK_OVERHEAD_S = 1.5
+
+_WRK_REQUESTS = re.compile(r"^\s*(\d+) requests in ", re.MULTILINE)
+
+
+def wrk_duration(experiment: Experiment) -> float:
+    """Seconds each wrk (and standalone Locust) calibration run lasts: the cell's duration, within 3..10 s."""
+    return max(3.0, min(experiment.duration, 10.0))
+
+
+def in_cell(experiment: Experiment) -> bool:
+    """Whether the experiment has a hello cell at :data:`CALIBRATION_CONNECTIONS` users (closed mode) to pair wrk with."""
+    return (experiment.calibrate and experiment.mode == Mode.CLOSED and CALIBRATION_WORKLOAD in experiment.workloads
+            and CALIBRATION_CONNECTIONS in experiment.levels)
+
+
+def is_calibration_cell(experiment: Experiment, workload: str, level: int) -> bool:
+    """Whether wrk runs after this cell (see :func:`in_cell`)."""
+    return in_cell(experiment) and workload == CALIBRATION_WORKLOAD and level == CALIBRATION_CONNECTIONS
+
+
+def estimated_seconds(experiment: Experiment, overhead_s: float, repetitions: int | None = None) -> float:
+    """Seconds the calibration adds to a run of ``repetitions`` (default: the experiment's).
+
+    :param overhead_s: a cell's start/verify/stop overhead (the standalone calibration pays it once more).
+    """
+    if not experiment.calibrate:
+        return 0.0
+    reps = repetitions if repetitions is not None else experiment.repetitions
+    each = wrk_duration(experiment)
+    if in_cell(experiment):
+        return len(experiment.servers) * reps * (each + WRK_OVERHEAD_S)
+    return len(experiment.servers) * reps * (2 * each + 1.0 + overhead_s)
+
+
+def requests_of(output: str) -> int | None:
+    """The ``N requests in ...`` count of wrk's output, or ``None``."""
+    match = _WRK_REQUESTS.search(output)
+    return int(match.group(1)) if match else None
+
+
+def _run_wrk(backend: Backend, server: RunningServer, duration: float, log: Path) -> tuple[float, float | None]:
+    """Run wrk on hello; return its RPS and the server's CPU ms per request during it.
+
+    :raises LoadError: when wrk printed no figure.
+    """
+    started = time.time()
+    result = backend.run_wrk(wrk_args(server.url_for_loadgen + WORKLOADS[CALIBRATION_WORKLOAD].path,
+                                      CALIBRATION_CONNECTIONS, duration), duration + 60)
+    ended = time.time()
+    write_text(log, result.output)
+    rps = parse_wrk(result.output)
+    cpu = server.sampler.cpu_between(started, ended) if server.sampler else None
+    requests = requests_of(result.output)
+    return rps, (cpu * 1000 / requests if cpu is not None and requests else None)
+
+
+def wrk_after_cell(backend: Backend, server: RunningServer, cell_dir: Path, experiment: Experiment,
+                   repetition: int, locust_rps: float, write: Callable[[str], None]) -> Calibration:
+    """wrk on the same server right after the hello cell's Locust window.
+
+    :param locust_rps: the cell's Locust RPS (its Locust half).
+    :return: the :class:`~serverlab.findings.Calibration` of this repetition; on failure one
+        whose ``note`` says why.
+    """
+    duration = wrk_duration(experiment)
+    write(f"    wrk on {server.variant.name}: hello, {CALIBRATION_CONNECTIONS} connections, {duration:g} s (repetition {repetition})")
+    try:
+        wrk_rps, cpu_ms = _run_wrk(backend, server, duration, cell_dir / "wrk.log")
+    except LoadError as err:
+        return Calibration(note=f"wrk failed: {err}", repetition=repetition)
+    return Calibration(wrk_rps=wrk_rps, locust_rps=locust_rps, ratio=locust_rps / wrk_rps if wrk_rps else 0.0,
+                       connections=CALIBRATION_CONNECTIONS, duration_s=duration, repetition=repetition,
+                       wrk_cpu_ms_per_request=cpu_ms)
+
+
+def calibrate_standalone(backend: Backend, server: RunningServer, cell_dir: Path, experiment: Experiment,
+                         repetition: int, write: Callable[[str], None]) -> Calibration:
+    """wrk then Locust on hello at the same concurrency, before a cell of another workload or level.
+
+    :return: wrk's and Locust's RPS and their ratio; when wrk or Locust fails, a
+        :class:`~serverlab.findings.Calibration` whose ``note`` says which and why, and no ratio.
+    """
+    duration = wrk_duration(experiment)
+    write(f"    calibrating {server.variant.name}: wrk vs Locust on hello, {CALIBRATION_CONNECTIONS} connections, "
+          f"{duration:g} s each (repetition {repetition})")
+    calib_dir = cell_dir / "calibration"
+    calib_dir.mkdir(exist_ok=True)
+    try:
+        wrk_rps, cpu_ms = _run_wrk(backend, server, duration, calib_dir / "wrk.log")
+    except LoadError as err:
+        return Calibration(note=f"wrk failed: {err}", repetition=repetition)
+    plan = LoadPlan(WORKLOADS[CALIBRATION_WORKLOAD], {}, Mode.CLOSED, CALIBRATION_CONNECTIONS, CALIBRATION_CONNECTIONS,
+                    duration, 1.0, experiment.budget.loadgen_processes)
+    paths = backend.locust_paths(server, calib_dir)
+    result = backend.run_locust(plan.locust_args(paths.locustfile, paths.host, paths.out_dir),
+                                plan.environment(paths.out_dir), calib_dir, plan.run_time_s + 120)
+    write_text(calib_dir / "locust.log", result.output)
+    try:
+        locust_rps = read_outcome(calib_dir, plan, result.output).rps
+    except LoadError as err:
+        return Calibration(wrk_rps=wrk_rps, note=f"Locust failed: {err}", repetition=repetition,
+                           wrk_cpu_ms_per_request=cpu_ms)
+    return Calibration(wrk_rps=wrk_rps, locust_rps=locust_rps, ratio=locust_rps / wrk_rps if wrk_rps else 0.0,
+                       connections=CALIBRATION_CONNECTIONS, duration_s=duration, repetition=repetition,
+                       wrk_cpu_ms_per_request=cpu_ms)
