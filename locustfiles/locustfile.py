@@ -55,7 +55,7 @@ from labapp.variants import load_variants  # noqa: E402
 from labui import LabUI  # noqa: E402  (web UI: defaults, Compare and Reports tabs)
 from serverlab.terms import (APP_PORT, DEFAULT_OPEN_MAX_IN_FLIGHT, HDR, HDR_DIR_ENV, HDR_FILE_PREFIX,  # noqa: E402
                              LATE_SEND_S, LATENCY_UNIT, MAX_REQUESTS_OPTION, OPEN_MAX_IN_FLIGHT_ENV, OPEN_RATE_OPTION,
-                             US_PER_S, WARMUP_OPTION, WORKLOADS, WorkloadSpec)
+                             REQUEST_HEADERS, US_PER_S, WARMUP_OPTION, WORKLOADS, WorkloadSpec)
 
 #: How a server name becomes a URL; compose services answer on port 8000 by name.
 TARGET_URL_TEMPLATE = os.environ.get("SERVERLAB_TARGET_URL_TEMPLATE", f"http://{{name}}:{APP_PORT}")
@@ -307,8 +307,9 @@ class LabUser(FastHttpUser):
         super().__init__(environment)
 
     def send(self, context: dict | None = None) -> None:
-        """GET :attr:`request_path`; an error or a status >= 400 counts as a failure (no redirects here)."""
-        self.client.get(self.request_path, name=self.spec.path, context=context or {})
+        """GET :attr:`request_path` with the lab's :data:`~serverlab.terms.REQUEST_HEADERS` (wrk sends the same);
+        an error or a status >= 400 counts as a failure (no redirects here)."""
+        self.client.get(self.request_path, name=self.spec.path, headers=REQUEST_HEADERS, context=context or {})
 
     @task
     def load(self) -> None:

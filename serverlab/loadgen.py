@@ -20,7 +20,7 @@ from typing import Any
 from serverlab import LabError
 from serverlab.histograms import StatsError, latency_summary, merge_histograms
 from serverlab.terms import (HDR_DIR_ENV, HDR_FILE_PREFIX, MAX_REQUESTS_OPTION, OPEN_MAX_IN_FLIGHT_ENV,
-                             OPEN_RATE_OPTION, WARMUP_OPTION, Mode, WorkloadSpec)
+                             OPEN_RATE_OPTION, REQUEST_HEADERS, WARMUP_OPTION, Mode, WorkloadSpec)
 
 #: Locust's own warning when a process is CPU-bound (its figures then measure Locust).
 LOCUST_CPU_WARNING = re.compile(r"CPU usage above \d+%")
@@ -310,5 +310,7 @@ def parse_wrk(output: str) -> float:
 
 
 def wrk_args(url: str, connections: int, duration_s: float, threads: int = 1) -> list[str]:
-    """Return a ``wrk`` argv: ``threads`` threads, ``connections`` open connections."""
-    return ["wrk", "-t", str(threads), "-c", str(max(connections, threads)), "-d", f"{int(duration_s)}s", url]
+    """Return a ``wrk`` argv: ``threads`` threads, ``connections`` open connections, the lab's
+    :data:`~serverlab.terms.REQUEST_HEADERS` (as the locustfile sends them)."""
+    headers = [arg for name, value in REQUEST_HEADERS.items() for arg in ("-H", f"{name}: {value}")]
+    return ["wrk", "-t", str(threads), "-c", str(max(connections, threads)), "-d", f"{int(duration_s)}s", *headers, url]

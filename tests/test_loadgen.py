@@ -184,7 +184,8 @@ def test_parse_wrk_refuses_garbage(output):
 
 
 def test_wrk_args():
-    assert wrk_args("http://h:1/", 32, 5.0) == ["wrk", "-t", "1", "-c", "32", "-d", "5s", "http://h:1/"]
+    assert wrk_args("http://h:1/", 32, 5.0) == ["wrk", "-t", "1", "-c", "32", "-d", "5s", "-H", "User-Agent: serverlab",
+                                                "-H", "Accept-Encoding: identity", "http://h:1/"]
     assert wrk_args("http://h:1/", 1, 3, threads=2)[4] == "2"  # never fewer connections than threads
 
 
