@@ -213,8 +213,7 @@ def next_round(rows: Iterable[Any], experiment: Any, repetitions: Mapping[tuple[
 
 
 def run_rounds(experiment: Any, header: Any, measured: list[Any], seed: int, order: int,
-               measure: Callable[[Any], None], announce: Callable[[int], None],
-               seconds_per_cell: Callable[[], float], started: float) -> int:
+               measure: Callable[[Any], None], progress: Any, write: Callable[[str], None]) -> int:
     """Run adaptive rounds until no cell needs another repetition (or none fits the time budget).
 
     :param experiment: the :class:`serverlab.experiment.Experiment` (``target_ci`` set).
@@ -224,9 +223,9 @@ def run_rounds(experiment: Any, header: Any, measured: list[Any], seed: int, ord
     :param seed: the run's seed (round ``k`` shuffles with ``seed + k``).
     :param order: the position of the first added cell in the run.
     :param measure: measures a :class:`serverlab.planning.PlannedCell` and appends the cell to ``measured``.
-    :param announce: told how many cells a round adds, before it runs.
-    :param seconds_per_cell: the mean wall time of a cell so far (for the time budget).
-    :param started: :func:`time.monotonic` when the run began.
+    :param progress: the run's :class:`serverlab.progress.Progress` (its ``total`` grows by each
+        round; its ``started`` and ``seconds_per_cell`` size the time budget).
+    :param write: progress output.
     :return: the cells added.
     """
     from serverlab.planning import PlannedCell
@@ -236,8 +235,8 @@ def run_rounds(experiment: Any, header: Any, measured: list[Any], seed: int, ord
     def fits(n: int) -> int:
         if experiment.time_budget is None:
             return n
-        left = experiment.time_budget - (time.monotonic() - started) - TEARDOWN_S
-        return min(n, int(left // max(seconds_per_cell(), 1.0)))
+        left = experiment.time_budget - (time.monotonic() - progress.started) - TEARDOWN_S
+        return min(n, int(left // max(progress.seconds_per_cell, 1.0)))
 
     added = 0
     for round_number in itertools.count(1):
@@ -249,7 +248,8 @@ def run_rounds(experiment: Any, header: Any, measured: list[Any], seed: int, ord
         chosen = next_round(rows, experiment, highest, random.Random(seed + round_number), fits)
         if not chosen:
             return added
-        announce(len(chosen))
+        progress.total += len(chosen)
+        write(f"adaptive repetitions: {len(chosen)} more cell(s) whose 95% CIs are wider than ±{experiment.target_ci:.0%}")
         for variant, workload, level, repetition in chosen:
             measure(PlannedCell(variant, workload, level, repetition, order + added))
             added += 1

@@ -204,8 +204,9 @@ class Runner:
             self.write(f"run {run_dir.name} is complete: every planned cell is ok, nothing to resume")
         for planned in plan:
             self._measure_one(planned, run_dir, writer, progress, unit)
-        if experiment.target_ci:
-            self._adaptive_rounds(header, run_dir, seed, writer, progress, unit, len(plan_cells(experiment, seed)))
+        if experiment.target_ci:  # adaptive repetitions
+            adaptive.run_rounds(experiment, header, self._measured, seed, len(plan_cells(experiment, seed)),
+                                lambda p: self._measure_one(p, run_dir, writer, progress, unit), progress, self.write)
 
     def _measure_one(self, planned: PlannedCell, run_dir: Path, writer: ResultsWriter, progress: Progress,
                      unit: str) -> None:
@@ -214,20 +215,6 @@ class Runner:
         writer.append(cell)
         progress.finished(cell)
         self._measured.append(cell)
-
-    def _adaptive_rounds(self, header: RunHeader, run_dir: Path, seed: int, writer: ResultsWriter,
-                         progress: Progress, unit: str, order: int) -> None:
-        """Add repetitions where CIs are wider than ``target_ci`` (:func:`serverlab.adaptive.run_rounds`)."""
-        def measure(planned: PlannedCell) -> None:
-            self._measure_one(planned, run_dir, writer, progress, unit)
-
-        def announce(count: int) -> None:
-            progress.total += count
-            self.write(f"adaptive repetitions: {count} more cell(s) whose 95% CIs are wider than "
-                       f"±{self.experiment.target_ci:.0%}")
-
-        adaptive.run_rounds(self.experiment, header, self._measured, seed, order, measure, announce,
-                            lambda: progress.seconds_per_cell, progress.started)
 
     def _catch_stop_signals(self) -> dict[int, object]:
         """Turn SIGINT/SIGTERM/SIGHUP into :class:`RunStopped` (main thread only); return the old handlers."""

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from serverlab.report.formatting import _level_text
-from serverlab.report.ranking import CALIBRATION_WORKLOAD, PairDecision, capacity_disagreement, rank_level, row_class
+from serverlab.report.ranking import CALIBRATION_WORKLOAD, PairDecision, rank_level, row_class
+from serverlab.report.rate_verdict import capacity_disagreement
 from serverlab.report.rows import Row
 from serverlab.report.verdicts import (
     DEFAULT_P99_BOUND_MS,

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any, Sequence
 
-from serverlab.stats import Estimate, format_estimate, format_rps, median_ci
+from serverlab.stats import Estimate, format_estimate, median_ci
 from serverlab.terms import CALIBRATION_WORKLOAD, Bottleneck
 
 #: A "cannot tell" verdict explains at most this many unresolved pairs (the leader against
@@ -398,17 +398,3 @@ def rank_level(rows: Sequence[Any], workload: str, mode: str | None = None) -> L
     return LevelRanking(workload, mode, level, tuple(levels), tuple(at_level), tuple(r for r in at_level if not r.clean),
                         tuple(interfered), tuple(candidates), rank(candidates, workload, mode, level) if candidates else None)
 
-
-def capacity_disagreement(row: Any, workload: str) -> str | None:
-    """A sentence when wrk's ceiling and the CPU-cost capacity of one variant differ by more than :data:`CAPACITY_AGREEMENT`."""
-    wrk = wrk_estimate(row, workload)
-    cap = getattr(row, "cost_capacity_rps", None)
-    if wrk is None or not wrk.median or cap is None or not cap.median:
-        return None
-    diff = cap.median / wrk.median - 1
-    if abs(diff) <= CAPACITY_AGREEMENT:
-        return None
-    why = ("the server cannot use its whole CPU budget (it waits on connections or I/O)" if diff > 0
-           else "wrk reached more than its CPU cost implies (CPU per request falls at higher load)")
-    return (f"for {row.variant} wrk ({format_rps(wrk.median)} RPS) and CPU cost ({format_rps(cap.median)} RPS) disagree by "
-            f"{abs(diff):.0%}: {why}")

@@ -14,9 +14,9 @@ from typing import Any, Callable, Sequence
 from serverlab.report.ranking import (
     _RPS_CLASSES,
     MAX_EXPLAINED_PAIRS,
+    CAPACITY_AGREEMENT,
     PairDecision,
     _generator_bound,
-    capacity_disagreement,
     interval_text,
     rank_level,
     row_class,
@@ -55,6 +55,21 @@ def _row_evidence(row: Any, workload: str) -> str:
     if getattr(row, "cost_capacity_rps", None) is not None:
         parts.append(f"CPU-cost capacity {format_estimate(row.cost_capacity_rps)} RPS")
     return f"{row.variant}: " + ", ".join(parts)
+
+
+def capacity_disagreement(row: Any, workload: str) -> str | None:
+    """A sentence when wrk's ceiling and the CPU-cost capacity of one variant differ by more than :data:`CAPACITY_AGREEMENT`."""
+    wrk = wrk_estimate(row, workload)
+    cap = getattr(row, "cost_capacity_rps", None)
+    if wrk is None or not wrk.median or cap is None or not cap.median:
+        return None
+    diff = cap.median / wrk.median - 1
+    if abs(diff) <= CAPACITY_AGREEMENT:
+        return None
+    why = ("the server cannot use its whole CPU budget (it waits on connections or I/O)" if diff > 0
+           else "wrk reached more than its CPU cost implies (CPU per request falls at higher load)")
+    return (f"for {row.variant} wrk ({format_rps(wrk.median)} RPS) and CPU cost ({format_rps(cap.median)} RPS) disagree by "
+            f"{abs(diff):.0%}: {why}")
 
 
 def _what_would_tell(unresolved: list[tuple[Any, Any]], decisions: dict[tuple[str, str], PairDecision]) -> list[str]:
@@ -180,4 +195,4 @@ def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable
     return " ".join(parts)
 
 
-__all__ = ["rate_verdict"]
+__all__ = ["capacity_disagreement", "rate_verdict"]
