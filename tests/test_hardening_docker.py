@@ -18,11 +18,14 @@ from pathlib import Path
 import pytest
 
 import labapp
-from hostile import BAD_CHUNKED_BODIES, NESTED_JSON, healthy, post_chunked, post_huge_body, post_json_bytes
+from hostile import (BAD_CHUNKED_BODIES, NESTED_JSON, chunk_frame, get_with_big_head, healthy, post_chunked,
+                     post_huge_body, post_json_bytes)
+from labapp.variants import get_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "serverlab-hardening"
-SERVICES = ("werkzeug-single", "gunicorn-gthread")
+#: uwsgi-processes: chunked bodies through uWSGI's chunked-input API, a head over its buffer closed (issue 22).
+SERVICES = ("werkzeug-single", "gunicorn-gthread", "uwsgi-processes")
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
@@ -123,6 +126,21 @@ def test_nested_and_broken_chunked_bodies_get_4xx(lab, service):
     for framed in BAD_CHUNKED_BODIES.values():
         status, _headers, body = post_chunked(url, framed)
         assert 400 <= status < 500, body[:300]
+    assert healthy(url)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_bad_input_is_answered_as_declared_in_the_container(lab, service):
+    """Issue 22 in the hardened container: a chunked body over 1 MiB gets 413, a small one is
+    read, and request heads get the answers the variant's [headers] table declares."""
+    url, limit = lab[service], get_variant(service).headers
+    status, _headers, body, _sent = post_huge_body(url, size=3 * labapp.MAX_BODY_BYTES // 2, chunked_body=True)
+    assert status == 413 and json.loads(body)["limit_bytes"] == labapp.MAX_BODY_BYTES, body[:300]
+    status, _headers, body = post_chunked(url, chunk_frame(b'{"ms": 5}') + chunk_frame(b"") + b"\r\n")
+    assert status == 202 and json.loads(body)["ms"] == 5, body[:300]
+    assert get_with_big_head(url, header_bytes=6 * 1024) == 200
+    assert get_with_big_head(url, header_bytes=limit.max_bytes + 1024) == (limit.over or None)
+    assert get_with_big_head(url, path_bytes=limit.max_bytes + 1024) == (limit.line_over or None)
     assert healthy(url)
 
 
