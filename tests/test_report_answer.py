@@ -44,6 +44,8 @@ def test_summary_md_opens_on_the_answer_and_its_verdict_section_is_short(calibra
     table = [line for line in verdict if line.startswith("| ") and not line.startswith("| place")]
     assert len(table) == len(CALIBRATION_TABLE)  # one row per variant
     assert all(len(line) <= 400 for line in verdict if not line.startswith("|")), verdict
+    # and no paragraph or list line anywhere in the file is over ~400 characters (table rows aside)
+    assert [line[:80] for line in text.splitlines() if len(line) > 400 and not line.startswith("|")] == []
     # the run's settings are a table, not a dump of key=value pairs
     assert "calibrate=True, duration=5.0" not in text
     assert "| calibrate | True |" in text and "| duration | 5.0 |" in text

@@ -195,7 +195,9 @@ def _article_table(rows: list[Row]) -> Table | None:
     if verdict_parts:
         table.intro.append(
             f"At 1000 requests the articles claim 3.58× from threading; here, against {baseline}: "
-            + ", ".join(verdict_parts) + ". Under the GIL a CPU-bound request cannot run on two threads at "
+            + ", ".join(verdict_parts) + ".")
+        table.intro.append(
+            "Under the GIL a CPU-bound request cannot run on two threads at "
             "once, so a threaded server can only win by overlapping the network and parsing work around the "
             "computation; extra processes can only win up to the CPU budget (server_cpus). A speed-up near "
             "1× for threads disagrees with the articles' claim; one well above 1× means this endpoint's cost "
