@@ -143,8 +143,8 @@ DEFAULT_IO_RPS = {"granian": 158, "uwsgi-http11": 617, "uwsgi-threads": 156, "uw
                   "nginx-uwsgi": 58.7, "waitress": 157, "uwsgi-gevent": 584, "gunicorn-gevent": 600,
                   "nginx-gunicorn": 157, "gunicorn-gthread": 156, "gunicorn-sync": 57.5, "werkzeug-single": 19.4,
                   "werkzeug-threaded": 596}
-#: Per-repetition factors (RPS, CPU per request) of the recorded run's spread: a few per cent.
-_WOBBLE = ((0.97, 1.02), (1.0, 1.0), (1.035, 0.98))
+#: Per-repetition factors (Locust RPS, CPU per request, wrk RPS) of the recorded run's spread: a few per cent.
+_WOBBLE = ((0.97, 1.02, 0.985), (1.0, 1.0, 1.0), (1.035, 0.98, 1.02))
 
 
 def calibration_run(run_id: str = "20261121-064956-calibration", *, io: bool = False) -> tuple[RunHeader, list[Cell]]:
@@ -153,7 +153,7 @@ def calibration_run(run_id: str = "20261121-064956-calibration", *, io: bool = F
     The experiment and each variant's configuration come from the shipped
     ``experiments/calibration.toml`` and ``servers/*.toml``; the figures from
     :data:`CALIBRATION_TABLE`. Generator-bound cells carry the runner's saturation finding,
-    every cell its wrk calibration and a per-second timeline. With ``io`` the run is
+    every cell its repetition's wrk calibration and a per-second timeline. With ``io`` the run is
     ``default``-like: 39 more cells of the io workload (:data:`DEFAULT_IO_RPS`).
     """
     from serverlab.experiment import load_experiment
@@ -176,7 +176,7 @@ def calibration_run(run_id: str = "20261121-064956-calibration", *, io: bool = F
     cells = []
     order = 0
     duration = float(experiment.duration)
-    for repetition, (rps_factor, cpu_factor) in enumerate(_WOBBLE, start=1):
+    for repetition, (rps_factor, cpu_factor, wrk_factor) in enumerate(_WOBBLE, start=1):
         for variant, (rps, wrk, cpu_ms, locust) in CALIBRATION_TABLE.items():
             order += 1
             value, cost = rps * rps_factor, cpu_ms * cpu_factor
@@ -191,7 +191,9 @@ def calibration_run(run_id: str = "20261121-064956-calibration", *, io: bool = F
                 cpu_ms_per_request=cost, loadgen_cpu_s=locust * duration, loadgen_cpu_budget=1.0,
                 loadgen_busiest_share=locust, loadgen_saturated=saturated,
                 findings=[GeneratorSaturated(locust, cpu_warning=locust >= 0.97)] if saturated else [],
-                calibration={"wrk_rps": wrk, "locust_rps": rps, "ratio": rps / wrk},
+                calibration={"wrk_rps": wrk * wrk_factor, "locust_rps": value, "ratio": value / (wrk * wrk_factor),
+                             "repetition": repetition, "connections": 32, "duration_s": duration,
+                             "wrk_cpu_ms_per_request": cost},  # wrk in every repetition, as the runner records it
                 timeline=make_timeline(value, 32e6 / value, warmup_s=float(experiment.warmup), seconds=int(duration),
                                        seed=order)))
             if io:

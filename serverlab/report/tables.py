@@ -244,9 +244,9 @@ def _calibration_table(rows: list[Row]) -> Table | None:
     table.intro.append(f"wrk, a C load generator, measured each calibrated variant as well. A ratio below "
                        f"{CALIBRATION_MIN_RATIO:g} (marked ⚠) means Locust could not generate the load "
                        f"the server can take, so Locust's figure understates the server. CPU-cost capacity is "
-                       f"server_cpus ÷ CPU seconds per request (a second estimate of the ceiling). wrk runs in "
-                       f"every repetition, so its ceiling has an interval; the server's CPU per request under "
-                       f"each generator shows whether the two send the same work.")
+                       f"server_cpus ÷ CPU seconds per request (a second estimate of the ceiling).")
+    table.intro.append("wrk runs in every repetition, so its ceiling has an interval; the server's CPU per request "
+                       "under each generator shows whether the two send the same work.")
     for row in calibrated:
         cal = row.calibration or {}
         low = cal["ratio"] < CALIBRATION_MIN_RATIO
