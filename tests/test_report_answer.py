@@ -190,3 +190,26 @@ def test_old_results_files_still_render_the_answer(tmp_path):
     assert "- gunicorn-sync wins hello (closed mode, 8 users) on Locust RPS" in summary
     assert "a warning sentence from an old runner" in summary
     assert json.loads(written["json"].read_text())["answers"]["hello"]["winner"] == "gunicorn-sync"
+
+
+def test_variants_not_ranked_are_rows_of_the_table_saying_why():
+    disturbed = {"share": 0.25, "flagged": True, "threshold": 0.05}
+    cells = [make_cell(v, "hello", "closed", 8, r, rps=base * (1 + 0.01 * (r - 2)), **extra)
+             for v, base, extra in (("gunicorn-sync", 1000.0, {}), ("werkzeug-single", 500.0, {}),
+                                    ("gunicorn-gthread", 3000.0, {"interference": disturbed}))
+             for r in (1, 2, 3)]
+    cells.append(make_cell("uwsgi-threads", "hello", "closed", 8, 1, status="failed", error="server exited <boom>"))
+    header = make_header()
+    rows = aggregate(header, cells)
+    [answer] = answers(rows)
+    assert answer.winner == "gunicorn-sync"  # the disturbed gunicorn-gthread is faster but left out
+    left = {p.variant: p.left_out for p in answer.placed if p.place is None}
+    assert left == {"uwsgi-threads": "every repetition failed (server exited <boom>)", "gunicorn-gthread": "interference"}
+    [block] = build_document(header, rows).blocks
+    by_server = {r[1]: r for r in block.table.rows}
+    assert by_server["gunicorn-gthread"][0] == "—" and by_server["gunicorn-gthread"][-1] == "not ranked: interference"
+    assert {i for i, r in enumerate(block.table.rows) if r[0] == "—"} == block.table.failed_rows
+    why = {r[0]: r[2] for r in block.reasons.rows}
+    assert "rerun on a quiet machine or with --retry-busy N" in why["gunicorn-gthread"]
+    data = json.loads(render_json(header, rows))["answers"]["hello"]
+    assert {v["variant"]: v["left_out"] for v in data["variants"] if v["place"] is None} == left

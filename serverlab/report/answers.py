@@ -242,7 +242,13 @@ def _rate_answer(workload: str, mode: str, rows: list[Row]) -> Answer:
                             f"{_short_why(decisions[(row.variant, mates[0].variant)])}")
             placed.append(Placed(row.variant, number, len(tier) > 1, row, evidence, figures))
     for row in ranking.excluded:
-        why = f"{row.failures} failed requests" if row.failures else "failed repetitions"
+        if row.failed:
+            error = row.failed_cells[0].error if row.failed_cells else ""
+            why = "every repetition failed" + (f" ({error[:100]}{'…' if len(error) > 100 else ''})" if error else "")
+        elif row.failed_cells:
+            why = f"{len(row.failed_cells)} of {row.repetitions} repetitions failed"
+        else:
+            why = f"{row.failures} failed requests ({row.failure_ratio:.1%})"
         reasons[row.variant].append(f"not ranked: {why} at this level")
         placed.append(Placed(row.variant, None, False, row, left_out=why))
     for row in ranking.interfered:
