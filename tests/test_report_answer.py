@@ -213,3 +213,11 @@ def test_variants_not_ranked_are_rows_of_the_table_saying_why():
     assert "rerun on a quiet machine or with --retry-busy N" in why["gunicorn-gthread"]
     data = json.loads(render_json(header, rows))["answers"]["hello"]
     assert {v["variant"]: v["left_out"] for v in data["variants"] if v["place"] is None} == left
+
+
+def test_nothing_ranked_still_lists_every_variant_with_why():
+    cells = [make_cell(v, "hello", "closed", 8, 1, status="failed", error="boom") for v in ("gunicorn-sync", "waitress")]
+    [answer] = answers(aggregate(make_header(), cells))
+    assert answer.winner is None and answer.places == [] and answer.sentence.startswith("No winner on hello")
+    assert [(p.variant, p.left_out) for p in answer.placed] == [("gunicorn-sync", "every repetition failed (boom)"),
+                                                                ("waitress", "every repetition failed (boom)")]

@@ -12,7 +12,8 @@ The package, by job (each module imports only those above it):
 * :mod:`~serverlab.report.ranking` — who is fastest, on evidence valid for each bottleneck class;
 * :mod:`~serverlab.report.rows` — aggregation into rows and their findings;
 * :mod:`~serverlab.report.formatting`, :mod:`~serverlab.report.verdicts` — number formats; verdicts;
-* :mod:`~serverlab.report.answers` — the answer first: per workload a sentence, the places and their evidence;
+* :mod:`~serverlab.report.answer_data`, :mod:`~serverlab.report.answers` — the answer first: per workload a
+  sentence, the places and their evidence;
 * :mod:`~serverlab.report.model`, :mod:`~serverlab.report.tables`, :mod:`~serverlab.report.document` —
   the document every format shows, and ``compare``'s table;
 * :mod:`~serverlab.report.charts`, :mod:`~serverlab.report.answer_chart` — matplotlib charts, imported
@@ -30,7 +31,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from serverlab.report.answers import Answer, answer_rows, answers
+from serverlab.report.answer_data import Answer
+from serverlab.report.answers import answer_rows, answers
 from serverlab.report.compare import compare
 from serverlab.report.document import build_document
 from serverlab.report.files import REPORT_FILES, load_results, planned_cell_count, write_report

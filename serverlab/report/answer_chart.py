@@ -17,7 +17,7 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from serverlab.report.answers import Answer, Placed
+from serverlab.report.answer_data import Answer, Placed
 from serverlab.report.charts import CHART_WIDTH_IN, _svg
 from serverlab.report.model import Chart
 from serverlab.stats import Estimate

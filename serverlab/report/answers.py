@@ -3,20 +3,29 @@
 :func:`answers` turns a run's rows into one :class:`Answer` per workload, built on the
 ranking's places (:func:`serverlab.report.ranking.rank_level`: closed and requests mode)
 or on the sustainable throughput (open mode). Every format shows it first: the sentence,
-the ranking chart (:func:`serverlab.report.charts.answer_chart`), a compact table, and the
+the ranking chart (:func:`serverlab.report.answer_chart.answer_chart`), a compact table, and the
 reasoning as one table row per variant. ``report.json`` and the web UI's Compare result
-hold it as data (:meth:`Answer.to_dict`, :func:`answer_rows`).
+hold it as data (:meth:`~serverlab.report.answer_data.Answer.to_dict`, :func:`answer_rows`);
+the data types live in :mod:`serverlab.report.answer_data`.
 
 Units: RPS; the figures are :class:`~serverlab.stats.Estimate` objects (median, 95% CI).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from serverlab.report.answer_data import (
+    MEASURED_CLASSES,
+    SOURCE_LABELS,
+    Answer,
+    Figure,
+    Placed,
+    evidence_estimate,
+    valid_sources,
+)
 from serverlab.report.formatting import _level_text
-from serverlab.report.ranking import CALIBRATION_WORKLOAD, PairDecision, rank_level, row_class
+from serverlab.report.ranking import PairDecision, rank_level, row_class
 from serverlab.report.rate_verdict import capacity_disagreement
 from serverlab.report.rows import Row
 from serverlab.report.verdicts import (
@@ -30,147 +39,8 @@ from serverlab.report.verdicts import (
 from serverlab.stats import NO_CI_NOTE, Estimate, compare_samples, format_estimate, format_rps
 from serverlab.terms import Bottleneck, Mode
 
-#: The evidence kinds of :class:`serverlab.report.ranking.Evidence`, in the order they are named,
-#: with the words tables and charts use for each.
-SOURCE_LABELS = {"measured RPS": "Locust RPS", "wrk": "wrk", "CPU cost": "CPU-cost capacity",
-                 "sustained rate": "sustained target rate"}
 #: A sentence names at most this many variants it cannot tell apart, then counts the rest.
 MAX_NAMED = 4
-_RPS_CLASSES = (Bottleneck.SERVER_BOUND, Bottleneck.BELOW_SATURATION, None)
-
-
-@dataclass(frozen=True)
-class Figure:
-    """One figure a place rests on: its evidence kind and its estimate (RPS, median with CI)."""
-
-    source: str
-    estimate: Estimate
-
-    @property
-    def text(self) -> str:
-        """E.g. ``"wrk 12,061 [11,900–12,200]"``."""
-        return f"{SOURCE_LABELS.get(self.source, self.source)} {format_estimate(self.estimate)}"
-
-
-@dataclass(frozen=True)
-class Placed:
-    """One variant in an answer: its place (``None``: not ranked, see ``left_out``) and why.
-
-    :param variant: the server variant.
-    :param place: 1 for the first place; variants sharing a place have the same number.
-    :param shared: another variant has the same place.
-    :param row: the report row the place is about.
-    :param evidence: the evidence kinds that separate it from some other variant (``()``: none does).
-    :param figures: the figures of the evidence valid for it (what the chart's markers show).
-    :param left_out: why it is not ranked, or ``None``.
-    :param reasons: the reasoning about this variant, one short clause each.
-    """
-
-    variant: str
-    place: int | None
-    shared: bool
-    row: Row
-    evidence: tuple[str, ...] = ()
-    figures: tuple[Figure, ...] = ()
-    left_out: str | None = None
-    reasons: tuple[str, ...] = ()
-
-    @property
-    def place_text(self) -> str:
-        """``"1"``, ``"8 (shared)"`` or ``"—"`` (not ranked)."""
-        if self.place is None:
-            return "—"
-        return f"{self.place} (shared)" if self.shared else str(self.place)
-
-
-@dataclass(frozen=True)
-class Answer:
-    """The answer for one workload: a sentence, the places, the evidence.
-
-    :param workload: the workload; :param mode: the mode the verdict is about.
-    :param level: the load level ranked (``None`` when nothing could be ranked).
-    :param where: e.g. ``"closed mode, 32 users"``.
-    :param sentence: the answer in one sentence (at most ~400 characters).
-    :param winner: the variant ahead of every other, or ``None`` ("cannot tell").
-    :param runner_up: the first variant of the second place when there is a winner.
-    :param lead: the winner's lead on the evidence, ``{"source", "ratio", "low", "high"}``, or ``None``.
-    :param placed: ranked variants by place, then those not ranked.
-    :param principle: what bounds this workload, in words.
-    :param what_would_tell: what would separate the variants that share the first place.
-    """
-
-    workload: str
-    mode: str
-    level: int | None
-    where: str
-    sentence: str
-    winner: str | None = None
-    runner_up: str | None = None
-    lead: dict[str, Any] | None = None
-    placed: tuple[Placed, ...] = ()
-    principle: str = ""
-    what_would_tell: tuple[str, ...] = field(default=())
-
-    @property
-    def places(self) -> list[list[str]]:
-        """The ranked variants, one list per place, best first."""
-        out: dict[int, list[str]] = {}
-        for p in self.placed:
-            if p.place is not None:
-                out.setdefault(p.place, []).append(p.variant)
-        return [out[k] for k in sorted(out)]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The answer as data (``report.json``, the web UI): places, evidence and figures per variant."""
-        def figure(f: Figure) -> dict[str, Any]:
-            e = f.estimate
-            return {"source": f.source, "median": e.median, "low": e.low, "high": e.high, "n": e.n}
-
-        def variant(p: Placed) -> dict[str, Any]:
-            r = p.row
-            return {"variant": p.variant, "place": p.place, "shared": p.shared, "left_out": p.left_out,
-                    "model": r.config.get("model"), "bottleneck": row_class(r),
-                    "rps": None if r.rps is None else {"median": r.rps.median, "low": r.rps.low, "high": r.rps.high},
-                    "p99_us": r.hdr_us.get("p99"),
-                    "cpu_ms_per_request": r.cpu_ms_per_request.median if r.cpu_ms_per_request else None,
-                    "evidence": list(p.evidence), "figures": [figure(f) for f in p.figures], "reasons": list(p.reasons)}
-
-        return {"workload": self.workload, "mode": self.mode, "level": self.level, "sentence": self.sentence,
-                "winner": self.winner, "runner_up": self.runner_up, "lead": self.lead, "places": self.places,
-                "variants": [variant(p) for p in self.placed], "principle": self.principle,
-                "what_would_tell": list(self.what_would_tell)}
-
-
-def evidence_estimate(row: Row, source: str, workload: str) -> Estimate | None:
-    """The figure of one evidence kind for a row: Locust RPS, wrk's ceiling (hello) or CPU-cost capacity.
-
-    wrk's ceiling is a row's ``wrk_rps`` estimate when it has one, else the calibration's
-    median (one run: no interval).
-    """
-    if source == "measured RPS":
-        return row.rps
-    if source == "CPU cost":
-        return row.cost_capacity_rps
-    if source == "wrk" and workload == CALIBRATION_WORKLOAD:
-        estimate = getattr(row, "wrk_rps", None)
-        if isinstance(estimate, Estimate):
-            return estimate
-        wrk = (row.calibration or {}).get("wrk_rps")
-        return Estimate(float(wrk), None, None, 1, (float(wrk),), NO_CI_NOTE) if wrk else None
-    return None
-
-
-def valid_sources(row: Row, workload: str) -> tuple[str, ...]:
-    """The evidence kinds that can place this row (Locust RPS only where Locust was not the limit)."""
-    kind = row_class(row)
-    out = []
-    if row.rps is not None and kind in _RPS_CLASSES:
-        out.append("measured RPS")
-    if evidence_estimate(row, "wrk", workload) is not None:
-        out.append("wrk")
-    if row.cost_capacity_rps is not None and kind in (Bottleneck.GENERATOR_BOUND, Bottleneck.SERVER_BOUND):
-        out.append("CPU cost")
-    return tuple(out)
 
 
 def _and(items: Sequence[str]) -> str:
@@ -209,12 +79,25 @@ def _short_why(decision: PairDecision, names: tuple[str, str] | None = None) -> 
     return "their intervals overlap (" + ", ".join(dict.fromkeys(SOURCE_LABELS[e.source] for e in decision.evidence)) + ")"
 
 
+def _failure_text(row: Row) -> str:
+    """Why a row with failures is not ranked: every repetition failed (first error), some did, or failed requests."""
+    if row.failed:
+        error = row.failed_cells[0].error if row.failed_cells else ""
+        return "every repetition failed" + (f" ({error[:100]}{'…' if len(error) > 100 else ''})" if error else "")
+    if row.failed_cells:
+        return f"{len(row.failed_cells)} of {row.repetitions} repetitions failed"
+    return f"{row.failures} failed requests ({row.failure_ratio:.1%})"
+
+
 def _rate_answer(workload: str, mode: str, rows: list[Row]) -> Answer:
     ranking = rank_level(rows, workload)
     if ranking is None:
+        top = max(r.level for r in rows)
         return Answer(workload, mode, None, f"{mode} mode",
                       f"No winner on {workload} ({mode} mode): no variant completed any load level without failed "
-                      f"requests or failed repetitions; see the failed cells.", principle=principle(workload))
+                      f"requests or failed repetitions; see the failed cells.",
+                      placed=tuple(Placed(r.variant, None, False, r, left_out=_failure_text(r))
+                                   for r in rows if r.level == top), principle=principle(workload))
     where = f"{mode} mode, {_level_text(mode, ranking.level)}"
     cpus = next((r.config.get("server_cpus") for r in rows if r.config.get("server_cpus") is not None), "?")
     decisions, tiers = ranking.decisions, ranking.tiers
@@ -242,13 +125,7 @@ def _rate_answer(workload: str, mode: str, rows: list[Row]) -> Answer:
                             f"{_short_why(decisions[(row.variant, mates[0].variant)])}")
             placed.append(Placed(row.variant, number, len(tier) > 1, row, evidence, figures))
     for row in ranking.excluded:
-        if row.failed:
-            error = row.failed_cells[0].error if row.failed_cells else ""
-            why = "every repetition failed" + (f" ({error[:100]}{'…' if len(error) > 100 else ''})" if error else "")
-        elif row.failed_cells:
-            why = f"{len(row.failed_cells)} of {row.repetitions} repetitions failed"
-        else:
-            why = f"{row.failures} failed requests ({row.failure_ratio:.1%})"
+        why = _failure_text(row)
         reasons[row.variant].append(f"not ranked: {why} at this level")
         placed.append(Placed(row.variant, None, False, row, left_out=why))
     for row in ranking.interfered:
@@ -256,7 +133,7 @@ def _rate_answer(workload: str, mode: str, rows: list[Row]) -> Answer:
         reasons[row.variant].append(f"left out: other programs used {share:.0%} of a lab CPU side (interference); "
                                     f"rerun on a quiet machine or with --retry-busy N")
         placed.append(Placed(row.variant, None, False, row, left_out="interference"))
-    measured = [r for r in ranking.candidates if row_class(r) in _RPS_CLASSES]
+    measured = [r for r in ranking.candidates if row_class(r) in MEASURED_CLASSES]
     for variant, fact in check_facts(workload, measured):
         reasons.setdefault(variant, []).append("check (Locust RPS): " + fact)
     for variant, fact in proxy_facts([r for r in rows if r.level == ranking.level]):

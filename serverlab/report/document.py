@@ -16,7 +16,8 @@ from serverlab import __version__
 from serverlab.interference import describe_probe
 from serverlab.adaptive import target_paragraph
 from serverlab.report.formatting import _fmt_params, _level_text
-from serverlab.report.answers import Answer, answers
+from serverlab.report.answer_data import Answer
+from serverlab.report.answers import answers
 from serverlab.report.model import AnswerBlock, Document, Section, Setting
 from serverlab.report.rows import Row
 from serverlab.report.sentences import grouped_findings

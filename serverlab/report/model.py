@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from serverlab.report.answers import Answer
+from serverlab.report.answer_data import Answer
 from serverlab.report.rows import FailedCell
 
 @dataclass

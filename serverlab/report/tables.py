@@ -22,7 +22,7 @@ from serverlab.report.formatting import (
     _workers_threads,
     _yes_no,
 )
-from serverlab.report.answers import SOURCE_LABELS, Answer
+from serverlab.report.answer_data import SOURCE_LABELS, Answer
 from serverlab.report.model import Table
 from serverlab.report.rows import CALIBRATION_MIN_RATIO, Row
 from serverlab.report.sentences import NOTES
