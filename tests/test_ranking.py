@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from itertools import combinations
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +177,24 @@ def test_separated_needs_two_intervals_that_do_not_touch():
     assert separated(high, low) == 1 and separated(low, high) == -1
     assert separated(single, low) == 0  # one repetition: no interval, no decision
     assert separated(median_ci([1, 2, 3]), median_ci([3, 4, 5])) == 0  # touching intervals overlap
+
+
+#: A real run (docker backend, 2026-12-01, on a busy shared machine: every cell flagged for
+#: interference) of 5 variants on hello at 32 users: wrk in every repetition, adaptive repetitions
+#: to ±5% with at most 5. Its figures are not to be quoted; its shape is what the runner writes.
+RECORDED = Path(__file__).parent / "data" / "calibration-subset-20261201.jsonl"
+
+
+def test_a_recorded_run_with_wrk_in_every_repetition_renders_and_keeps_the_invariant():
+    header, cells = read_results(RECORDED)
+    rows = aggregate(header, cells)
+    assert len(rows) == 5 and all(r.repetitions == 5 for r in rows)
+    for row in rows:  # wrk ran after each repetition's Locust window, with the server's CPU per request
+        assert row.wrk_rps.n == 5 and row.wrk_rps.has_ci and row.wrk_cpu_ms_per_request.n == 5
+    md = render_markdown(header, rows)
+    assert "0 of 5 cells reached it" in md and "(at the maximum of 5 repetitions)" in md
+    assert "| CPU ms/req Locust / wrk |" in md
+    ranking = rankings(rows)["hello"]
+    assert set(ranking.to_dict()["left_out"]) == {r.variant for r in rows}  # all disturbed: none ranked
+    assert ranking.places == () and ranking.winner is None
+    assert "Cannot tell on this machine" in verdicts(rows)["hello"]
