@@ -10,6 +10,11 @@ from :mod:`labui`.
 
 Headless (``serverlab run`` does this): ``--host http://gunicorn-sync:8000 HelloUser``.
 
+An app's own declared requests (an experiment's ``[[requests]]``): with
+``SERVERLAB_REQUESTS`` set to their JSON list, ``RequestsUser`` sends them, each chosen
+by its weight, and counts an answer with another status than the declared one as a
+failure (redirects are not followed: a 302 is what a declared 302 expects).
+
 Load models:
 
 * **closed** (default): each user waits for its response, then sends the next
@@ -38,6 +43,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import random
 import socket
 import time
 from pathlib import Path
@@ -55,7 +61,8 @@ from labapp.variants import load_variants  # noqa: E402
 from labui import LabUI  # noqa: E402  (web UI: defaults, Compare and Reports tabs)
 from serverlab.terms import (APP_PORT, DEFAULT_OPEN_MAX_IN_FLIGHT, HDR, HDR_DIR_ENV, HDR_FILE_PREFIX,  # noqa: E402
                              LATE_SEND_S, LATENCY_UNIT, MAX_REQUESTS_OPTION, OPEN_MAX_IN_FLIGHT_ENV, OPEN_RATE_OPTION,
-                             REQUEST_HEADERS, US_PER_S, WARMUP_OPTION, WORKLOADS, WorkloadSpec)
+                             REQUEST_HEADERS, REQUESTS_ENV, REQUESTS_USER_CLASS, US_PER_S, WARMUP_OPTION, WORKLOADS,
+                             WorkloadSpec)
 
 #: How a server name becomes a URL; compose services answer on port 8000 by name.
 TARGET_URL_TEMPLATE = os.environ.get("SERVERLAB_TARGET_URL_TEMPLATE", f"http://{{name}}:{APP_PORT}")
@@ -359,3 +366,36 @@ def user_class(spec: WorkloadSpec) -> type[LabUser]:
 #: ticks ``HelloUser`` by default). Locust finds them as this module's globals.
 USER_CLASSES: dict[str, type[LabUser]] = {name: user_class(spec) for name, spec in WORKLOADS.items()}
 globals().update({cls.__name__: cls for cls in USER_CLASSES.values()})
+
+
+class RequestsUser(LabUser):
+    """Sends the declared requests of :data:`serverlab.terms.REQUESTS_ENV`, each chosen by weight.
+
+    An answer whose status is not the request's declared ``status`` is a failure.
+    """
+
+    abstract = True  # made concrete below only when requests are declared
+    spec = WORKLOADS["hello"]  # unused: the requests come from the environment
+
+    def __init__(self, environment) -> None:
+        super().__init__(environment)
+        self.requests = json.loads(os.environ.get(REQUESTS_ENV) or "[]")
+        self.weights = [int(r.get("weight", 1)) for r in self.requests]
+        self.choose = random.Random().choices
+
+    def send(self, context: dict | None = None) -> None:
+        """One declared request, picked by weight; its declared status is success, anything else a failure."""
+        request = self.choose(self.requests, weights=self.weights)[0]
+        body = request.get("body")
+        with self.client.request(request["method"], request["path"], name=request["name"],
+                                 headers=request.get("headers") or None, data=body.encode() if body is not None else None,
+                                 catch_response=True, allow_redirects=False, context=context or {}) as response:
+            if response.status_code != request["status"]:
+                response.failure(f"status {response.status_code}, expected {request['status']}")
+            else:
+                response.success()
+
+
+if os.environ.get(REQUESTS_ENV):
+    RequestsUser = type(REQUESTS_USER_CLASS, (RequestsUser,), {"abstract": False, "__module__": __name__,  # noqa: F811
+                                                               "__doc__": RequestsUser.__doc__})

@@ -13,6 +13,10 @@ like Locust's RPS (:attr:`serverlab.report.rows.Row.wrk_rps`):
 
 Each run also records the server's CPU milliseconds per request under wrk, to compare
 with the cell's under Locust (the two generators should send the same work).
+
+An experiment of declared requests (an app's own ``[[requests]]``) calibrates on its
+first GET request instead of hello, standalone, and records that request's name
+(:attr:`~serverlab.findings.Calibration.workload`) so that the verdict weighs wrk only there.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from serverlab.backends import Backend, RunningServer
 from serverlab.experiment import Experiment
@@ -28,6 +32,7 @@ from serverlab.findings import Calibration
 from serverlab.loadgen import LoadError, LoadPlan, parse_wrk, read_outcome, wrk_args
 from serverlab.runfolders import write_text
 from serverlab.terms import CALIBRATION_CONNECTIONS, CALIBRATION_WORKLOAD, WORKLOADS, Mode
+from serverlab.workloads import calibration_target
 
 #: Seconds of overhead per wrk run (a one-off container's start and stop), for estimates.
 WRK_OVERHEAD_S = 1.5
@@ -42,8 +47,8 @@ def wrk_duration(experiment: Experiment) -> float:
 
 def in_cell(experiment: Experiment) -> bool:
     """Whether the experiment has a hello cell at :data:`CALIBRATION_CONNECTIONS` users (closed mode) to pair wrk with."""
-    return (experiment.calibrate and experiment.mode == Mode.CLOSED and CALIBRATION_WORKLOAD in experiment.workloads
-            and CALIBRATION_CONNECTIONS in experiment.levels)
+    return (experiment.calibrate and experiment.mode == Mode.CLOSED and not experiment.requests
+            and CALIBRATION_WORKLOAD in experiment.workloads and CALIBRATION_CONNECTIONS in experiment.levels)
 
 
 def is_calibration_cell(experiment: Experiment, workload: str, level: int) -> bool:
@@ -71,14 +76,15 @@ def requests_of(output: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _run_wrk(backend: Backend, server: RunningServer, duration: float, log: Path) -> tuple[float, float | None]:
-    """Run wrk on hello; return its RPS and the server's CPU ms per request during it.
+def _run_wrk(backend: Backend, server: RunningServer, duration: float, log: Path, path: str | None = None,
+             headers: Sequence[str] = ()) -> tuple[float, float | None]:
+    """Run wrk on hello (or ``path`` with ``headers``); return its RPS and the server's CPU ms per request during it.
 
     :raises LoadError: when wrk printed no figure.
     """
     started = time.time()
-    result = backend.run_wrk(wrk_args(server.url_for_loadgen + WORKLOADS[CALIBRATION_WORKLOAD].path,
-                                      CALIBRATION_CONNECTIONS, duration), duration + 60)
+    result = backend.run_wrk(wrk_args(server.url_for_loadgen + (path or WORKLOADS[CALIBRATION_WORKLOAD].path),
+                                      CALIBRATION_CONNECTIONS, duration, headers=headers), duration + 60)
     ended = time.time()
     write_text(log, result.output)
     rps = parse_wrk(result.output)
@@ -108,22 +114,29 @@ def wrk_after_cell(backend: Backend, server: RunningServer, cell_dir: Path, expe
 
 def calibrate_standalone(backend: Backend, server: RunningServer, cell_dir: Path, experiment: Experiment,
                          repetition: int, write: Callable[[str], None]) -> Calibration:
-    """wrk then Locust on hello at the same concurrency, before a cell of another workload or level.
+    """wrk then Locust on hello (or the first declared GET request) at the same concurrency, before a
+    cell of another workload or level.
 
     :return: wrk's and Locust's RPS and their ratio; when wrk or Locust fails, a
         :class:`~serverlab.findings.Calibration` whose ``note`` says which and why, and no ratio.
     """
     duration = wrk_duration(experiment)
-    write(f"    calibrating {server.variant.name}: wrk vs Locust on hello, {CALIBRATION_CONNECTIONS} connections, "
+    target = calibration_target(experiment.requests)
+    if target is None:
+        return Calibration(note="no GET request declared: wrk sends GETs only, so nothing was calibrated",
+                           repetition=repetition)
+    workload, path, headers = target
+    named = workload.name if experiment.requests else None  # recorded for declared requests only
+    write(f"    calibrating {server.variant.name}: wrk vs Locust on {workload.name}, {CALIBRATION_CONNECTIONS} connections, "
           f"{duration:g} s each (repetition {repetition})")
     calib_dir = cell_dir / "calibration"
     calib_dir.mkdir(exist_ok=True)
     try:
-        wrk_rps, cpu_ms = _run_wrk(backend, server, duration, calib_dir / "wrk.log")
+        wrk_rps, cpu_ms = _run_wrk(backend, server, duration, calib_dir / "wrk.log", path, headers)
     except LoadError as err:
-        return Calibration(note=f"wrk failed: {err}", repetition=repetition)
-    plan = LoadPlan(WORKLOADS[CALIBRATION_WORKLOAD], {}, Mode.CLOSED, CALIBRATION_CONNECTIONS, CALIBRATION_CONNECTIONS,
-                    duration, 1.0, experiment.budget.loadgen_processes)
+        return Calibration(note=f"wrk failed: {err}", repetition=repetition, workload=named)
+    plan = LoadPlan(workload, {}, Mode.CLOSED, CALIBRATION_CONNECTIONS, CALIBRATION_CONNECTIONS,
+                    duration, 1.0, experiment.budget.loadgen_processes, not server.variant.keep_alive)
     paths = backend.locust_paths(server, calib_dir)
     result = backend.run_locust(plan.locust_args(paths.locustfile, paths.host, paths.out_dir),
                                 plan.environment(paths.out_dir), calib_dir, plan.run_time_s + 120)
@@ -132,7 +145,7 @@ def calibrate_standalone(backend: Backend, server: RunningServer, cell_dir: Path
         locust_rps = read_outcome(calib_dir, plan, result.output).rps
     except LoadError as err:
         return Calibration(wrk_rps=wrk_rps, note=f"Locust failed: {err}", repetition=repetition,
-                           wrk_cpu_ms_per_request=cpu_ms)
+                           wrk_cpu_ms_per_request=cpu_ms, workload=named)
     return Calibration(wrk_rps=wrk_rps, locust_rps=locust_rps, ratio=locust_rps / wrk_rps if wrk_rps else 0.0,
                        connections=CALIBRATION_CONNECTIONS, duration_s=duration, repetition=repetition,
-                       wrk_cpu_ms_per_request=cpu_ms)
+                       wrk_cpu_ms_per_request=cpu_ms, workload=named)

@@ -1,6 +1,7 @@
 """The ``serverlab`` command: run experiments, render and compare reports.
 
     serverlab run [EXPERIMENT] [--backend docker|local] [--resume RUN_ID] [--retry-busy N] [--yes]
+                  [--app PATH [--wsgi TARGET]]
     serverlab run --list
     serverlab report RESULTS.jsonl... [--out DIR]
     serverlab compare OLD NEW
@@ -117,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "(interference above 5%%); default 0: flag it and move on")
     run.add_argument("--reports-dir", type=Path, default=DEFAULT_REPORTS, help="where run folders go (default: reports)")
     run.add_argument("--list", action="store_true", help="list experiments, server variants and workloads, then exit")
+    run.add_argument("--app", metavar="PATH",
+                     help="serve your own app (its project folder) behind every variant instead of the demo app; "
+                          "its image is derived from the lab image (see README, 'Your own app')")
+    run.add_argument("--wsgi", metavar="TARGET",
+                     help="your app's WSGI target, module:attribute or module:factory() (default: found in PATH)")
 
     report = sub.add_parser("report", help="re-render a report from results files (nothing is re-run)")
     report.add_argument("results", nargs="+", type=Path, help="results.jsonl file(s) of one experiment")
@@ -158,6 +164,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(_listing())
         return 0
     experiment = load_experiment(args.experiment)
+    if args.app or args.wsgi:
+        from serverlab.appspec import apply_cli_app
+
+        experiment = apply_cli_app(experiment, args.app, args.wsgi)
     from serverlab.backends import make_backend
     from serverlab.report import write_report
     from serverlab.runfolders import update_latest
@@ -179,7 +189,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             raise LabError(f"not started; pass --yes to start runs of over {CONFIRM_ABOVE_S // 60} min without asking")
 
-    runner = Runner(experiment, make_backend(args.backend, experiment.budget), args.reports_dir, retry_busy=args.retry_busy)
+    if experiment.app:
+        print(f"app: {experiment.app.wsgi} from {experiment.app.path} (digest {experiment.app.digest}); "
+              f"workloads: {', '.join(experiment.workloads)}")
+    runner = Runner(experiment, make_backend(args.backend, experiment.budget, experiment.app), args.reports_dir,
+                    retry_busy=args.retry_busy)
     run_dir = runner.run(resume=args.resume)
     update_latest(args.reports_dir, run_dir)
     try:

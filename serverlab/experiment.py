@@ -50,13 +50,15 @@ from serverlab.budget import (
     parse_cpuset,
     usable_cpus,
 )
-from serverlab.terms import DEFAULT_WORKLOAD, MODES, WORKLOADS, Mode, WorkloadParameterError
+from serverlab.appspec import AppSpec, load_app_keys, with_app
+from serverlab.requestmix import RequestSpec, RequestWorkload, request_workloads
+from serverlab.terms import DEFAULT_WORKLOAD, MODES, WORKLOADS, Mode, WorkloadParameterError, WorkloadSpec
 
 #: The folder of shipped experiments.
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
 _TOP_KEYS = {
     "description", "servers", "workloads", "mode", "users", "rates", "requests", "duration", "warmup",
-    "repetitions", "calibrate", "p99_bound_ms", "seed", "params", "overrides", "budget", *adaptive.KEYS,
+    "repetitions", "calibrate", "p99_bound_ms", "seed", "params", "overrides", "budget", "app", *adaptive.KEYS,
 }
 _BUDGET_KEYS = {"server_cpus", "server_memory", "server_cpuset", "loadgen_cpuset", "loadgen_processes"}
 
@@ -81,6 +83,9 @@ class Experiment:
     :param target_ci: adaptive repetitions' target relative 95% CI half-width, or ``None``
         (:mod:`serverlab.adaptive`); :param max_repetitions: their maximum per cell;
         :param time_budget: seconds the whole run may take when adding repetitions, or ``None``.
+    :param app: the user's app every variant serves (:mod:`serverlab.appspec`); ``None``: the demo app.
+    :param requests: the declared ``[[requests]]`` (:mod:`serverlab.requestmix`); when set,
+        ``workloads`` are their mix and each request alone.
     """
 
     name: str
@@ -103,6 +108,12 @@ class Experiment:
     target_ci: float | None = None
     max_repetitions: int | None = None
     time_budget: float | None = None
+    app: AppSpec | None = None
+    requests: tuple[RequestSpec, ...] = ()
+
+    def workload_spec(self, name: str) -> WorkloadSpec | RequestWorkload:
+        """The workload called ``name``: a declared requests' one, else the demo's (:data:`~serverlab.terms.WORKLOADS`)."""
+        return request_workloads(self.requests)[name] if self.requests else WORKLOADS[name]
 
     def variants(self, declared: Mapping[str, Variant] | None = None) -> dict[str, Variant]:
         """Return the experiment's variants with their overrides applied, by name."""
@@ -364,6 +375,7 @@ def load_experiment(name_or_path: str, directory: Path | None = None, variants_d
         declared = load_variants(variants_dir)
     except VariantError as err:
         raise ExperimentError(str(err)) from None
+    app, requests, data = load_app_keys(data, path)  # [app] and [[requests]] (serverlab.appspec)
 
     mode = data.get("mode", Mode.CLOSED.value)
     if mode not in MODES:
@@ -406,9 +418,9 @@ def load_experiment(name_or_path: str, directory: Path | None = None, variants_d
     overrides = _load_overrides(check, data.get("overrides", {}), declared)
     budget = _load_budget(check, data.get("budget", {}), mode)
 
-    return Experiment(
+    return with_app(Experiment(
         name=path.stem, description=description, servers=servers, workloads=workloads, mode=mode,
         levels=levels, users=users, duration=duration, warmup=warmup, repetitions=repetitions,
         calibrate=calibrate, p99_bound_ms=p99_bound_ms, seed=seed, params=params, overrides=overrides,
         budget=budget, path=str(path), **adaptive_settings,
-    )
+    ), app, requests, declared)

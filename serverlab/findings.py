@@ -245,6 +245,8 @@ class Calibration:
     :param wrk_cpu_ms_per_request: server CPU milliseconds per request during wrk's run
         (compare with the cell's :attr:`~serverlab.results.Cell.cpu_ms_per_request` under Locust);
         ``None`` when not measured.
+    :param workload: the workload both tools sent (``hello``, or an app's first GET request);
+        ``None`` in results files written before it was recorded (then ``hello``).
     """
 
     wrk_rps: float | None = None
@@ -255,6 +257,7 @@ class Calibration:
     note: str | None = None
     repetition: int | None = None
     wrk_cpu_ms_per_request: float | None = None
+    workload: str | None = None
 
     @property
     def measured(self) -> bool:
@@ -274,9 +277,9 @@ class Calibration:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         for key, value in values.items():
-            if key == "note":
+            if key in ("note", "workload"):
                 if value is not None and not isinstance(value, str):
-                    raise ValueError(f"calibration note {value!r} is not text")
+                    raise ValueError(f"calibration {key} {value!r} is not text")
             elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ValueError(f"calibration {key} {value!r} is not a number")
         return cls(**values)

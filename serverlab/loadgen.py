@@ -15,10 +15,11 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from serverlab import LabError
 from serverlab.histograms import StatsError, latency_summary, merge_histograms
+from serverlab.requestmix import RequestWorkload
 from serverlab.terms import (HDR_DIR_ENV, HDR_FILE_PREFIX, MAX_REQUESTS_OPTION, OPEN_MAX_IN_FLIGHT_ENV,
                              OPEN_RATE_OPTION, REQUEST_HEADERS, WARMUP_OPTION, Mode, WorkloadSpec)
 
@@ -41,7 +42,7 @@ class LoadError(LabError):
 class LoadPlan:
     """One Locust run: what to send, to where, for how long.
 
-    :param workload: the workload (its user class and parameter options).
+    :param workload: the workload (its user class and parameter options), or declared requests.
     :param params: the workload's parameters.
     :param mode: the load model (a :class:`~serverlab.terms.Mode` or its string).
     :param level: users (closed), target RPS (open) or request count (requests).
@@ -51,7 +52,7 @@ class LoadPlan:
     :param processes: Locust processes (``--processes``); 1 runs a single process.
     """
 
-    workload: WorkloadSpec
+    workload: WorkloadSpec | RequestWorkload
     params: dict[str, int]
     mode: Mode
     level: int
@@ -101,6 +102,8 @@ class LoadPlan:
     def environment(self, hdr_dir: str) -> dict[str, str]:
         """Environment variables for the Locust process(es)."""
         env = {HDR_DIR_ENV: hdr_dir}
+        if isinstance(self.workload, RequestWorkload):
+            env.update(self.workload.environment())  # the declared requests this cell sends
         if self.mode == Mode.OPEN:
             env[OPEN_MAX_IN_FLIGHT_ENV] = str(max(1, self.users // self.processes))
         return env
@@ -309,8 +312,11 @@ def parse_wrk(output: str) -> float:
     return float(match.group(1))
 
 
-def wrk_args(url: str, connections: int, duration_s: float, threads: int = 1) -> list[str]:
+def wrk_args(url: str, connections: int, duration_s: float, threads: int = 1, headers: Sequence[str] = ()) -> list[str]:
     """Return a ``wrk`` argv: ``threads`` threads, ``connections`` open connections, the lab's
-    :data:`~serverlab.terms.REQUEST_HEADERS` (as the locustfile sends them)."""
-    headers = [arg for name, value in REQUEST_HEADERS.items() for arg in ("-H", f"{name}: {value}")]
+    :data:`~serverlab.terms.REQUEST_HEADERS` (as the locustfile sends them).
+
+    :param headers: more header arguments before the URL (a declared request's), e.g. ``["-H", "Accept: text/html"]``.
+    """
+    headers = [*(arg for name, value in REQUEST_HEADERS.items() for arg in ("-H", f"{name}: {value}")), *headers]
     return ["wrk", "-t", str(threads), "-c", str(max(connections, threads)), "-d", f"{int(duration_s)}s", *headers, url]

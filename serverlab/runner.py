@@ -43,8 +43,8 @@ from serverlab.planning import PlannedCell, check_unchanged, new_run_id, plan_ce
 from serverlab.progress import Progress
 from serverlab.results import Cell, ResultsDiskFull, ResultsWriter, RunHeader, read_results
 from serverlab.runfolders import DiskFullError, disk_full_message, list_runs, new_attempt_dir, resume_command, write_text
-from serverlab.terms import WORKLOADS, CellStatus, Mode
-from serverlab.workloads import VerificationError, verify
+from serverlab.terms import CellStatus, Mode
+from serverlab.workloads import VerificationError, verify_workload
 
 #: A measured window (warm-up end to last response) shorter than planned by more than
 #: this share, or by more than :data:`SHORT_WINDOW_SLACK_S` if that is larger, fails the
@@ -314,10 +314,10 @@ class Runner:
 
     def _load(self, planned: PlannedCell, server: RunningServer, base: dict, cell_dir: Path) -> Cell:
         experiment = self.experiment
-        workload = WORKLOADS[planned.workload]
+        workload = experiment.workload_spec(planned.workload)
         params = experiment.params[planned.workload]
         try:
-            verify(server.url_for_host, workload, params)
+            verify_workload(server.url_for_host, workload, params)
         except VerificationError as err:
             return Cell(**base, status=CellStatus.UNVERIFIED, error=f"failed verification before load: {err}")
         plan = LoadPlan(workload, params, experiment.mode, planned.level, experiment.users,

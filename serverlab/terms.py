@@ -373,3 +373,17 @@ WORKLOADS: dict[str, WorkloadSpec] = {
 }
 #: The workload the Locust web UI ticks by default and calibration runs.
 DEFAULT_WORKLOAD = "hello"
+
+
+# ---------------------------------------------------------------------------------------
+# The user's own app's requests (``[[requests]]`` in an experiment)
+
+
+#: The workload name of an experiment's weighted mix of all its ``[[requests]]``.
+MIX_WORKLOAD = "mix"
+#: The Locust user class that sends an experiment's declared requests (the locustfile
+#: defines it when :data:`REQUESTS_ENV` is set).
+REQUESTS_USER_CLASS = "RequestsUser"
+#: Environment variable: the requests of one cell's workload, a JSON list of
+#: ``{"name", "method", "path", "headers", "body", "weight", "status"}`` objects.
+REQUESTS_ENV = "SERVERLAB_REQUESTS"

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import http.client
 import json
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from labapp import workloads as app_workloads
 from serverlab import LabError
-from serverlab.terms import WorkloadSpec
+from serverlab.requestmix import RequestSpec, RequestVerificationError, RequestWorkload, calibration_request, verify_requests
+from serverlab.terms import WORKLOADS, WorkloadSpec
 
 
 class VerificationError(LabError):
@@ -110,3 +111,37 @@ def verify(base_url: str, workload: WorkloadSpec, params: Mapping[str, int], tim
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise VerificationError(f"{where}: malformed body ({err!r})") from None
     return {"status": status, "content_type": content_type, "content_length": len(body), "keep_alive_header": not will_close}
+
+
+def verify_workload(base_url: str, workload: WorkloadSpec | RequestWorkload, params: Mapping[str, int],
+                    timeout: float = 10.0) -> dict[str, Any]:
+    """:func:`verify` a demo workload, or send each declared request of a
+    :class:`~serverlab.requestmix.RequestWorkload` once for its expected status
+    (:func:`~serverlab.requestmix.verify_requests`).
+
+    :return: what was observed (see those functions).
+    :raises VerificationError: describing the first wrong answer (for a declared request:
+        its status, the expected one and an excerpt of the body).
+    """
+    if isinstance(workload, RequestWorkload):
+        try:
+            return verify_requests(base_url, workload, timeout)
+        except RequestVerificationError as err:
+            raise VerificationError(str(err)) from None
+    return verify(base_url, workload, params, timeout)
+
+
+def calibration_target(requests: Sequence[RequestSpec]) -> tuple[WorkloadSpec | RequestWorkload, str, list[str]] | None:
+    """What wrk and Locust calibrate on: ``hello`` (``/``) for the demo's workloads, else the
+    first GET request of ``requests`` alone.
+
+    :return: ``(workload, path, wrk header arguments)``, e.g. ``(index, "/", ["-H", "Accept: text/html"])``,
+        or ``None`` when the declared requests have no GET (wrk sends GETs only).
+    """
+    if not requests:
+        return WORKLOADS["hello"], "/", []
+    first = calibration_request(requests)
+    if first is None:
+        return None
+    headers = [item for name, value in first.headers for item in ("-H", f"{name}: {value}")]
+    return RequestWorkload(first.name, (first,)), first.path, headers

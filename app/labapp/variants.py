@@ -202,7 +202,7 @@ class Variant:
             threads=self.threads if threads is None else threads,
         )
 
-    def argv(self, port: int = DEFAULT_PORT, python: str | None = None) -> list[str]:
+    def argv(self, port: int = DEFAULT_PORT, python: str | None = None, app: str | None = None) -> list[str]:
         """Return the command that starts this variant, placeholders filled.
 
         For a proxied variant this is the supervisor, ``python -m labapp.proxy NAME
@@ -211,11 +211,13 @@ class Variant:
 
         :param port: the TCP port to listen on.
         :param python: the interpreter whose environment holds the servers (default: this one).
+        :param app: what ``{app}`` becomes (default: :func:`labapp.appshim.wsgi_target` of this
+            process's environment; a launcher preparing another process's environment passes its own).
         """
         python = python or sys.executable
         if self.proxy:
             return [python, "-m", "labapp.proxy", self.name, "--port", str(port)]
-        return self._fill(python, port=port)
+        return self._fill(python, port=port, app=app or wsgi_target())
 
     def server_argv(self, socket: str, python: str | None = None) -> list[str]:
         """Return a proxied variant's app-server command, listening on the Unix socket ``socket``.

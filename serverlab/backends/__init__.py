@@ -33,6 +33,7 @@ from serverlab.backends.base import (
 )
 from serverlab.backends.docker import DockerBackend, compose_project
 from serverlab.backends.local import LocalBackend
+from serverlab.appspec import AppSpec
 from serverlab.budget import Budget
 
 #: The backends ``--backend`` can name.
@@ -45,8 +46,10 @@ __all__ = [
 ]
 
 
-def make_backend(name: str, budget: Budget) -> Backend:
+def make_backend(name: str, budget: Budget, app: AppSpec | None = None) -> Backend:
     """Return the backend called ``name`` (``"docker"`` or ``"local"``), built for ``budget``.
+
+    :param app: the user's app every variant serves (``None``: the demo app).
 
     The Docker backend's compose project is named per run by :meth:`Backend.prepare`
     (see :func:`compose_project`), so two runs never share (and remove) each other's containers.
@@ -54,7 +57,7 @@ def make_backend(name: str, budget: Budget) -> Backend:
     :raises BackendError: naming the valid backends for any other name.
     """
     if name == "docker":
-        return DockerBackend(budget)
+        return DockerBackend(budget, app=app)
     if name == "local":
-        return LocalBackend(budget)
+        return LocalBackend(budget, app=app)
     raise BackendError(f"unknown backend {name!r}; valid: docker, local")

@@ -15,8 +15,14 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from labapp.variants import Variant
+from typing import TYPE_CHECKING
+
+from serverlab.appspec import AppSpec
 from serverlab.backends.base import ROOT, BackendError, CommandResult, LocustPaths, RunningServer, Sampler, run_command, wait_healthy
 from serverlab.budget import Budget
+
+if TYPE_CHECKING:  # serverlab.appimage imports this package's base module
+    from serverlab.appimage import AppImage
 
 #: Prints the versions of the packages that matter, as a JSON object (run inside the image).
 _VERSIONS_PROBE = (
@@ -34,13 +40,17 @@ class DockerBackend:
 
     :param budget: CPU quota, memory limit and cpusets.
     :param project: compose project name.
+    :param app: the user's app every server variant serves (its image is derived from the
+        lab image by :func:`serverlab.appimage.build_app_image`); ``None``: the demo app.
     """
 
     name = "docker"
 
-    def __init__(self, budget: Budget, project: str = "serverlab-run") -> None:
+    def __init__(self, budget: Budget, project: str = "serverlab-run", app: AppSpec | None = None) -> None:
         self.budget = budget
         self.project = project
+        self.app = app
+        self.app_image: AppImage | None = None
         self._override = Path(tempfile.mkdtemp(prefix="serverlab-compose-")) / "run.yml"
         self.image_id: str | None = None
         self.image_facts: dict[str, object] | None = None
@@ -68,6 +78,9 @@ class DockerBackend:
         """Facts for the results header."""
         facts: dict[str, object] = {"backend": "docker", "project": self.project, "image": self.image_id,
                                     "limits_enforced": True}
+        if self.app_image:
+            facts.update(app_image=self.app_image.tag, app_image_built=self.app_image.built,
+                         app_image_seconds=round(self.app_image.seconds, 2))
         if self.image_facts:
             facts.update(self.image_facts)  # packages and Python as installed in the image the servers run
         return facts
@@ -94,11 +107,8 @@ class DockerBackend:
             raise BackendError("the docker compose plugin is missing; see README (make offline)")
         from labapp.variants import load_variants
 
-        lines = ["services:"]
-        for name in variants or list(load_variants()):
-            # restart "no": a crashed server must fail its cell, not come back mid-run.
-            lines += [f"  {name}:", '    ports: !override ["127.0.0.1::8000"]', '    restart: "no"']
-        self._override.write_text("\n".join(lines) + "\n")
+        names = list(variants or load_variants())
+        self._write_override(names)
         progress("building the lab image (cached after the first time)...")
         build = run_command(self._compose("build", "loadgen"), 1800, env=self._env(), cwd=ROOT)
         if build.returncode != 0:
@@ -111,6 +121,42 @@ class DockerBackend:
             self.image_facts = json.loads(probe.output.strip().splitlines()[-1])
         except (ValueError, IndexError):
             self.image_facts = None
+        if self.app is not None:
+            self._prepare_app(names, progress)
+
+    def _write_override(self, names: Sequence[str]) -> None:
+        """The run's compose override: ephemeral ports, no restarts, and the app's image,
+        environment and writable tmpfs paths when a user's app is served."""
+        lines = ["services:"]
+        for name in names:
+            # restart "no": a crashed server must fail its cell, not come back mid-run.
+            lines += [f"  {name}:", '    ports: !override ["127.0.0.1::8000"]', '    restart: "no"']
+            if self.app is not None and self.app_image is not None:
+                tmpfs = ["/tmp:size=64m,mode=1777", *(f"{path}:size=64m,mode=1777" for path in self.app.writable)]
+                lines += [f"    image: {json.dumps(self.app_image.tag)}", f"    tmpfs: !override {json.dumps(tmpfs)}",
+                          "    environment:"]
+                # JSON strings are YAML scalars; "$$" keeps compose from interpolating a "$" in a value
+                lines += [f"      {key}: {json.dumps(value.replace('$', '$$'))}" for key, value in self.app.environment().items()]
+        self._override.write_text("\n".join(lines) + "\n")
+
+    def _prepare_app(self, names: Sequence[str], progress: Callable[[str], None]) -> None:
+        """Find or build the app's image, check the app imports in it, and point the servers at it.
+
+        :raises BackendError: if the lab image's Python version is unknown.
+        :raises serverlab.appimage.AppBuildError: if the requirements do not install, the
+            build fails or the app does not import (naming what failed).
+        """
+        from serverlab.appimage import build_app_image, check_app_imports
+
+        assert self.app is not None
+        python = str((self.image_facts or {}).get("python") or "")
+        if not python:
+            raise BackendError("could not read the lab image's Python version (the version probe failed)")
+        base = "serverlab:" + os.environ.get("SERVERLAB_TAG", "latest")
+        self.app_image = build_app_image(self.app, base, ".".join(python.split(".")[:2]),
+                                         os.environ.get("SERVERLAB_TAG", "latest"), progress)
+        check_app_imports(self.app, self.app_image.tag)
+        self._write_override(names)
 
     def start(self, variant: Variant, timeout: float = 90.0) -> RunningServer:
         """(Re)create the variant's container and wait until it is healthy.
@@ -120,7 +166,8 @@ class DockerBackend:
         up = run_command(self._compose("up", "-d", "--force-recreate", "--no-deps", "--wait",
                                 "--wait-timeout", str(int(timeout)), variant.name), timeout + 30, env=self._env(variant), cwd=ROOT)
         if up.returncode != 0:
-            logs = run_command(self._compose("logs", "--tail", "5", variant.name), 30, env=self._env(), cwd=ROOT)
+            logs = run_command(self._compose("logs", "--tail", "25" if self.app else "5", variant.name), 30,
+                               env=self._env(), cwd=ROOT)
             raise BackendError(f"{variant.name} did not become healthy: {up.output.strip()[-400:]} {logs.output.strip()[-400:]}")
         cid = run_command(self._compose("ps", "-q", variant.name), 30, env=self._env(), cwd=ROOT).output.strip()
         port = run_command(self._compose("port", variant.name, "8000"), 30, env=self._env(), cwd=ROOT).output.strip()

@@ -20,7 +20,9 @@ from typing import Callable, Sequence
 
 import psutil
 
+from labapp.appshim import run_setup, wsgi_target
 from labapp.variants import Variant
+from serverlab.appspec import AppSpec
 from serverlab.backends.base import (
     LOCUSTFILE,
     ROOT,
@@ -41,12 +43,16 @@ class LocalBackend:
     :param budget: cpusets for ``taskset`` pinning (no CPU quota or memory limit
         can be enforced without cgroups; both are recorded as not enforced).
     :param python: interpreter whose environment has the servers and Locust.
+    :param app: the user's app every variant serves, from its own folder (its
+        dependencies must be installed in ``python``'s environment; setup commands run
+        there, and its ``writable`` paths are the folder's own); ``None``: the demo app.
     """
 
     name = "local"
 
-    def __init__(self, budget: Budget, python: str | None = None) -> None:
+    def __init__(self, budget: Budget, python: str | None = None, app: AppSpec | None = None) -> None:
         self.budget = budget
+        self.app = app
         self.python = python or sys.executable
         self.taskset = shutil.which("taskset")
         self._running: list[RunningServer] = []
@@ -58,20 +64,38 @@ class LocalBackend:
 
     def prepare(self, variants: Sequence[str] | None = None, progress: Callable[[str], None] = print,
                 run_id: str | None = None) -> None:
-        """Nothing to build; checks the locustfile exists (the arguments are not needed here).
+        """Nothing to build; checks the locustfile exists and the user's app (if any) imports.
 
-        :raises BackendError: if the locustfile is missing.
+        :raises BackendError: if the locustfile is missing or the app does not import (its error's last line).
         """
         if not LOCUSTFILE.is_file():
             raise BackendError(f"{LOCUSTFILE}: missing")
+        if self.app is not None:
+            check = run_command([self.python, "-m", "labapp.appshim", "--check"], 120, env=self._env())
+            if check.returncode != 0:
+                lines = [line for line in check.output.splitlines() if line.startswith("error: ")]
+                raise BackendError(f"the app {self.app.wsgi!r} from {self.app.path} does not load: "
+                                   f"{lines[-1][len('error: '):] if lines else check.output.strip()[-300:]}")
+
+    def _env(self, variant: Variant | None = None) -> dict[str, str]:
+        """The server's environment: this one's, the variant's facts, and the user's app's."""
+        env = {**os.environ, **(variant.environment() if variant else {}), "PYTHONPATH": str(ROOT / "app")}
+        if self.app is not None:
+            from labapp.appshim import APP_DIR_ENV
+
+            env.update({**self.app.environment(), APP_DIR_ENV: self.app.path,
+                        "PYTHONPATH": os.pathsep.join([str(ROOT / "app"), str(ROOT), self.app.path])})
+        return env
 
     def _pin(self, cpuset: str, argv: list[str]) -> list[str]:
         return [self.taskset, "-c", cpuset, *argv] if self.taskset else argv
 
     def start(self, variant: Variant, timeout: float = 60.0) -> RunningServer:
-        """Start ``variant`` on a free port and wait until it is healthy.
+        """Run the user's app's setup commands (if any), start ``variant`` on a free port and
+        wait until it is healthy.
 
-        :raises BackendError: if it exits or does not answer within ``timeout`` seconds.
+        :raises BackendError: if a setup command fails (with its output), or the server exits
+            or does not answer within ``timeout`` seconds.
         """
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -83,9 +107,13 @@ class LocalBackend:
                 find_nginx()
             except ProxyError as err:
                 raise BackendError(f"{variant.name}: {err}") from None
-        env = {**os.environ, **variant.environment(), "PYTHONPATH": str(ROOT / "app")}
+        env = self._env(variant)
+        if self.app is not None:  # the container's launcher (labapp.serve) runs them there
+            failed = run_setup(env)
+            if failed:
+                raise BackendError(f"{variant.name}: {failed}")
         argv = ["127.0.0.1" if arg == "0.0.0.0" else arg.replace("0.0.0.0:", "127.0.0.1:")
-                for arg in variant.argv(port=port, python=self.python)]
+                for arg in variant.argv(port=port, python=self.python, app=wsgi_target(env))]
         if variant.server == "werkzeug" or variant.proxy:
             argv += ["--host", "127.0.0.1"]
         log = tempfile.TemporaryFile()

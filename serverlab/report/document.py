@@ -34,7 +34,7 @@ from serverlab.report.tables import (
 )
 from serverlab.report.verdicts import DEFAULT_P99_BOUND_MS, sustainable_throughput, verdicts
 from serverlab.results import RunHeader
-from serverlab.terms import Mode
+from serverlab.terms import MIX_WORKLOAD, Mode
 
 
 def _metadata(header: RunHeader) -> list[tuple[str, str]]:
@@ -43,6 +43,10 @@ def _metadata(header: RunHeader) -> list[tuple[str, str]]:
     name = exp.get("name", "?")
     out.append(("experiment", f"{name}" + (f": {exp['description']}" if exp.get("description") else "")))
     out.append(("run", header.run_id))
+    app = exp.get("app")
+    if isinstance(app, dict) and app.get("wsgi"):
+        image = f", image {meta['app_image']}" if meta.get("app_image") else ""
+        out.append(("app", f"{app['wsgi']} from {app.get('path')} (digest {app.get('digest')}{image})"))
     if meta.get("started_at") is not None:
         try:
             out.append(("started", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(meta["started_at"])))))
@@ -125,7 +129,8 @@ def build_document(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[s
     for (workload, mode), grows in groups.items():
         section = Section(f"Workload {workload}: {mode} mode", f"{workload}-{mode}")
         section.paragraphs.append(
-            f"Parameters: {_fmt_params(grows[0].workload_params)}. RPS is the median over repetitions with its "
+            f"{_declared(header, workload) or 'Parameters: ' + _fmt_params(grows[0].workload_params)}. "
+            f"RPS is the median over repetitions with its "
             f"95% bootstrap CI; p50/p99/p99.9 come from the HDR histograms of all repetitions merged; CPU ms/req "
             f"is the median server CPU time per request.")
         target = target_paragraph(grows, header.experiment, lambda s: f"{s.variant} ({_level_text(s.mode, s.level)})")
@@ -164,6 +169,18 @@ def build_document(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[s
     return Document(title, _metadata(header), list(verdict_texts.items()), sections, warnings, failed, sustained,
                     answers=found, blocks=_blocks(found, charts), settings=_settings(header),
                     findings=[*dict.fromkeys(extra_warnings), *grouped_findings(rows)])
+
+
+def _declared(header: RunHeader, workload: str) -> str:
+    """The declared requests a workload sent ("Requests: index GET / → 200, weight 6; ..."), ``""`` for a demo workload."""
+    declared = [r for r in header.experiment.get("requests") or () if isinstance(r, dict)]
+    sent = [r for r in declared if workload in (MIX_WORKLOAD, r.get("name"))]
+    if not sent:
+        return ""
+    what = "; ".join(f"{r.get('name')} {r.get('method')} {r.get('path')} → {r.get('status')}"
+                     + (f", weight {r.get('weight')}" if workload == MIX_WORKLOAD else "") for r in sent)
+    return ("The weighted mix of the app's requests: " if workload == MIX_WORKLOAD and len(sent) > 1
+            else "The app's request: ") + what
 
 
 def _p99_bound(header: RunHeader) -> float:

@@ -82,9 +82,16 @@ def separated(a: Estimate | None, b: Estimate | None) -> int:
     return 0
 
 
+def calibrated_workload(row: Any) -> str:
+    """The workload wrk calibrated a row's variant on: hello (:data:`~serverlab.terms.CALIBRATION_WORKLOAD`),
+    or an app's first GET request as its calibration recorded it."""
+    return (getattr(row, "calibration", None) or {}).get("workload") or CALIBRATION_WORKLOAD
+
+
 def wrk_estimate(row: Any, workload: str) -> Estimate | None:
-    """The row's wrk ceiling as an interval when it counts as evidence (``workload`` is hello), else ``None``."""
-    return getattr(row, "wrk_rps", None) if workload == CALIBRATION_WORKLOAD else None
+    """The row's wrk ceiling as an interval when it counts as evidence (``workload`` is the one
+    wrk calibrated on, :func:`calibrated_workload`), else ``None``."""
+    return getattr(row, "wrk_rps", None) if workload == calibrated_workload(row) else None
 
 
 def interval_text(est: Estimate) -> str:
@@ -139,7 +146,7 @@ def compare_pair(a: Any, b: Any, workload: str) -> PairDecision:
     """Compare two report rows on every valid kind of evidence (see the module docstring).
 
     :param a: a :class:`serverlab.report.rows.Row`; :param b: another row at the same level.
-    :param workload: the workload (wrk's ceiling counts only for :data:`CALIBRATION_WORKLOAD`).
+    :param workload: the workload (wrk's ceiling counts only for the one it calibrated, :func:`calibrated_workload`).
     :return: a :class:`PairDecision`; ``sign`` is non-zero only when some evidence's
         intervals do not overlap and no evidence's intervals point the other way.
     """
@@ -380,7 +387,7 @@ def rank_level(rows: Sequence[Any], workload: str, mode: str | None = None) -> L
     Rows flagged for interference and rows with failures are set aside; the rest are placed by :func:`rank`.
 
     :param rows: :class:`serverlab.report.rows.Row` objects of one workload and mode.
-    :param workload: the workload (wrk's ceiling counts only for :data:`CALIBRATION_WORKLOAD`).
+    :param workload: the workload (wrk's ceiling counts only for the one it calibrated, :func:`calibrated_workload`).
     :param mode: the mode (default: the rows' own).
     :return: the :class:`LevelRanking`, or ``None`` when no level has a clean measured row.
     """
