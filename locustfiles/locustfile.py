@@ -13,7 +13,11 @@ Headless (``serverlab run`` does this): ``--host http://gunicorn-sync:8000 Hello
 An app's own declared requests (an experiment's ``[[requests]]``): with
 ``SERVERLAB_REQUESTS`` set to their JSON list, ``RequestsUser`` sends them, each chosen
 by its weight, and counts an answer with another status than the declared one as a
-failure (redirects are not followed: a 302 is what a declared 302 expects).
+failure (redirects are not followed: a 302 is what a declared 302 expects). Against a
+server that closes every connection (``SERVERLAB_SERVER_CLOSES=1``) they say
+``Connection: close`` and the user drops its connection after each answer: uWSGI's
+``--http-socket`` closes without announcing it, so the client would send the next request
+on a closed connection, and a POST there cannot be retried (an idempotent GET is, silently).
 
 Load models:
 
@@ -61,8 +65,8 @@ from labapp.variants import load_variants  # noqa: E402
 from labui import LabUI  # noqa: E402  (web UI: defaults, Compare and Reports tabs)
 from serverlab.terms import (APP_PORT, DEFAULT_OPEN_MAX_IN_FLIGHT, HDR, HDR_DIR_ENV, HDR_FILE_PREFIX,  # noqa: E402
                              LATE_SEND_S, LATENCY_UNIT, MAX_REQUESTS_OPTION, OPEN_MAX_IN_FLIGHT_ENV, OPEN_RATE_OPTION,
-                             REQUEST_HEADERS, REQUESTS_ENV, REQUESTS_USER_CLASS, US_PER_S, WARMUP_OPTION, WORKLOADS,
-                             WorkloadSpec)
+                             REQUEST_HEADERS, REQUESTS_ENV, REQUESTS_USER_CLASS, SERVER_CLOSES_ENV, US_PER_S,
+                             WARMUP_OPTION, WORKLOADS, WorkloadSpec)
 
 #: How a server name becomes a URL; compose services answer on port 8000 by name.
 TARGET_URL_TEMPLATE = os.environ.get("SERVERLAB_TARGET_URL_TEMPLATE", f"http://{{name}}:{APP_PORT}")
@@ -380,6 +384,10 @@ class RequestsUser(LabUser):
     def __init__(self, environment) -> None:
         super().__init__(environment)
         self.requests = json.loads(os.environ.get(REQUESTS_ENV) or "[]")
+        self.server_closes = os.environ.get(SERVER_CLOSES_ENV) == "1"
+        closing = {"Connection": "close"} if self.server_closes else {}
+        for request in self.requests:  # the lab's headers (wrk sends them too), then the request's own
+            request["headers"] = {**REQUEST_HEADERS, **(request.get("headers") or {}), **closing}
         self.weights = [int(r.get("weight", 1)) for r in self.requests]
         self.choose = random.Random().choices
 
@@ -391,9 +399,13 @@ class RequestsUser(LabUser):
                                  headers=request.get("headers") or None, data=body.encode() if body is not None else None,
                                  catch_response=True, allow_redirects=False, context=context or {}) as response:
             if response.status_code != request["status"]:
-                response.failure(f"status {response.status_code}, expected {request['status']}")
+                error = getattr(response, "error", None)
+                response.failure(f"status {response.status_code}, expected {request['status']}"
+                                 + (f" ({type(error).__name__}: {error})" if error else ""))
             else:
                 response.success()
+        if self.server_closes:  # the server closed it: never send the next request on that connection
+            self.client.client.clientpool.close()
 
 
 if os.environ.get(REQUESTS_ENV):

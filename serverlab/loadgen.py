@@ -21,7 +21,7 @@ from serverlab import LabError
 from serverlab.histograms import StatsError, latency_summary, merge_histograms
 from serverlab.requestmix import RequestWorkload
 from serverlab.terms import (HDR_DIR_ENV, HDR_FILE_PREFIX, MAX_REQUESTS_OPTION, OPEN_MAX_IN_FLIGHT_ENV,
-                             OPEN_RATE_OPTION, REQUEST_HEADERS, WARMUP_OPTION, Mode, WorkloadSpec)
+                             OPEN_RATE_OPTION, REQUEST_HEADERS, SERVER_CLOSES_ENV, WARMUP_OPTION, Mode, WorkloadSpec)
 
 #: Locust's own warning when a process is CPU-bound (its figures then measure Locust).
 LOCUST_CPU_WARNING = re.compile(r"CPU usage above \d+%")
@@ -50,6 +50,9 @@ class LoadPlan:
     :param duration_s: measured seconds (closed/open) or time cap (requests).
     :param warmup_s: discarded seconds before the measured period.
     :param processes: Locust processes (``--processes``); 1 runs a single process.
+    :param server_closes: the server closes every connection after its response (no
+        keep-alive): declared requests then send ``Connection: close`` (see
+        :data:`serverlab.terms.SERVER_CLOSES_ENV`).
     """
 
     workload: WorkloadSpec | RequestWorkload
@@ -60,6 +63,7 @@ class LoadPlan:
     duration_s: float
     warmup_s: float
     processes: int = 1
+    server_closes: bool = False
 
     @property
     def locust_users(self) -> int:
@@ -104,6 +108,8 @@ class LoadPlan:
         env = {HDR_DIR_ENV: hdr_dir}
         if isinstance(self.workload, RequestWorkload):
             env.update(self.workload.environment())  # the declared requests this cell sends
+            if self.server_closes:
+                env[SERVER_CLOSES_ENV] = "1"
         if self.mode == Mode.OPEN:
             env[OPEN_MAX_IN_FLIGHT_ENV] = str(max(1, self.users // self.processes))
         return env

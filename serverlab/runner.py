@@ -320,8 +320,8 @@ class Runner:
             verify_workload(server.url_for_host, workload, params)
         except VerificationError as err:
             return Cell(**base, status=CellStatus.UNVERIFIED, error=f"failed verification before load: {err}")
-        plan = LoadPlan(workload, params, experiment.mode, planned.level, experiment.users,
-                        experiment.duration, experiment.warmup, experiment.budget.loadgen_processes)
+        plan = LoadPlan(workload, params, experiment.mode, planned.level, experiment.users, experiment.duration,
+                        experiment.warmup, experiment.budget.loadgen_processes, not server.variant.keep_alive)
         paths = self.backend.locust_paths(server, cell_dir)
         timeout = plan.run_time_s + 120
         with self.cpu_watch.monitor() as monitor:

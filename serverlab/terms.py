@@ -387,3 +387,8 @@ REQUESTS_USER_CLASS = "RequestsUser"
 #: Environment variable: the requests of one cell's workload, a JSON list of
 #: ``{"name", "method", "path", "headers", "body", "weight", "status"}`` objects.
 REQUESTS_ENV = "SERVERLAB_REQUESTS"
+#: Environment variable: ``"1"`` when the server closes every connection after its response
+#: (a variant declared without keep-alive). The declared requests then say
+#: ``Connection: close``, so the client never sends a request (a POST cannot be retried) on a
+#: connection the server is closing; the server's own behaviour is the same either way.
+SERVER_CLOSES_ENV = "SERVERLAB_SERVER_CLOSES"

@@ -75,15 +75,18 @@ def test_resolve_calls_the_factory_once_and_the_middleware_answers_healthz_only(
     assert client.get("/nothing-here").status_code == 404
 
 
-def test_the_userapp_module_resolves_its_app_on_first_access_only(factory_module, monkeypatch):
+def test_the_userapp_module_resolves_the_app_at_import(factory_module, monkeypatch):
     import importlib
 
+    monkeypatch.delenv(appshim.APP_ENV, raising=False)
     monkeypatch.delitem(sys.modules, "labapp.userapp", raising=False)
-    userapp = importlib.import_module("labapp.userapp")  # importing alone resolves nothing
-    assert "factoryapp" not in sys.modules
+    unset = importlib.import_module("labapp.userapp")  # a tool importing it: no app, a 500 saying why
+    answer = Client(unset.app).get("/")
+    assert answer.status_code == 500 and b"SERVERLAB_APP is not set" in answer.data
     monkeypatch.setenv(appshim.APP_ENV, "factoryapp:create_app()")
-    app = userapp.app
-    assert isinstance(app, appshim.HealthMiddleware) and userapp.app is app  # once per process
+    monkeypatch.delitem(sys.modules, "labapp.userapp")
+    userapp = importlib.import_module("labapp.userapp")  # a server importing it: the app, once, at import
+    assert isinstance(vars(userapp)["app"], appshim.HealthMiddleware)  # in the module's dict, as uWSGI reads it
     assert sys.modules["factoryapp"].CALLS == ["factory"]
     monkeypatch.delitem(sys.modules, "labapp.userapp")
 
