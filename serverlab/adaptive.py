@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from serverlab.terms import CALIBRATION_WORKLOAD, Bottleneck
+from serverlab.terms import Bottleneck, calibrated_workload
 
 if TYPE_CHECKING:  # the statistics (SciPy) load only where figures are computed, not with every experiment
     from serverlab.stats import Estimate
@@ -113,8 +113,7 @@ def row_width(row: Any) -> float:
     :return: e.g. 0.031 for ±3.1%; infinite when an interval is missing.
     """
     widths = [relative_half_width(row.rps)]
-    if row.workload == ((getattr(row, "calibration", None) or {}).get("workload") or CALIBRATION_WORKLOAD) \
-            and getattr(row, "wrk_rps", None) is not None:
+    if row.workload == calibrated_workload(row.calibration) and getattr(row, "wrk_rps", None) is not None:
         widths.append(relative_half_width(row.wrk_rps))
     if (row.bottleneck or {}).get("class") == Bottleneck.GENERATOR_BOUND and row.cost_capacity_rps is not None:
         widths.append(relative_half_width(row.cost_capacity_rps))

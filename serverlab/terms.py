@@ -83,6 +83,12 @@ MODES = tuple(mode.value for mode in Mode)
 #: The workload wrk calibrates and the concurrency (wrk connections, Locust users) it does so at:
 #: wrk's ceiling is evidence only for this workload (:mod:`serverlab.calibration`, :mod:`serverlab.report.ranking`).
 CALIBRATION_WORKLOAD = "hello"
+
+
+def calibrated_workload(calibration: Mapping[str, Any] | None) -> str:
+    """The workload a calibration (a report row's ``calibration`` figures) ran wrk on: the one it
+    recorded (an app's first GET request), else :data:`CALIBRATION_WORKLOAD`."""
+    return (calibration or {}).get("workload") or CALIBRATION_WORKLOAD
 CALIBRATION_CONNECTIONS = 32
 #: The headers every request of the lab's generators carries besides ``Host``, so that Locust and
 #: wrk send the same request (tests/test_request_equivalence.py captures both). Left alone, Locust's

@@ -161,12 +161,14 @@ def test_a_request_workload_travels_to_locust_in_the_environment_and_calibrates_
 def test_wrk_counts_in_the_verdict_only_for_the_workload_it_calibrated():
     from types import SimpleNamespace
 
-    from serverlab.report.ranking import calibrated_wrk
+    from serverlab.report.ranking import wrk_estimate
+    from serverlab.terms import calibrated_workload
 
-    demo = SimpleNamespace(calibration={"wrk_rps": 900.0})
-    app = SimpleNamespace(calibration={"wrk_rps": 700.0, "workload": "index"})
-    assert calibrated_wrk(demo, "hello") == 900.0 and calibrated_wrk(demo, "io") is None
-    assert calibrated_wrk(app, "index") == 700.0 and calibrated_wrk(app, "mix") is None
+    demo = SimpleNamespace(calibration={"wrk_rps": 900.0}, wrk_rps="demo's interval")
+    app = SimpleNamespace(calibration={"wrk_rps": 700.0, "workload": "index"}, wrk_rps="app's interval")
+    assert calibrated_workload(demo.calibration) == "hello" and calibrated_workload(app.calibration) == "index"
+    assert wrk_estimate(demo, "hello") == "demo's interval" and wrk_estimate(demo, "io") is None
+    assert wrk_estimate(app, "index") == "app's interval" and wrk_estimate(app, "mix") is None
 
 
 # -- declared requests verified over real HTTP -----------------------------------------------

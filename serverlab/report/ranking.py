@@ -35,7 +35,7 @@ from itertools import combinations
 from typing import Any, Sequence
 
 from serverlab.stats import Estimate, format_estimate, median_ci
-from serverlab.terms import CALIBRATION_WORKLOAD, Bottleneck
+from serverlab.terms import CALIBRATION_WORKLOAD, Bottleneck, calibrated_workload
 
 #: A "cannot tell" verdict explains at most this many unresolved pairs (the leader against
 #: the next ones) and counts the rest: 13 tied variants make 78 pairs, a page of text.
@@ -82,16 +82,9 @@ def separated(a: Estimate | None, b: Estimate | None) -> int:
     return 0
 
 
-def calibrated_workload(row: Any) -> str:
-    """The workload wrk calibrated a row's variant on: hello (:data:`~serverlab.terms.CALIBRATION_WORKLOAD`),
-    or an app's first GET request as its calibration recorded it."""
-    return (getattr(row, "calibration", None) or {}).get("workload") or CALIBRATION_WORKLOAD
-
-
 def wrk_estimate(row: Any, workload: str) -> Estimate | None:
-    """The row's wrk ceiling as an interval when it counts as evidence (``workload`` is the one
-    wrk calibrated on, :func:`calibrated_workload`), else ``None``."""
-    return getattr(row, "wrk_rps", None) if workload == calibrated_workload(row) else None
+    """The row's wrk ceiling as an interval when it counts as evidence (wrk ran on ``workload``), else ``None``."""
+    return getattr(row, "wrk_rps", None) if workload == calibrated_workload(getattr(row, "calibration", None)) else None
 
 
 def interval_text(est: Estimate) -> str:

@@ -235,9 +235,9 @@ def _aggregate_key(cells: list[Cell]) -> Row:
             "wrk_rps": _median([float(cal.wrk_rps or 0.0) for _, cal in calibrated]),
             "ratio": _median([float(cal.ratio or 0.0) for _, cal in calibrated]),
         }
-        workload = next((cal.workload for _, cal in calibrated if cal.workload), None)
-        if workload:  # an app's first GET request (hello when not recorded)
-            calibration["workload"] = workload
+        calibrated_on = next((cal.workload for _, cal in calibrated if cal.workload), None)
+        if calibrated_on:  # an app's first GET request (hello when not recorded)
+            calibration["workload"] = calibrated_on
         wrk_rps, wrk_cpu = _wrk_estimates([cal for _, cal in calibrated])
         if calibration["ratio"] < CALIBRATION_MIN_RATIO:
             found.append(RowFinding(CalibrationLow(calibration["ratio"], CALIBRATION_MIN_RATIO)))
