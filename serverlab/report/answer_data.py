@@ -13,7 +13,7 @@ from typing import Any
 from serverlab.report.ranking import row_class
 from serverlab.report.rows import Row
 from serverlab.stats import NO_CI_NOTE, Estimate, format_estimate
-from serverlab.terms import CALIBRATION_WORKLOAD, Bottleneck
+from serverlab.terms import Bottleneck, calibrated_workload
 
 #: The evidence kinds of :class:`serverlab.report.ranking.Evidence`, in the order they are named,
 #: with the words tables and charts use for each.
@@ -135,7 +135,7 @@ def evidence_estimate(row: Row, source: str, workload: str) -> Estimate | None:
         return row.rps
     if source == "CPU cost":
         return row.cost_capacity_rps
-    if source == "wrk" and workload == CALIBRATION_WORKLOAD:
+    if source == "wrk" and workload == calibrated_workload(row.calibration):
         estimate = getattr(row, "wrk_rps", None)
         if isinstance(estimate, Estimate):
             return estimate
