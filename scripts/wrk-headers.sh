@@ -11,7 +11,9 @@
 #   SERVER_CPUS=0.5 bash scripts/wrk-headers.sh [VARIANT...]     # the calibration-headroom budget
 #
 # Needs the lab image (make offline / docker compose build). Uses the `serverlab-wrkhdr`
-# compose project and removes its containers when done. Figures mean something only on a quiet
+# compose project and removes its containers when done. The CPU figure is the server
+# container's cgroup between just before and just after each wrk container, so anything else
+# in that cgroup (the compose healthcheck, until it leaves the cgroup) counts too. Figures mean something only on a quiet
 # machine (vmstat 1: us+sy near 0 before you start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +38,7 @@ measure() {  # variant cid label connections [wrk -H args...]
     local variant=$1 cid=$2 label=$3 conns=$4; shift 4
     local before after out rps requests
     before=$(cpu_seconds "$cid")
-    out=$("${COMPOSE[@]}" run --rm -T --no-deps loadgen wrk -t1 -c"$conns" -d"${SECONDS_EACH}s" "$@" "http://$variant:8000/")
+    out=$("${COMPOSE[@]}" run --rm -T --no-deps loadgen wrk -t1 -c"$conns" -d"${SECONDS_EACH}s" "$@" "http://$variant:8000/" 2>/dev/null)
     after=$(cpu_seconds "$cid")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     requests=$(awk '/requests in/ {print $1}' <<<"$out")
@@ -46,12 +48,12 @@ measure() {  # variant cid label connections [wrk -H args...]
 
 printf "server_cpus=%s, %ss per run, wrk -t1 on LOADGEN_CPUSET=%s\n" "$SERVER_CPUS" "$SECONDS_EACH" "${LOADGEN_CPUSET:-1}"
 for variant in "${VARIANTS[@]}"; do
-    "${COMPOSE[@]}" up -d --no-deps --wait "$variant" >/dev/null
+    "${COMPOSE[@]}" up -d --no-deps --wait "$variant" >/dev/null 2>&1
     cid=$("${COMPOSE[@]}" ps -q "$variant")
-    "${COMPOSE[@]}" run --rm -T --no-deps loadgen wrk -t1 -c32 -d3s "http://$variant:8000/" >/dev/null  # warm-up
+    "${COMPOSE[@]}" run --rm -T --no-deps loadgen wrk -t1 -c32 -d3s "http://$variant:8000/" >/dev/null 2>&1  # warm-up
     measure "$variant" "$cid" host-only 32
     measure "$variant" "$cid" locust 32 -H "User-Agent: $LOCUST_UA" -H "Accept-Encoding: gzip, deflate, br"
     measure "$variant" "$cid" lab 32 -H "User-Agent: $LAB_UA" -H "Accept-Encoding: $LAB_AE"
     measure "$variant" "$cid" lab 8 -H "User-Agent: $LAB_UA" -H "Accept-Encoding: $LAB_AE"
-    "${COMPOSE[@]}" rm -f -s -v "$variant" >/dev/null
+    "${COMPOSE[@]}" rm -f -s -v "$variant" >/dev/null 2>&1
 done
