@@ -4,7 +4,9 @@ Every measured cell gets one class, with the figures that decided it:
 
 * ``interference`` — something other than the lab used at least
   :data:`serverlab.interference.INTERFERENCE_THRESHOLD` of the server's or the
-  generator's CPUs during the window: the figure is not the server's, whatever else holds;
+  generator's CPUs during the window, or the host itself changed speed around the cell
+  (the host-speed probe, :mod:`serverlab.hostspeed`): the figure is not the server's,
+  whatever else holds;
 * ``server-bound`` — the server used at least :data:`SERVER_BOUND_UTILIZATION`
   of its CPU budget: its RPS is its capacity at this budget, and can be ranked;
 * ``generator-bound`` — a load-generator process used at least
@@ -20,8 +22,9 @@ the busiest Locust process's ``CPU s ÷ window s`` (of one core).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
+from serverlab.interference import INTERFERENCE_THRESHOLD
 from serverlab.loadgen import SATURATION_SHARE
 from serverlab.results import Cell
 from serverlab.terms import Bottleneck, CellStatus
@@ -76,7 +79,8 @@ def generator_utilization(cell: Cell) -> float | None:
 def classify(cell: Cell) -> dict[str, Any] | None:
     """The bottleneck class of a measured cell and the figures that decided it.
 
-    Rules, first match wins: interference flagged → ``interference``; server
+    Rules, first match wins: interference flagged, or the host-speed probe flagged
+    (:attr:`serverlab.results.Cell.host_speed`) → ``interference``; server
     utilization ≥ :data:`SERVER_BOUND_UTILIZATION` → ``server-bound``; generator
     utilization ≥ :data:`GENERATOR_BOUND_UTILIZATION`, Locust's own high-CPU
     warning, or an open-model generator that fell behind → ``generator-bound``;
@@ -84,8 +88,9 @@ def classify(cell: Cell) -> dict[str, Any] | None:
 
     :param cell: a cell; only ``ok`` cells are classified.
     :return: ``{"class", "server_utilization", "generator_utilization",
-        "interference_share", "reason"}`` (fractions; ``None`` where not measured),
-        or ``None`` for a cell that was not measured.
+        "interference_share", "reason"}`` (fractions; ``None`` where not measured), plus
+        ``"host_speed_deviation"`` when the host-speed probe flagged the cell, or ``None``
+        for a cell that was not measured.
     """
     if cell.status != CellStatus.OK:
         return None
@@ -94,10 +99,16 @@ def classify(cell: Cell) -> dict[str, Any] | None:
     interference = cell.interference or {}
     share = interference.get("share")
     fell_behind = bool(cell.open_load and cell.open_load.get("fell_behind"))
+    host_speed = cell.host_speed or {}
     if interference.get("flagged"):
         kind = Bottleneck.INTERFERENCE
         reason = (f"other programs used {float(share or 0):.0%} of the lab's CPUs "
                   f"(threshold {float(interference.get('threshold', 0.05)):.0%})")
+    elif host_speed.get("flagged"):
+        kind = Bottleneck.INTERFERENCE
+        deviation = float(host_speed.get("deviation") or 0)
+        reason = (f"host speed changed: the CPU probe ran {abs(deviation):.0%} {'slower' if deviation > 0 else 'faster'} "
+                  f"than the run's median (threshold {float(host_speed.get('threshold', 0.05)):.0%})")
     elif server is not None and server >= SERVER_BOUND_UTILIZATION:
         kind = Bottleneck.SERVER_BOUND
         reason = f"server at {server:.0%} of its CPU budget"
@@ -113,13 +124,16 @@ def classify(cell: Cell) -> dict[str, Any] | None:
         reason = "neither the server nor the generator at its CPU limit: users wait on latency"
         if server is not None and generator is not None:
             reason = f"server at {server:.0%}, Locust at {generator:.0%}: users wait on latency"
-    return {
+    found = {
         "class": kind,
         "server_utilization": None if server is None else round(server, 4),
         "generator_utilization": None if generator is None else round(generator, 4),
         "interference_share": None if share is None else float(share),
         "reason": reason,
     }
+    if host_speed.get("flagged"):
+        found["host_speed_deviation"] = float(host_speed.get("deviation") or 0)
+    return found
 
 
 def cell_bottleneck(cell: Cell) -> dict[str, Any] | None:
@@ -136,8 +150,9 @@ def summarize(cells: list[Cell]) -> dict[str, Any] | None:
 
     :param cells: the ``ok`` repetitions.
     :return: ``{"class", "counts": {class: n}, "server_utilization", "generator_utilization",
-        "interference_share"}`` (medians; the interference share is the maximum), or ``None``
-        when no repetition was classified.
+        "interference_share"}`` (medians; the interference share is the maximum; plus
+        ``"host_speed_deviation"``, the largest, when a repetition's host speed changed), or
+        ``None`` when no repetition was classified.
     """
     found = [b for b in (cell_bottleneck(c) for c in cells) if b]
     if not found:
@@ -159,9 +174,13 @@ def summarize(cells: list[Cell]) -> dict[str, Any] | None:
         return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
     shares = [float(b["interference_share"]) for b in found if b.get("interference_share") is not None]
-    return {"class": kind, "counts": counts, "server_utilization": median("server_utilization"),
-            "generator_utilization": median("generator_utilization"),
-            "interference_share": max(shares) if shares else None}
+    summary = {"class": kind, "counts": counts, "server_utilization": median("server_utilization"),
+               "generator_utilization": median("generator_utilization"),
+               "interference_share": max(shares) if shares else None}
+    deviations = [float(b["host_speed_deviation"]) for b in found if b.get("host_speed_deviation") is not None]
+    if deviations:
+        summary["host_speed_deviation"] = max(deviations, key=abs)
+    return summary
 
 
 def describe(summary: dict[str, Any] | None) -> str:
@@ -175,9 +194,43 @@ def describe(summary: dict[str, Any] | None) -> str:
         parts.append(f"Locust {summary['generator_utilization']:.0%}")
     if summary.get("interference_share") is not None:
         parts.append(f"other {summary['interference_share']:.0%}")
+    if summary.get("host_speed_deviation") is not None:
+        parts.append(f"host speed {summary['host_speed_deviation']:+.0%}")
     counts = summary.get("counts") or {}
     mixed = len(counts) > 1
     text = summary["class"] + (f" ({', '.join(parts)})" if parts else "")
     if mixed:
         text += " [" + ", ".join(f"{n}× {k}" for k, n in sorted(counts.items())) + "]"
     return text
+
+
+
+def disturbance(summary: dict[str, Any] | None) -> str:
+    """What disturbed an ``interference`` row, for a verdict's "left out" list: ``"25% of a lab
+    CPU side"`` (other programs), or ``"the host's speed changed by +12%"`` when the host-speed
+    probe flagged it and other programs stayed below the threshold; ``""`` for other classes."""
+    if not summary or summary.get("class") != Bottleneck.INTERFERENCE:
+        return ""
+    deviation = summary.get("host_speed_deviation")
+    share = summary.get("interference_share") or 0
+    if deviation is not None and share < INTERFERENCE_THRESHOLD:
+        return f"the host's speed changed by {deviation:+.0%}"
+    return f"{share:.0%} of a lab CPU side"
+
+
+def left_out_because(summaries: Sequence[dict[str, Any] | None]) -> str:
+    """The "left out" reason of a verdict for these ``interference`` rows' summaries: other programs,
+    or the host's speed as well when the host-speed probe flagged one of them."""
+    if any((s or {}).get("host_speed_deviation") is not None for s in summaries):
+        return "other programs used the lab's CPUs, or the host's speed changed, while they ran: interference"
+    return "other programs used the lab's CPUs while they ran: interference"
+
+
+def disturbed_by(cell: Cell) -> str | None:
+    """Why ``--retry-busy`` should re-measure ``cell``: other programs on the lab's CPUs (its
+    interference was flagged) or, for an ``ok`` cell, a host-speed change; ``None`` when neither."""
+    if (cell.interference or {}).get("flagged"):
+        return f"other programs used {float(cell.interference['share']):.0%} of the lab's CPUs"  # type: ignore[index]
+    if (cell.host_speed or {}).get("flagged") and cell.status == CellStatus.OK:
+        return f"the host's speed changed by {float(cell.host_speed['deviation']):+.0%}"  # type: ignore[index]
+    return None

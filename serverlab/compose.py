@@ -6,7 +6,9 @@ checkout. One service per variant (``<<: *server``, its ``host_port`` published 
 127.0.0.1, its ``NAME_WORKERS``/``NAME_THREADS`` overrides), the Locust master that
 waits for every variant to be healthy, the Locust workers and the headless
 ``loadgen`` tool that ``make report`` runs. The hardening, budgets and healthcheck
-live once, in the ``x-image``/``x-server``/``x-loadgen`` blocks of :data:`TEMPLATE`.
+live once, in the ``x-image``/``x-server``/``x-loadgen`` blocks of :data:`TEMPLATE`;
+the image's ``build:`` (``x-build``) is on one service only, :data:`BUILD_SERVICE`, so
+the image is built once.
 
 The text is rendered from a Jinja2 template rather than dumped from a YAML library,
 so that the comments users read stay in the file and the output is byte-for-byte
@@ -35,7 +37,18 @@ COMMAND = "serverlab compose"
 #: Host ports the file publishes besides the variants' (a variant may not take them).
 RESERVED_PORTS = {8089: "the Locust web UI (LOCUST_WEB_PORT's default)"}
 #: Services the file defines besides the variants (a variant may not take their names).
-OTHER_SERVICES = ("locust-master", "locust-worker", "loadgen")
+OTHER_SERVICES = ("locust-master", "locust-worker", "hostspeed", "loadgen")
+#: The one service that carries ``build:`` (every ``docker compose up`` starts it); the
+#: others run its image and never pull. ``make report`` builds the image through it.
+BUILD_SERVICE = "locust-master"
+#: The interactive lab's healthcheck: every second until a server first answers (so
+#: ``docker compose up --wait`` returns within seconds of the servers being up), then one
+#: check per :data:`HEALTH_PAUSE_S` (``healthcheck.sh --pause-once-healthy``). Docker runs
+#: each check in the server's container, on its CPU budget: ~20 ms of its CPU per exec here
+#: even for bash, so at a 5 s interval 13 idle servers kept CPU 0 5% busy; Compose's
+#: ``start_interval`` would do the same, but it needs Docker Engine 25 (Debian's is 20.10).
+HEALTH_INTERVAL = "1s"
+HEALTH_PAUSE_S = 30
 #: A variant name usable as a service name and, upper-cased, in ``NAME_WORKERS``.
 _NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
@@ -68,13 +81,20 @@ TEMPLATE = """\
 # (upper case, "-" as "_"), e.g. GUNICORN_SYNC_WORKERS=5.
 name: serverlab
 
+# One image for every service, built ONCE: only locust-master carries `build:` (every
+# `docker compose up` starts it). A `build:` on each service would make Compose build the
+# same image once per service; Debian's engine has no BuildKit, so the classic builder ran
+# 15 builds in parallel and left 12 dangling copies. The others never pull (there is no
+# registry for this image): they use what locust-master's build tagged.
+x-build: &build
+  context: .
+  dockerfile: app/Dockerfile
+  args:
+    PYTHON_IMAGE: ${PYTHON_IMAGE:-python:3.12-slim}
+
 x-image: &image
   image: serverlab:${SERVERLAB_TAG:-latest}
-  build:
-    context: .
-    dockerfile: app/Dockerfile
-    args:
-      PYTHON_IMAGE: ${PYTHON_IMAGE:-python:3.12-slim}
+  pull_policy: never
   init: true
   # Hardening shared by every service (new services inherit it through these anchors):
   # no Linux capabilities, no privilege gain through setuid/setgid (the image has none
@@ -98,12 +118,18 @@ x-server: &server
   # (serverlab's Docker backend) overrides this with "no" so a crash fails its cell.
   restart: unless-stopped
   stop_grace_period: 10s
+  # The healthcheck runs INSIDE the server's container, on its CPU budget: bash's /dev/tcp
+  # (app/labapp/healthcheck.sh) starts no interpreter (a Python check cost ~250 ms of CPU
+  # per run: 12.7% of a 1-CPU budget every 2 s, 81.6% of CPU 0 for the idle lab). Checks run
+  # every second until the server first answers, then every {{ health_pause }} s (the script
+  # sleeps first: Debian's Docker 20.10 has no start_interval). `make report` (serverlab's
+  # Docker backend) disables it and checks /healthz from outside.
   healthcheck:
-    test: ["CMD", "python", "-m", "labapp.healthcheck"]
-    interval: 2s
-    timeout: 3s
-    retries: 15
-    start_period: 30s
+    test: ["CMD", "bash", "/srv/app/labapp/healthcheck.sh", "--pause-once-healthy", "{{ health_pause }}"]
+    interval: {{ health_interval }}
+    timeout: {{ health_pause + 5 }}s
+    retries: 3
+    start_period: 60s
 
 x-loadgen: &loadgen
   <<: *image
@@ -128,6 +154,7 @@ services:
 {% endfor %}
   locust-master:
     <<: *loadgen
+    build: *build  # the lab's one image (see x-build)
     command: ["locust", "-f", "/srv/locustfiles/locustfile.py", "--master", "--class-picker",
               "--web-host", "0.0.0.0", "--web-port", "8089"]
     ports: ["127.0.0.1:${LOCUST_WEB_PORT:-8089}:8089"]
@@ -155,6 +182,18 @@ services:
       LOCUST_WORKER_PROCESSES: ${LOCUST_WORKER_PROCESSES:-}
     depends_on:
       - locust-master
+
+  # The host-speed probe's container for `make report` (serverlab/hostspeed.py): the
+  # servers' budget and CPUs, idle (sleep) between probes, which run in it by `docker exec`
+  # before and after each cell, never in a server's container; not started by `docker compose up`.
+  hostspeed:
+    <<: *server
+    profiles: ["tools"]
+    entrypoint: ["sleep", "infinity"]
+    command: []
+    restart: "no"
+    healthcheck:
+      disable: true
 
   # Headless load for `make report` (docker compose run --rm loadgen locust ...);
   # not started by `docker compose up`.
@@ -210,7 +249,8 @@ def render(variants: Mapping[str, Variant], servers_dir: Path | None = None) -> 
                                f"`docker compose up` publishes it on); add e.g. `host_port = {free}`, the next free one")
     ordered = sorted(variants.values(), key=lambda variant: (variant.host_port, variant.name))
     servers = [_service(variant, servers_dir) for variant in ordered]
-    return _environment().from_string(TEMPLATE).render(command=COMMAND, servers=servers, container_port=DEFAULT_PORT)
+    return _environment().from_string(TEMPLATE).render(command=COMMAND, servers=servers, container_port=DEFAULT_PORT,
+                                                            health_interval=HEALTH_INTERVAL, health_pause=HEALTH_PAUSE_S)
 
 
 def generate(servers_dir: Path | None = None) -> str:

@@ -50,6 +50,7 @@ class FindingKind(StrEnum):
     CALIBRATION_FAILED = "calibration-failed"      # wrk or Locust failed in the calibration
     CALIBRATION_LOW = "calibration-low"            # Locust reached too little of wrk's RPS
     HISTOGRAMS_UNMERGED = "histograms-unmerged"    # HDR histograms could not be merged
+    HOST_SPEED_CHANGED = "host-speed-changed"      # the CPU probe around the cell left the run's median
 
 
 @dataclass(frozen=True)
@@ -205,10 +206,31 @@ class HistogramsUnmerged(Finding):
     error: str
 
 
+@dataclass(frozen=True)
+class HostSpeedChanged(Finding):
+    """The host-speed probe right before or after the cell deviated from the run's median
+    (see :mod:`serverlab.hostspeed`): the host itself ran slower (or faster), so the figure
+    cannot be set beside the run's others. The cell is classed ``interference``.
+
+    :param deviation: the larger relative deviation of the two probes (+0.12 = 12% slower).
+    :param threshold: the run's threshold (a share).
+    :param before_ms: the probe before the cell (ms); :param after_ms: after it (ms);
+    :param median_ms: the run's median probe (ms).
+    """
+
+    kind: ClassVar[FindingKind] = FindingKind.HOST_SPEED_CHANGED
+    deviation: float
+    threshold: float
+    before_ms: float | None = None
+    after_ms: float | None = None
+    median_ms: float | None = None
+
+
 #: The figures class of every kind.
 FINDING_TYPES: dict[FindingKind, type[Finding]] = {
     cls.kind: cls for cls in (Note, GeneratorSaturated, WarmupTrend, Interference, Unanswered, FailedRequests,
-                              FellBehind, UIMeasured, Unstable, CalibrationFailed, CalibrationLow, HistogramsUnmerged)
+                              FellBehind, UIMeasured, Unstable, CalibrationFailed, CalibrationLow, HistogramsUnmerged,
+                              HostSpeedChanged)
 }
 
 

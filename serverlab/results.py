@@ -67,7 +67,8 @@ class RunHeader:
     :param metadata: shared facts stored once: ``backend``, ``image``, ``packages``
         (name -> version), ``cpu_model``, ``host_cores``, ``git_commit``, ``started_at``
         (Unix seconds), limits (``server_cpus``, ``server_memory``, ``server_cpuset``,
-        ``loadgen_cpuset``).
+        ``loadgen_cpuset``), ``quietness_probe``, and ``host_speed``: the run's median host-speed
+        probe and threshold (:func:`serverlab.hostspeed.baseline`; absent in older files).
     """
 
     run_id: str
@@ -127,6 +128,10 @@ class Cell:
         CPUs in the window (see :func:`serverlab.interference.interference_figures`):
         ``{"share", "flagged", "server_share", "loadgen_share", "steal_s", ...}``; ``None``
         when not measured.
+    :param host_speed: the host-speed probe right before and after the cell against the run's
+        median (see :func:`serverlab.hostspeed.cell_figures`): ``{"before_ms", "after_ms",
+        "median_ms", "deviation", "threshold", "flagged"}``; ``None`` when not measured (and in
+        files written before it existed: the field is optional, so schema 3 is unchanged).
     :param bottleneck: what limited the cell (see :func:`serverlab.bottleneck.classify`):
         ``{"class", "server_utilization", "generator_utilization", "interference_share",
         "reason"}``; ``None`` for unmeasured cells and files before version 2.
@@ -177,6 +182,7 @@ class Cell:
     loadgen_saturated: bool = False
     loadgen_busiest_share: float | None = None
     interference: dict[str, Any] | None = None
+    host_speed: dict[str, Any] | None = None
     bottleneck: dict[str, Any] | None = None
     total_time_s: float | None = None
     open_load: dict[str, Any] | None = None

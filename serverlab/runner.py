@@ -31,12 +31,13 @@ from typing import Callable
 from labapp.variants import Variant
 from serverlab import LabError, adaptive, calibration
 from serverlab.backends import Backend, BackendError, RunningServer
-from serverlab.bottleneck import classify
+from serverlab.bottleneck import classify, disturbed_by
 from serverlab.cpulock import CpuLock
 from serverlab.cpuwatch import CpuWatch, ProcStatWatch
 from serverlab.budget import parse_cpuset
 from serverlab.experiment import Experiment, check_machine
 from serverlab.findings import Calibration, cell_findings
+from serverlab.hostspeed import HostSpeedWatch
 from serverlab.interference import describe_probe, interference_figures
 from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadOutcome, LoadPlan, read_outcome
 from serverlab.planning import PlannedCell, check_unchanged, new_run_id, plan_cells, run_metadata
@@ -86,8 +87,6 @@ class RunStopped(KeyboardInterrupt):
         return 128 + self.signum
 
 
-
-
 class Runner:
     """Runs one experiment with one backend into ``reports/<run-id>/``.
 
@@ -96,7 +95,7 @@ class Runner:
         builds the ``docker`` and ``local`` ones for ``experiment.budget``).
     :param reports_dir: the parent of run folders.
     :param write: progress output (``print`` by default).
-    :param retry_busy: re-measure a cell flagged for interference up to this many times.
+    :param retry_busy: re-measure a cell flagged for interference (or a host-speed change) up to this many times.
     :param cpu_watch: how other programs on the lab's CPUs are noticed (default:
         :class:`serverlab.cpuwatch.ProcStatWatch`, from ``/proc/stat``).
     :param retry_pause_s: seconds to wait before each such re-measurement.
@@ -123,6 +122,8 @@ class Runner:
         self.retry_busy = max(0, int(retry_busy))
         self.server_cpus = parse_cpuset(experiment.budget.server_cpuset)
         self.loadgen_cpus = parse_cpuset(experiment.budget.loadgen_cpuset)
+        self.host_speed = HostSpeedWatch(backend, write)
+        self._resumed: RunHeader | None = None
 
     def run(self, resume: str | None = None) -> Path:
         """Run every planned cell not yet measured; return the run folder.
@@ -142,6 +143,7 @@ class Runner:
         if resume:
             run_dir = self._resolve_run(resume)
             header, done_cells = read_results(run_dir / "results.jsonl")
+            self._resumed = header
             if header.experiment.get("name") != experiment.name:
                 raise LabError(f"run {header.run_id} is of experiment {header.experiment.get('name')!r}, not {experiment.name!r}")
             check_unchanged(experiment, header)
@@ -194,8 +196,10 @@ class Runner:
         self.backend.prepare(list(experiment.servers), progress=self.write, run_id=run_dir.name)
         probe = self.cpu_watch.probe(self.server_cpus, self.loadgen_cpus)
         self.write(describe_probe(probe))
+        host_speed = self.host_speed.start(self._resumed.metadata.get("host_speed") if self._resumed else None)
         header = RunHeader(run_id=run_dir.name, experiment=experiment.record(),
-                           metadata={**run_metadata(experiment, self.backend, seed), "quietness_probe": probe})
+                           metadata={**run_metadata(experiment, self.backend, seed), "quietness_probe": probe,
+                                     "host_speed": host_speed})
         writer = ResultsWriter(run_dir / "results.jsonl", header, resume=resume)
         unit = Mode(experiment.mode).level_unit
         self.write(f"run {run_dir.name}: {len(plan)} cells ({experiment.cell_count} planned), backend {self.backend.name}, "
@@ -268,16 +272,17 @@ class Runner:
         )
 
     def measure_retrying_busy(self, planned: PlannedCell, run_dir: Path) -> Cell:
-        """:meth:`measure`, again up to ``retry_busy`` times while the cell is flagged for interference.
+        """:meth:`measure`, again up to ``retry_busy`` times while the cell is flagged for interference
+        or its host-speed probe flagged it.
 
         :return: the first cell not flagged, or the last attempt (flagged, with a warning saying so).
         """
         cell = self.measure(planned, run_dir)
         for attempt in range(1, self.retry_busy + 1):
-            if not (cell.interference or {}).get("flagged"):
+            why = disturbed_by(cell)
+            if why is None:
                 break
-            self.write(f"    other programs used {cell.interference['share']:.0%} of the lab's CPUs: "  # type: ignore[index]
-                       f"re-measuring (retry {attempt} of {self.retry_busy})")
+            self.write(f"    {why}: re-measuring (retry {attempt} of {self.retry_busy})")
             time.sleep(self.retry_pause_s)
             cell = self.measure(planned, run_dir)
         return cell
@@ -287,9 +292,16 @@ class Runner:
 
         Each call measures into a fresh ``cells/<cell>/attempt-<N>/`` folder and reads only
         what that attempt left there (an interrupted earlier attempt's files are never merged).
+        The host-speed probe runs right before the server starts and right after it stopped
+        (:mod:`serverlab.hostspeed`): never beside the server, never in its measured window.
 
         :return: an ``ok`` cell, or a ``failed``/``unverified`` one saying why.
         """
+        before = self.host_speed.probe()
+        cell = self._measure_server(planned, run_dir)
+        return self.host_speed.judge(cell, before, self.host_speed.probe())
+
+    def _measure_server(self, planned: PlannedCell, run_dir: Path) -> Cell:
         variant = self.variants[planned.variant]
         base = self._base_cell(planned, run_dir, variant)
         cell_dir = new_attempt_dir(run_dir / "cells" / planned.cell_id.replace("/", "_"))

@@ -10,7 +10,9 @@ processes, Docker or Locust:
   would (one per Locust process: an HDR histogram of a fixed latency, counts, the
   measured window in Unix seconds, CPU seconds), which :func:`serverlab.loadgen.read_outcome`
   then reads as usual; the window lies just before the call, as long as planned;
-* ``run_wrk`` prints a wrk summary line.
+* ``run_wrk`` prints a wrk summary line;
+* ``probe_host_speed`` returns the next scripted probe time (:meth:`FakeBackend.script_host_speed`),
+  else :data:`PROBE_MS`.
 
 What one start of a variant does is scripted with :meth:`FakeBackend.script`, one
 :class:`Fault` name per start (unscripted starts behave): the server can fail to start,
@@ -46,6 +48,8 @@ SERVER_CPU_RATE = 0.4
 LOCUST_CPU_RATE = 0.3
 #: Memory the fake server reports (bytes).
 SERVER_MEMORY = 50 * 2**20
+#: What an unscripted host-speed probe takes (ms).
+PROBE_MS = 300.0
 
 
 class Fault(str, Enum):
@@ -129,6 +133,7 @@ class FakeBackend:
     :attr starts: variant names in the order they were started.
     :attr locust_runs: ``(variant, argv)`` of every "Locust" run.
     :attr prepared: the ``(variants, run_id)`` of every :meth:`prepare`.
+    :attr probes: how many host-speed probes ran.
     """
 
     budget: object = None
@@ -142,7 +147,9 @@ class FakeBackend:
     locust_runs: list[tuple[str, list[str]]] = field(default_factory=list)
     prepared: list[tuple[list[str] | None, str | None]] = field(default_factory=list)
     closed: int = 0
+    probes: int = 0
     _script: dict[str, list[Fault]] = field(default_factory=dict)
+    _host_speed: list[float] = field(default_factory=list)
     _running: dict[int, FakeServer] = field(default_factory=dict)
     _current: FakeServer | None = None
     _app: object = None
@@ -150,6 +157,16 @@ class FakeBackend:
     def script(self, variant: str, faults: Iterable[Fault | str]) -> None:
         """Make the next starts of ``variant`` behave as ``faults`` (one per start), then as :attr:`Fault.OK`."""
         self._script.setdefault(variant, []).extend(Fault(f) for f in faults)
+
+    def script_host_speed(self, milliseconds: Iterable[float]) -> None:
+        """Make the next host-speed probes take these times (ms), then :data:`PROBE_MS`."""
+        self._host_speed.extend(float(ms) for ms in milliseconds)
+
+    def probe_host_speed(self, probes: int = 1) -> list[float]:
+        """The next scripted probe times (ms), or :data:`PROBE_MS`; never beside a running fake server."""
+        assert self._current is None or self._current.stopped, "a host-speed probe while the server runs"
+        self.probes += probes
+        return [self._host_speed.pop(0) if self._host_speed else PROBE_MS for _ in range(probes)]
 
     # -- the Backend interface ----------------------------------------------------
 

@@ -465,6 +465,30 @@ def test_healthcheck_uses_serverlab_port(live_server, monkeypatch):
     assert healthcheck.main([]) == 0
 
 
+def test_healthcheck_unhealthy_on_an_error_answer(capsys):
+    """The shell check reads the status line: a 503 from /healthz is unhealthy, and it says what came back."""
+    import http.server
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the stdlib's name)
+            self.send_response(503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Failing)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        assert healthcheck.main([str(server.server_port)]) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert "answered HTTP/1.0 503" in capsys.readouterr().err
+
+
 def test_healthcheck_unhealthy_without_server(capsys):
     with socket.socket() as sock:  # a port that was free a moment ago, with no listener
         sock.bind(("127.0.0.1", 0))

@@ -124,13 +124,24 @@ def test_servers_share_one_budget(servers):
     assert re.fullmatch(r"\d+[kmg]", interpolated_default(mem_limit))
 
 
-def test_servers_have_a_python_healthcheck(servers):
+def test_servers_healthcheck_starts_no_interpreter(servers):
+    """Docker runs a healthcheck inside the server's container, on its CPU budget: the check is
+    bash's /dev/tcp (app/labapp/healthcheck.sh), not a Python interpreter importing the app."""
     for name, service in servers.items():
         check = service.get("healthcheck")
         assert check, name
         assert not check.get("disable", False), name
-        assert check["test"] == ["CMD", "python", "-m", "labapp.healthcheck"], name
+        assert check["test"] == ["CMD", "bash", "/srv/app/labapp/healthcheck.sh", "--pause-once-healthy",
+                                 str(compose_gen.HEALTH_PAUSE_S)], name
+        assert "python" not in " ".join(check["test"])
         assert check.get("retries", 0) >= 1
+        assert check["interval"] == compose_gen.HEALTH_INTERVAL == "1s", name  # fast until healthy ...
+        assert compose_gen.HEALTH_PAUSE_S >= 30  # ... then rare: ~20 ms of the server's CPU per exec
+        assert int(check["timeout"].rstrip("s")) > compose_gen.HEALTH_PAUSE_S, name  # the pause is inside the check
+    script = (REPO_ROOT / "app" / "labapp" / "healthcheck.sh").read_text(encoding="utf-8")
+    code = [line for line in script.splitlines() if not line.lstrip().startswith("#")]
+    assert any("/dev/tcp/127.0.0.1/" in line for line in code)
+    assert not any("python" in line for line in code)
 
 
 def test_servers_take_worker_and_thread_overrides(servers):
@@ -161,7 +172,7 @@ def test_locust_web_ui_is_published_on_localhost(services):
 def test_loadgen_runs_on_other_cpus(services, servers):
     [server_cpuset] = {str(service["cpuset"]) for service in servers.values()}
     server_default = cpu_set(interpolated_default(server_cpuset))
-    loadgens = {name: service for name, service in services.items() if name not in servers}
+    loadgens = {name: service for name, service in services.items() if name not in servers and name != "hostspeed"}
     assert {"locust-master", "locust-worker"} <= set(loadgens)
     for name, service in loadgens.items():
         assert "cpuset" in service, name
@@ -173,17 +184,35 @@ def test_loadgen_runs_on_other_cpus(services, servers):
         assert loadgen_default.isdisjoint(server_default), name
 
 
+def test_the_host_speed_probe_gets_the_servers_budget_and_no_healthcheck(services, servers):
+    """``make report`` times its host-speed probe in the ``hostspeed`` container: the servers' CPU
+    quota, cpuset and memory, beside (never inside) a server's cgroup; a tool, not in the lab."""
+    probe = services["hostspeed"]
+    budget = {(str(s["cpus"]), str(s["cpuset"]), str(s["mem_limit"])) for s in servers.values()}
+    assert budget == {(str(probe["cpus"]), str(probe["cpuset"]), str(probe["mem_limit"]))}
+    assert probe["profiles"] == ["tools"] and probe["entrypoint"] == ["sleep", "infinity"]
+    assert probe["healthcheck"] == {"disable": True} and probe["restart"] == "no"
+    assert "ports" not in probe
+
+
 def test_init_everywhere(services):
     for name, service in services.items():
         assert service.get("init") is True, name
 
 
-def test_one_image_for_everything(services):
+def test_one_image_for_everything_built_by_one_service(services):
+    """Every service runs one image; only one service builds it, so ``docker compose up``
+    builds it once (a ``build:`` per service made the classic builder build it 15 times);
+    the others never pull it (no registry has it)."""
     images = {service.get("image") for service in services.values()}
     assert len(images) == 1
+    builders = [name for name, service in services.items() if "build" in service]
+    assert builders == [compose_gen.BUILD_SERVICE] == ["locust-master"]
+    build = services["locust-master"]["build"]
+    assert build["dockerfile"] == "app/Dockerfile"
+    assert interpolated_default(build["args"]["PYTHON_IMAGE"]) == "python:3.12-slim"
     for name, service in services.items():
-        assert service["build"]["dockerfile"] == "app/Dockerfile", name
-        assert interpolated_default(service["build"]["args"]["PYTHON_IMAGE"]) == "python:3.12-slim", name
+        assert service.get("pull_policy") == "never", name
 
 
 # --- app/Dockerfile --------------------------------------------------------------------
@@ -221,13 +250,12 @@ def test_dockerfile_runs_as_non_root():
     assert user not in ("root", "0")
 
 
-def test_dockerfile_healthcheck_uses_python():
+def test_dockerfile_healthcheck_is_the_shell_check():
     [healthcheck] = [arguments for keyword, arguments in dockerfile_instructions() if keyword == "HEALTHCHECK"]
     assert "CMD" in healthcheck
     command = healthcheck.split("CMD", 1)[1]
-    assert "python" in command
-    assert "labapp.healthcheck" in command
-    assert "curl" not in command
+    assert '"bash", "/srv/app/labapp/healthcheck.sh", "--pause-once-healthy", "30"' in command
+    assert "python" not in command and "curl" not in command
 
 
 # --- hardening (issue 8) ----------------------------------------------------------------

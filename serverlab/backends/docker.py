@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 from serverlab.appspec import AppSpec
 from serverlab.backends.base import ROOT, BackendError, CommandResult, LocustPaths, RunningServer, Sampler, run_command, wait_healthy
 from serverlab.budget import Budget
+from serverlab.compose import BUILD_SERVICE
 
 if TYPE_CHECKING:  # serverlab.appimage imports this package's base module
     from serverlab.appimage import AppImage
@@ -54,6 +56,7 @@ class DockerBackend:
         self._override = Path(tempfile.mkdtemp(prefix="serverlab-compose-")) / "run.yml"
         self.image_id: str | None = None
         self.image_facts: dict[str, object] | None = None
+        self._hostspeed: str | None = None
 
     def _compose(self, *args: str) -> list[str]:
         return ["docker", "compose", "-p", self.project, "-f", str(ROOT / "docker-compose.yml"),
@@ -110,11 +113,12 @@ class DockerBackend:
         names = list(variants or load_variants())
         self._write_override(names)
         progress("building the lab image (cached after the first time)...")
-        build = run_command(self._compose("build", "loadgen"), 1800, env=self._env(), cwd=ROOT)
+        build = run_command(self._compose("build", BUILD_SERVICE), 1800, env=self._env(), cwd=ROOT)
         if build.returncode != 0:
             raise BackendError(f"docker compose build failed:\n{build.output.strip()[-2000:]}")
         inspect = run_command(["docker", "image", "inspect", "--format", "{{.Id}}", "serverlab:" + os.environ.get("SERVERLAB_TAG", "latest")], 30)
         self.image_id = inspect.output.strip() if inspect.returncode == 0 else None
+        self._hostspeed = None  # its container starts on the first probe
         probe = run_command(self._compose("run", "--rm", "-T", "--no-deps", "loadgen", "python", "-c", _VERSIONS_PROBE),
                      120, env=self._env(), cwd=ROOT)
         try:
@@ -130,7 +134,10 @@ class DockerBackend:
         lines = ["services:"]
         for name in names:
             # restart "no": a crashed server must fail its cell, not come back mid-run.
-            lines += [f"  {name}:", '    ports: !override ["127.0.0.1::8000"]', '    restart: "no"']
+            # No healthcheck: Docker would run it inside the server's cgroup, during the
+            # measured window too; start() waits for /healthz from outside instead.
+            lines += [f"  {name}:", '    ports: !override ["127.0.0.1::8000"]', '    restart: "no"',
+                      "    healthcheck: !override {disable: true}"]
             if self.app is not None and self.app_image is not None:
                 tmpfs = ["/tmp:size=64m,mode=1777", *(f"{path}:size=64m,mode=1777" for path in self.app.writable)]
                 lines += [f"    image: {json.dumps(self.app_image.tag)}", f"    tmpfs: !override {json.dumps(tmpfs)}",
@@ -159,7 +166,10 @@ class DockerBackend:
         self._write_override(names)
 
     def start(self, variant: Variant, timeout: float = 90.0) -> RunningServer:
-        """(Re)create the variant's container and wait until it is healthy.
+        """(Re)create the variant's container and wait until it answers ``/healthz`` on its published port.
+
+        The container has no Docker healthcheck (see :meth:`prepare`): nothing but the
+        server runs in its cgroup; the wait polls from this machine.
 
         :raises BackendError: if it exits or does not become healthy within ``timeout`` seconds.
         """
@@ -173,9 +183,49 @@ class DockerBackend:
         port = run_command(self._compose("port", variant.name, "8000"), 30, env=self._env(), cwd=ROOT).output.strip()
         host_url = f"http://{port}" if port else ""
         if host_url:
-            wait_healthy(host_url, 30, lambda: True)
+            try:
+                wait_healthy(host_url, timeout, self._running_check(cid))
+            except BackendError as err:
+                logs = run_command(self._compose("logs", "--tail", "5", variant.name), 30, env=self._env(), cwd=ROOT)
+                raise BackendError(f"{variant.name}: {err}: {logs.output.strip()[-400:]}") from None
         return RunningServer(variant, f"http://{variant.name}:8000", host_url, cid,
                              sampler=Sampler(self._cgroup_reader(cid)))
+
+    def probe_host_speed(self, probes: int = 1) -> list[float]:
+        """Time :func:`serverlab.hostspeed.probe` in the ``hostspeed`` container: the servers' CPU quota,
+        cpuset and memory, its own cgroup (``docker exec``; the container sleeps between probes).
+
+        :param probes: how many, back to back in one process.
+        :return: each probe's total milliseconds.
+        :raises BackendError: if the container does not start or the probe's output cannot be read.
+        """
+        from serverlab.hostspeed import HostSpeedError, parse_probes
+
+        if self._hostspeed is None:
+            up = run_command(self._compose("up", "-d", "--no-deps", "hostspeed"), 120, env=self._env(), cwd=ROOT)
+            cid = run_command(self._compose("ps", "-q", "hostspeed"), 30, env=self._env(), cwd=ROOT).output.strip()
+            if up.returncode != 0 or not cid:
+                raise BackendError(f"the hostspeed container did not start: {up.output.strip()[-300:]}")
+            self._hostspeed = cid
+        done = run_command(["docker", "exec", self._hostspeed, "python", "-m", "serverlab.hostspeed",
+                            "--probes", str(probes)], 60 + 10 * probes)
+        try:
+            return parse_probes(done.output)
+        except HostSpeedError as err:
+            raise BackendError(f"host-speed probe (exit status {done.returncode}): {err}") from None
+
+    @staticmethod
+    def _running_check(cid: str, every_s: float = 1.0) -> Callable[[], bool]:
+        """A ``alive()`` for :func:`wait_healthy`: is container ``cid`` still running (asked at most every ``every_s`` s)?"""
+        asked = [0.0, True]
+
+        def alive() -> bool:
+            if time.monotonic() - asked[0] >= every_s:
+                state = run_command(["docker", "inspect", "-f", "{{.State.Running}}", cid], 30)
+                asked[:] = [time.monotonic(), state.returncode == 0 and state.output.strip() == "true"]
+            return bool(asked[1])
+
+        return alive
 
     @staticmethod
     def _cgroup_reader(cid: str) -> Callable[[], tuple[float, int]]:
@@ -247,6 +297,7 @@ class DockerBackend:
         if left.returncode == 0 and left.output.split():  # `compose run` containers whose client was killed
             run_command(["docker", "rm", "-f", "-v", *left.output.split()], 60)
         run_command(self._compose("down", "--remove-orphans", "-t", "5"), 120, env=self._env(), cwd=ROOT)
+        self._hostspeed = None
         left = run_command(["docker", "ps", "-aq", "--filter", label], 30)
         if left.returncode == 0 and left.output.split():
             run_command(["docker", "rm", "-f", "-v", *left.output.split()], 60)

@@ -174,6 +174,24 @@ class LocalBackend:
             return CommandResult(127, "wrk is not installed on this machine (apt-get install wrk)")
         return run_command(self._pin(self.budget.loadgen_cpuset, args), timeout)
 
+    def probe_host_speed(self, probes: int = 1) -> list[float]:
+        """Time :func:`serverlab.hostspeed.probe` in a process of its own pinned to the server cpuset
+        (no CPU quota here, as for the servers).
+
+        :param probes: how many, back to back in one process.
+        :return: each probe's total milliseconds.
+        :raises BackendError: if the probe's output cannot be read.
+        """
+        from serverlab.hostspeed import HostSpeedError, parse_probes
+
+        argv = [self.python, "-m", "serverlab.hostspeed", "--probes", str(probes)]
+        done = run_command(self._pin(self.budget.server_cpuset, argv), 60 + 10 * probes,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+        try:
+            return parse_probes(done.output)
+        except HostSpeedError as err:
+            raise BackendError(f"host-speed probe (exit status {done.returncode}): {err}") from None
+
     def stop(self, server: RunningServer) -> None:
         """SIGTERM the server's process group (and SIGCONT it, should it be stopped); SIGKILL after 10 s."""
         if server.sampler:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from serverlab import bottleneck as _bottleneck
 from serverlab.report.answer_data import (
     MEASURED_CLASSES,
     SOURCE_LABELS,
@@ -129,9 +130,9 @@ def _rate_answer(workload: str, mode: str, rows: list[Row]) -> Answer:
         reasons[row.variant].append(f"not ranked: {why} at this level")
         placed.append(Placed(row.variant, None, False, row, left_out=why))
     for row in ranking.interfered:
-        share = (row.bottleneck or {}).get("interference_share") or 0
-        reasons[row.variant].append(f"left out: other programs used {share:.0%} of a lab CPU side (interference); "
-                                    f"rerun on a quiet machine or with --retry-busy N")
+        disturbed = _bottleneck.disturbance(row.bottleneck)
+        what = disturbed if disturbed.startswith("the host") else f"other programs used {disturbed}"
+        reasons[row.variant].append(f"left out: {what} (interference); rerun on a quiet machine or with --retry-busy N")
         placed.append(Placed(row.variant, None, False, row, left_out="interference"))
     measured = [r for r in ranking.candidates if row_class(r) in MEASURED_CLASSES]
     for variant, fact in check_facts(workload, measured):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from serverlab import bottleneck as _bottleneck
+from serverlab.hostspeed import describe_baseline, speed_ratio
 from serverlab.report.formatting import _fmt_ms
 from serverlab.report.model import Table
 from serverlab.report.rows import ReportError, aggregate
@@ -14,6 +16,40 @@ from serverlab.stats import compare_samples, format_estimate, format_rps
 from serverlab.terms import Bottleneck
 
 _NOT_THE_SERVERS = {Bottleneck.GENERATOR_BOUND, Bottleneck.INTERFERENCE}
+#: The columns added when the runs' host speeds differ by more than the threshold.
+_NORMALISED = ["new RPS normalised to the old host speed", "change, normalised"]
+
+
+def _host_speeds(old: Any, new: Any) -> tuple[list[str], float | None]:
+    """The notes about both runs' host speeds, and the factor that puts the new run's RPS on the
+    old run's host (new probe ms ÷ old probe ms) when their speeds differ by more than the threshold."""
+    if not old and not new:
+        return [], None
+    if not old or not new:
+        which = "old" if old else "new"
+        return [f"- host speed: measured in the {which} run only ({describe_baseline(old or new)}); the other run "
+                "predates the probe, so a change of the host's speed between them cannot be seen"], None
+    ratio, threshold = speed_ratio(old, new) or (1.0, 0.0)
+    change = f"{abs(ratio - 1):.0%} {'slower' if ratio > 1 else 'faster'}"
+    lines = [f"- host speed: the fixed CPU probe took {float(old['median_ms']):.0f} ms in the old run and "
+             f"{float(new['median_ms']):.0f} ms in the new one (the new host {change}; threshold {threshold:.0%})"]
+    if abs(ratio - 1) <= threshold:
+        return lines, None
+    lines.append(f"- **the runs are not comparable as they stand**: the new run's host was {change} than the old "
+                 f"run's, beyond the {threshold:.0%} the probe's noise allows, so every change below is partly the "
+                 f"host's. The last two columns are labelled estimates: the new RPS × {ratio:.3f} (new probe ms ÷ "
+                 f"old probe ms), the new run's RPS on the old run's host speed; they hold where the server's CPU "
+                 f"set its RPS (server-bound), not where latency or the generator did. Better: rerun both side by side.")
+    return lines, ratio
+
+
+def _normalised(old: Any, new: Any, scale: float) -> list[str]:
+    """A row's normalised columns: the new RPS × ``scale`` and its change against the old RPS."""
+    if old.rps is None or new.rps is None:
+        return ["—", "—"]
+    scaled = [value * scale for value in new.rps.samples]
+    return [f"{format_rps(new.rps.median * scale)} (normalised)",
+            compare_samples(old.rps.samples, scaled, higher_is_better=True).text + " (normalised)"]
 
 
 def compare(old_path: Path, new_path: Path) -> str:
@@ -22,7 +58,9 @@ def compare(old_path: Path, new_path: Path) -> str:
     Columns: old RPS, new RPS, change (from :func:`serverlab.stats.compare_samples`,
     e.g. ``"1.05× faster [0.98–1.12]"`` or ``"no significant difference"``), old/new
     p99 (merged HDR, ms); then the cells only in one run, and notes where the runs'
-    machines or limits differ.
+    machines or limits differ. Both runs' host speeds (:mod:`serverlab.hostspeed`) are shown;
+    when they differ by more than the threshold it says the runs are not comparable as they
+    stand and adds the new RPS normalised to the old run's host speed, labelled as such.
 
     :param old_path: the baseline ``results.jsonl``.
     :param new_path: the ``results.jsonl`` to compare with it.
@@ -50,10 +88,12 @@ def compare(old_path: Path, new_path: Path) -> str:
     if old_header.experiment.get("name") != new_header.experiment.get("name"):
         lines.append(f"- note: different experiments: {old_header.experiment.get('name')!r} → "
                      f"{new_header.experiment.get('name')!r}")
-    if lines[-1].startswith("- note"):
+    speeds, scale = _host_speeds(old_header.metadata.get("host_speed"), new_header.metadata.get("host_speed"))
+    lines += speeds
+    if lines[-1].startswith("- "):
         lines.append("")
     table = Table(["variant", "workload", "mode", "level", "old RPS", "new RPS", "change", "old p99 ms", "new p99 ms",
-                   "old bottleneck", "new bottleneck"], [])
+                   "old bottleneck", "new bottleneck"] + (_NORMALISED if scale else []), [])
     common = [k for k in new_rows if k in old_rows]
     for key in common:
         old, new = old_rows[key], new_rows[key]
@@ -70,7 +110,8 @@ def compare(old_path: Path, new_path: Path) -> str:
                            "failed" if old.failed else format_estimate(old.rps, format_rps),
                            "failed" if new.failed else format_estimate(new.rps, format_rps), change,
                            _fmt_ms(old.hdr_us.get("p99")), _fmt_ms(new.hdr_us.get("p99")),
-                           _bottleneck.describe(old.bottleneck), _bottleneck.describe(new.bottleneck)])
+                           _bottleneck.describe(old.bottleneck), _bottleneck.describe(new.bottleneck)]
+                          + (_normalised(old, new, scale) if scale else []))
     if not common:
         table.rows.append(["(no cells in common)"] + [""] * (len(table.headers) - 1))
     lines += _md_table(table)

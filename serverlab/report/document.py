@@ -13,6 +13,7 @@ import time
 from typing import Any, Sequence
 
 from serverlab import __version__
+from serverlab.hostspeed import describe_baseline
 from serverlab.interference import describe_probe
 from serverlab.adaptive import target_paragraph
 from serverlab.report.formatting import _fmt_params, _level_text
@@ -65,6 +66,8 @@ def _metadata(header: RunHeader) -> list[tuple[str, str]]:
         out.append(("load generator", str(meta["loadgen_processes_chosen"])))
     if isinstance(meta.get("quietness_probe"), dict):
         out.append(("quietness", describe_probe(meta["quietness_probe"])))
+    if isinstance(meta.get("host_speed"), dict):
+        out.append(("host speed", describe_baseline(meta["host_speed"])))
     packages = meta.get("packages")
     if isinstance(packages, dict) and packages:
         out.append(("packages", ", ".join(f"{k} {v}" for k, v in sorted(packages.items()))))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from serverlab import bottleneck as _bottleneck
 from serverlab.report.ranking import (
     _RPS_CLASSES,
     MAX_EXPLAINED_PAIRS,
@@ -121,9 +122,8 @@ def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable
     if excluded:
         tail.append(f"Not considered (failed requests or repetitions at this level): {', '.join(excluded)}.")
     if interfered:
-        shares = ", ".join(f"{r.variant} ({(r.bottleneck or {}).get('interference_share') or 0:.0%} of a lab CPU side)"
-                           for r in interfered)
-        tail.append(f"Left out (other programs used the lab's CPUs while they ran: interference): {shares}; "
+        shares = ", ".join(f"{r.variant} ({_bottleneck.disturbance(r.bottleneck)})" for r in interfered)
+        tail.append(f"Left out ({_bottleneck.left_out_because([r.bottleneck for r in interfered])}): {shares}; "
                     f"rerun them on a quiet machine or with --retry-busy N.")
     if ranking is None:
         return (f"Cannot tell on this machine ({where}): every measured variant ran while other programs used the "

@@ -256,8 +256,8 @@ def _aggregate_key(cells: list[Cell]) -> Row:
         }
 
     summary = _bottleneck.summarize(ok)
-    if summary and summary["class"] == Bottleneck.INTERFERENCE:
-        found.append(RowFinding(Interference(summary["interference_share"] or 0)))
+    if summary and summary["class"] == Bottleneck.INTERFERENCE and any((c.interference or {}).get("flagged") for c in ok):
+        found.append(RowFinding(Interference(summary["interference_share"] or 0)))  # (host speed: each repetition's own)
     try:
         server_cpus = float(first.config.get("server_cpus") or 0)
     except (TypeError, ValueError):

@@ -42,6 +42,14 @@ def _interference(f: Interference, cell: bool) -> str:
             f"{f.threshold:.0%}): this figure is not the server's alone; rerun on a quiet machine or with --retry-busy N")
 
 
+def _host_speed(f: Any, cell: bool) -> str:
+    slower = "slower" if f.deviation > 0 else "faster"
+    return (f"host speed changed: the fixed CPU probe {'around this cell' if cell else 'around a repetition'} ran "
+            f"{abs(f.deviation):.0%} {slower} than the run's median (threshold {f.threshold:.0%}): the host itself "
+            f"was {slower}, so this figure is not comparable with the run's others and is left out of verdicts; "
+            f"rerun with --retry-busy N, or on a steadier host")
+
+
 #: One sentence per finding kind: ``(finding, about_one_cell) -> text``.
 SENTENCES: dict[FindingKind, Callable[[Any, bool], str]] = {
     FindingKind.NOTE: lambda f, _: f.text,
@@ -62,6 +70,7 @@ SENTENCES: dict[FindingKind, Callable[[Any, bool], str]] = {
     FindingKind.CALIBRATION_LOW: lambda f, _: (
         f"Locust reached only {f.ratio:.0%} of wrk's RPS (below {f.threshold:.0%}): Locust, not the server, "
         f"may be the limit."),
+    FindingKind.HOST_SPEED_CHANGED: _host_speed,
     FindingKind.HISTOGRAMS_UNMERGED: lambda f, _: (
         f"latency histograms could not be merged ({f.error}); HDR percentiles are missing."),
 }

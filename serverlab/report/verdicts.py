@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterable, Sequence
 
+from serverlab import bottleneck as _bottleneck
 from serverlab.report.formatting import _fmt_ms, _int, _level_text, _model
 from serverlab.report.rate_verdict import rate_verdict
 from serverlab.report.ranking import LevelRanking, rank_level
@@ -289,7 +290,8 @@ def verdicts(rows: Sequence[Row], p99_bound_ms: float = DEFAULT_P99_BOUND_MS) ->
             disturbed = [r.variant for r in mrows if (r.bottleneck or {}).get("class") == Bottleneck.INTERFERENCE]
             out[workload] = _verdict_open(workload, [r for r in mrows if r.variant not in disturbed], p99_bound_ms)
             if disturbed:
-                out[workload] += (f" Left out (other programs used the lab's CPUs while they ran: interference): "
+                why = _bottleneck.left_out_because([r.bottleneck for r in mrows if r.variant in disturbed])
+                out[workload] += (f" Left out ({why}): "
                                   f"{', '.join(dict.fromkeys(disturbed))}.")
         else:
             out[workload] = _verdict_rate(workload, mode, mrows)
