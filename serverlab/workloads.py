@@ -44,7 +44,7 @@ def _expect_cpu(body: bytes, params: Mapping[str, int]) -> None:
 def _expect_io(body: bytes, params: Mapping[str, int]) -> None:
     data = json.loads(body)
     if data.get("ms") != params["ms"] or data.get("slept_ms", -1) < params["ms"] * 0.9:
-        raise VerificationError(f"/io did not sleep {params['ms']} ms: {data!r:.120}")
+        raise VerificationError(f"did not sleep {params['ms']} ms: {data!r:.120}")
 
 
 def _expect_mixed(body: bytes, params: Mapping[str, int]) -> None:
@@ -60,6 +60,7 @@ _CHECKS: dict[str, Callable[[bytes, Mapping[str, int]], None]] = {
     "json": _expect_json_doc,
     "cpu": _expect_cpu,
     "io": _expect_io,
+    "io-async": _expect_io,
     "mixed": _expect_mixed,
 }
 

@@ -393,7 +393,7 @@ SERVERS_DIR = REPO_ROOT / "servers"
 #: A declaration to add in a copy of servers/: the next free host port after 8001..8013.
 NEW_VARIANT = """\
 description = "Gunicorn sync, two workers (a test's added variant)"
-host_port = 8014
+host_port = 8016
 server = "gunicorn"
 model = "multi-process"
 keep_alive = false
@@ -442,7 +442,7 @@ def test_adding_a_variant_adds_its_service_port_and_dependency(servers_copy):
     service = generated["gunicorn-pair"]
     assert service["command"] == ["gunicorn-pair"]
     assert service["entrypoint"] == ["python", "-m", "labapp.serve"]  # the x-server block: hardening, budget, healthcheck
-    assert service["ports"] == ["127.0.0.1:8014:8000"]
+    assert service["ports"] == ["127.0.0.1:8016:8000"]
     assert service["environment"] == {"SERVERLAB_WORKERS": "${GUNICORN_PAIR_WORKERS:-}",
                                       "SERVERLAB_THREADS": "${GUNICORN_PAIR_THREADS:-}"}
     assert service["cap_drop"] == ["ALL"] and service["read_only"] is True
@@ -467,7 +467,7 @@ def test_cli_writes_checks_and_shows_the_diff(servers_copy, tmp_path, capsys):
     (servers_copy / "gunicorn-pair.toml").write_text(NEW_VARIANT, encoding="utf-8")
     assert main(["compose", "--check", "--servers", str(servers_copy), "--output", str(output)]) == 1
     out, err = capsys.readouterr()
-    assert "+  gunicorn-pair:\n" in out and '+    ports: ["127.0.0.1:8014:8000"]' in out
+    assert "+  gunicorn-pair:\n" in out and '+    ports: ["127.0.0.1:8016:8000"]' in out
     assert "run `serverlab compose` (or `make compose`)" in err
     assert output.read_text(encoding="utf-8") == COMPOSE_FILE.read_text(encoding="utf-8")  # --check writes nothing
     assert main(["compose", "--servers", str(servers_copy), "--output", str(output)]) == 0
@@ -492,32 +492,32 @@ def refused(servers_dir: Path, capsys) -> str:
 
 
 def test_a_clashing_host_port_names_both_files_the_port_and_a_free_one(servers_copy, capsys):
-    (servers_copy / "gunicorn-pair.toml").write_text(NEW_VARIANT.replace("8014", "8003"), encoding="utf-8")
+    (servers_copy / "gunicorn-pair.toml").write_text(NEW_VARIANT.replace("8016", "8003"), encoding="utf-8")
     err = refused(servers_copy, capsys)
     assert "host_port 8003" in err and "gunicorn-sync.toml" in err and "gunicorn-pair.toml" in err
-    assert "next free: 8014" in err
+    assert "next free: 8016" in err
     with pytest.raises(VariantError, match="host_port 8003 is already declared"):
         load_variants(servers_copy)
 
 
 def test_a_missing_host_port_is_refused_with_the_next_free_one(servers_copy, capsys):
-    (servers_copy / "gunicorn-pair.toml").write_text(NEW_VARIANT.replace("host_port = 8014\n", ""), encoding="utf-8")
+    (servers_copy / "gunicorn-pair.toml").write_text(NEW_VARIANT.replace("host_port = 8016\n", ""), encoding="utf-8")
     assert load_variants(servers_copy)["gunicorn-pair"].host_port is None  # the launcher does not need it
     err = refused(servers_copy, capsys)
-    assert "gunicorn-pair.toml" in err and "host_port = 8014" in err
+    assert "gunicorn-pair.toml" in err and "host_port = 8016" in err
 
 
 @pytest.mark.parametrize("value", ["8089"])
 def test_the_locust_web_port_is_reserved(servers_copy, capsys, value):
-    (servers_copy / "gunicorn-pair.toml").write_text(NEW_VARIANT.replace("8014", value), encoding="utf-8")
+    (servers_copy / "gunicorn-pair.toml").write_text(NEW_VARIANT.replace("8016", value), encoding="utf-8")
     err = refused(servers_copy, capsys)
     assert "host_port 8089" in err and "Locust web UI" in err
 
 
-@pytest.mark.parametrize("value", ["80", "65536", "0", "-1", '"8014"', "true", "8014.0"])
+@pytest.mark.parametrize("value", ["80", "65536", "0", "-1", '"8016"', "true", "8016.0"])
 def test_host_port_must_be_an_unprivileged_port_number(tmp_path, value):
     path = tmp_path / "bad-port.toml"
-    path.write_text(NEW_VARIANT.replace("8014", value), encoding="utf-8")
+    path.write_text(NEW_VARIANT.replace("8016", value), encoding="utf-8")
     with pytest.raises(VariantError) as info:
         load_variant(path)
     message = str(info.value)
@@ -551,5 +551,5 @@ def test_docker_compose_resolves_an_added_variant(docker_ready, servers_copy, tm
     config = compose_config(["docker", "compose", "-f", str(path), "--project-directory", str(REPO_ROOT)])
     service = config["services"]["gunicorn-pair"]
     assert_hardened("gunicorn-pair", service)
-    assert [(port["host_ip"], port["published"], port["target"]) for port in service["ports"]] == [("127.0.0.1", "8014", 8000)]
+    assert [(port["host_ip"], port["published"], port["target"]) for port in service["ports"]] == [("127.0.0.1", "8016", 8000)]
     assert config["services"]["locust-master"]["depends_on"]["gunicorn-pair"]["condition"] == "service_healthy"

@@ -1,4 +1,5 @@
-"""The variants people deploy: uwsgi-http11, uwsgi-gevent, waitress, granian, nginx-gunicorn, nginx-uwsgi.
+"""The variants people deploy: uwsgi-http11, uwsgi-gevent, waitress, granian, nginx-gunicorn, nginx-uwsgi,
+and the ASGI servers running the app through asgiref's WsgiToAsgi: uvicorn-wsgi, granian-asgi.
 
 Fast tests check their declarations and nginx's generated configuration. Slow tests
 start each one for real — as local processes and from the lab image (Docker) — and
@@ -24,12 +25,13 @@ from serverlab.terms import WORKLOADS
 from serverlab.workloads import verify
 
 ROOT = Path(__file__).resolve().parents[1]
-DIRECT = ["uwsgi-http11", "uwsgi-gevent", "waitress", "granian"]
+DIRECT = ["uwsgi-http11", "uwsgi-gevent", "waitress", "granian", "uvicorn-wsgi", "granian-asgi"]
 PROXIED = ["nginx-gunicorn", "nginx-uwsgi"]
 NEW = DIRECT + PROXIED
 #: Each proxied variant and the direct variant with the same app-server settings.
 PAIRS = {"nginx-gunicorn": "gunicorn-gthread", "nginx-uwsgi": "uwsgi-processes"}
-SMALL_PARAMS = {"hello": {}, "json": {}, "cpu": {"n": 50}, "io": {"ms": 5}, "mixed": {"n": 50, "ms": 5}}
+SMALL_PARAMS = {"hello": {}, "json": {}, "cpu": {"n": 50}, "io": {"ms": 5}, "mixed": {"n": 50, "ms": 5},
+                "io-async": {"ms": 5}}
 
 
 def _in_ci() -> bool:
@@ -58,7 +60,7 @@ def keeps_alive(host: str, port: int) -> bool:
 def test_every_new_variant_is_declared_once():
     variants = load_variants()
     assert set(NEW) <= set(variants)
-    assert len(variants) >= 13
+    assert len(variants) >= 15
 
 
 @pytest.mark.parametrize("name", NEW)

@@ -1,9 +1,11 @@
-"""Known-answer tests: the I/O workload obeys Little's law on real servers.
+"""Known-answer tests: the I/O workloads obey Little's law on real servers.
 
 With a sleep of S seconds and C concurrent slots (workers × threads; 1 for the
 single-threaded dev server), throughput under enough users is C / S (Little's law,
 L = λW, Little 1961). These tests run real short loads through the lab's runner and
-check the measured RPS is within 10% of that prediction. On a busy machine a cell
+check the measured RPS is within 10% of that prediction; the async view (io-async) is held
+to the same slots as the sync one (Flask's docs, "Using async and await": an async view
+still ties up one worker per request). On a busy machine a cell
 flagged for interference (other programs on the lab's CPUs) is re-measured; if it
 still misses, the test skips and prints why instead of failing.
 """
@@ -24,7 +26,11 @@ SLEEP_S = 0.1
 USERS = 24  # more than most variants' slots below, so every slot stays busy (else every user is)
 VARIANTS = ["werkzeug-single", "gunicorn-sync", "gunicorn-gthread", "uwsgi-threads",
             # the deployed variants of issue 10 (the nginx ones need nginx for the local backend)
-            "uwsgi-http11", "uwsgi-gevent", "waitress", "granian", "nginx-gunicorn", "nginx-uwsgi"]
+            "uwsgi-http11", "uwsgi-gevent", "waitress", "granian", "nginx-gunicorn", "nginx-uwsgi",
+            # the ASGI variants of issue 20: one WsgiToAsgi thread per worker
+            "uvicorn-wsgi", "granian-asgi"]
+#: The asyncio row (issue 20): the async view on two WSGI and two ASGI servers.
+ASYNC_VARIANTS = ["gunicorn-gthread", "gunicorn-gevent", "uvicorn-wsgi", "granian-asgi"]
 pytestmark = pytest.mark.slow
 
 
@@ -44,22 +50,31 @@ def _variants(backend: str) -> list[str]:
     return list(VARIANTS)
 
 
-def _experiment(tmp_path: Path, names: list[str]) -> Path:
+def _experiment(tmp_path: Path, names: list[str], workload: str = "io") -> Path:
     path = tmp_path / "littles-law.toml"
     servers = ", ".join(f'"{name}"' for name in names)
     path.write_text(
-        f'servers = [{servers}]\nworkloads = ["io"]\nusers = [{USERS}]\nduration = 5\nwarmup = 1\n'
-        f"[params.io]\nms = {int(SLEEP_S * 1000)}\n"
+        f'servers = [{servers}]\nworkloads = ["{workload}"]\nusers = [{USERS}]\nduration = 5\nwarmup = 1\n'
+        f"[params.{workload}]\nms = {int(SLEEP_S * 1000)}\n"
     )
     return path
 
 
 @pytest.mark.parametrize("backend", ["local", pytest.param("docker", marks=pytest.mark.docker)])
 def test_io_throughput_matches_littles_law(backend, tmp_path, request):
+    _check_littles_law(backend, tmp_path, request, _variants(backend), "io")
+
+
+@pytest.mark.parametrize("backend", ["local", pytest.param("docker", marks=pytest.mark.docker)])
+def test_async_io_throughput_matches_littles_law(backend, tmp_path, request):
+    """io-async: Flask's async view gets the slots of the sync view, no more (1 per worker under WsgiToAsgi)."""
+    _check_littles_law(backend, tmp_path, request, ASYNC_VARIANTS, "io-async")
+
+
+def _check_littles_law(backend: str, tmp_path: Path, request, names: list[str], workload: str) -> None:
     if backend == "docker":
         request.getfixturevalue("docker_ready")
-    names = _variants(backend)
-    experiment = load_experiment(str(_experiment(tmp_path, names)))
+    experiment = load_experiment(str(_experiment(tmp_path, names, workload)))
     # a cell disturbed by other programs on the lab's CPUs is re-measured twice
     run_dir = Runner(experiment, make_backend(backend, experiment.budget), tmp_path / "reports", write=lambda line: None,
                      retry_busy=2).run()

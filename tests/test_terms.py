@@ -38,7 +38,10 @@ def test_hdr_settings_clamp_to_the_range():
 
 
 def test_user_class_and_options_are_derived_from_the_names():
-    assert [w.user_class for w in WORKLOADS.values()] == ["HelloUser", "JsonUser", "CpuUser", "IoUser", "MixedUser"]
+    assert [w.user_class for w in WORKLOADS.values()] == ["HelloUser", "JsonUser", "CpuUser", "IoUser", "MixedUser",
+                                                          "IoAsyncUser"]
+    assert WORKLOADS["io-async"].locust_options == {"ms": "--io-async-ms"}
+    assert WorkloadSpec.option_dest("--io-async-ms") == "io_async_ms"
     assert WORKLOADS["mixed"].locust_options == {"n": "--mixed-n", "ms": "--mixed-ms"}
     options = argparse.Namespace(mixed_n=7, mixed_ms=3, cpu_n=9)
     assert WORKLOADS["mixed"].option_values(options) == {"n": 7, "ms": 3}
@@ -56,7 +59,10 @@ def test_specs_are_frozen_and_hashable():
 
 @pytest.mark.parametrize(("kwargs", "fragment"), [
     ({"name": "Square", "path": "/square"}, "lower-case"),
-    ({"name": "sq-uare", "path": "/square"}, "lower-case"),
+    ({"name": "sq_uare", "path": "/square"}, "lower-case"),
+    ({"name": "square-", "path": "/square"}, "words joined by single hyphens"),
+    ({"name": "sq--uare", "path": "/square"}, "words joined by single hyphens"),
+    ({"name": "-square", "path": "/square"}, "lower-case"),
     ({"name": "square", "path": "square"}, "must start with '/'"),
     ({"name": "square", "path": "/square", "parameters": (Bound("N", 1, 1, 2, "numbers"),)}, "parameter name 'N'"),
     ({"name": "square", "path": "/square", "parameters": (Bound("n", 0, 1, 2, "numbers"),)}, "default 0 of 'n'"),

@@ -30,6 +30,8 @@ REQUIRED_NAMES = {
     "granian",
     "nginx-gunicorn",
     "nginx-uwsgi",
+    "uvicorn-wsgi",
+    "granian-asgi",
 }
 #: The concurrency model each variant's name promises.
 EXPECTED_MODELS = {
@@ -46,6 +48,8 @@ EXPECTED_MODELS = {
     "granian": "threaded",
     "nginx-gunicorn": "threaded",
     "nginx-uwsgi": "multi-process",
+    "uvicorn-wsgi": "asgi",
+    "granian-asgi": "asgi",
 }
 FAKE_PYTHON = "/opt/fake-env/bin/python3"
 
@@ -169,7 +173,7 @@ def test_binds_all_interfaces_on_the_port(name, all_variants):
         assert option_value(argv, socket_option) == "0.0.0.0:9001"
     elif variant.server == "waitress":
         assert "--listen=0.0.0.0:9001" in argv
-    elif variant.server == "granian":
+    elif variant.server in ("granian", "uvicorn"):
         assert (option_value(argv, "--host"), option_value(argv, "--port")) == ("0.0.0.0", "9001")
     else:
         # The dev server binds 0.0.0.0 by default (checked in test_app) and must not be told otherwise.
@@ -191,8 +195,9 @@ def test_logging_is_off(name, all_variants):
         # Gunicorn writes no access log unless asked to.
         assert not any(part.startswith(("--access-logfile", "--access-logformat")) for part in argv)
         assert "--capture-output" not in argv
-    elif variant.server == "granian":
+    elif variant.server in ("granian", "uvicorn"):
         assert "--no-access-log" in argv
+        assert option_value(argv, "--log-level") == "warning"
     elif variant.server == "waitress":
         pass  # Waitress has no access log (it logs only warnings and errors)
     else:
@@ -229,6 +234,10 @@ def test_keep_alive_matches_the_command(all_variants):
             assert variant.keep_alive == ("--keep-alive" in variant.command), variant.name
         elif variant.server == "uwsgi":
             assert variant.keep_alive == ("--http11-socket" in variant.command), variant.name
+        elif variant.server == "uvicorn":
+            assert variant.keep_alive == ("--timeout-keep-alive" in variant.command), variant.name
+        elif variant.server == "granian":
+            assert variant.keep_alive == ("--http1-keep-alive" in variant.command), variant.name
 
 
 # --- worker/thread overrides -----------------------------------------------------------

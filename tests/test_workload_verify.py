@@ -18,14 +18,15 @@ from serverlab.terms import WORKLOADS, WorkloadParameterError, WorkloadSpec
 from serverlab.workloads import VerificationError, verify
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SMALL_PARAMS = {"hello": {}, "json": {}, "cpu": {"n": 10}, "io": {"ms": 1}, "mixed": {"n": 10, "ms": 1}}
+SMALL_PARAMS = {"hello": {}, "json": {}, "cpu": {"n": 10}, "io": {"ms": 1}, "mixed": {"n": 10, "ms": 1},
+                "io-async": {"ms": 1}}
 
 
 # --- parameters, paths, Locust options ------------------------------------------------------------------
 
 
-def test_the_five_workloads():
-    assert list(WORKLOADS) == ["hello", "json", "cpu", "io", "mixed"]
+def test_the_six_workloads():
+    assert list(WORKLOADS) == ["hello", "json", "cpu", "io", "mixed", "io-async"]
     for name, workload in WORKLOADS.items():
         assert isinstance(workload, WorkloadSpec) and workload.name == name
         assert set(workload.locust_options) == set(workload.bounds)
@@ -95,6 +96,7 @@ def test_url_path(name, params, path):
     ("cpu", {"n": 10}, ["--cpu-n", "10", "CpuUser"]),
     ("io", {"ms": 1}, ["--io-ms", "1", "IoUser"]),
     ("mixed", {"n": 10, "ms": 1}, ["--mixed-n", "10", "--mixed-ms", "1", "MixedUser"]),
+    ("io-async", {"ms": 1}, ["--io-async-ms", "1", "IoAsyncUser"]),
 ])
 def test_locust_args(name, params, args):
     assert WORKLOADS[name].locust_args(params) == args
@@ -256,8 +258,10 @@ def test_not_http_at_all(fake_server):
     ("cpu", {"n": 10}, json.dumps({**app_workloads.fibonacci_digest(10), "sha256": "0" * 64}), "wrong Fibonacci digest"),
     ("cpu", {"n": 10}, "not json", "malformed body"),
     ("cpu", {"n": 10}, "[1, 2, 3]", "wrong Fibonacci digest"),
-    ("io", {"ms": 10}, json.dumps({"ms": 10, "slept_ms": 0.5}), "/io did not sleep 10 ms"),
-    ("io", {"ms": 10}, json.dumps({"ms": 1, "slept_ms": 10.2}), "/io did not sleep 10 ms"),
+    ("io", {"ms": 10}, json.dumps({"ms": 10, "slept_ms": 0.5}), "GET /io?ms=10: did not sleep 10 ms"),
+    ("io", {"ms": 10}, json.dumps({"ms": 1, "slept_ms": 10.2}), "GET /io?ms=10: did not sleep 10 ms"),
+    ("io-async", {"ms": 10}, json.dumps({"ms": 10, "slept_ms": 0.5}), "GET /io-async?ms=10: did not sleep 10 ms"),
+    ("io-async", {"ms": 10}, "[]", "malformed body"),
     ("io", {"ms": 10}, "[]", "malformed body"),
     ("json", {}, "null", "malformed body"),
     ("mixed", {"n": 10, "ms": 1}, json.dumps({**app_workloads.fibonacci_digest(12), "slept_ms": 1.1}), "unexpected /mixed answer"),
@@ -272,9 +276,10 @@ def test_right_bodies_pass_the_body_checks(fake_server):
     cases = {
         "json": json.dumps({"message": "Hello, World!", "items": list(range(10))}),
         "io": json.dumps({"ms": 10, "slept_ms": 10.08}),
+        "io-async": json.dumps({"ms": 10, "slept_ms": 10.2}),
         "mixed": json.dumps({**app_workloads.fibonacci_digest(10), "slept_ms": 1.0}),
     }
-    params = {"json": {}, "io": {"ms": 10}, "mixed": {"n": 10, "ms": 1}}
+    params = {"json": {}, "io": {"ms": 10}, "io-async": {"ms": 10}, "mixed": {"n": 10, "ms": 1}}
     for name, body in cases.items():
         fake_server.canned = answer(body=body)
         assert verify(url_of(fake_server), WORKLOADS[name], params[name])["status"] == 200

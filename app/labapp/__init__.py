@@ -1,7 +1,8 @@
 """labapp: the one Flask application every server variant of serverlab serves.
 
 Use :func:`create_app` (the Flask factory pattern); ``labapp.wsgi:app`` is the
-WSGI entry point the servers load.
+WSGI entry point the servers load, ``labapp.asgi:app`` the same app behind asgiref's
+``WsgiToAsgi`` for the ASGI servers.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ INFO_ENV = {
     "keep_alive": "SERVERLAB_KEEP_ALIVE",
 }
 #: Packages whose versions ``/lab/info`` reports.
-REPORTED_PACKAGES = ("flask", "werkzeug", "gunicorn", "pyuwsgi", "gevent", "waitress", "granian", "locust", "hdrhistogram")
+REPORTED_PACKAGES = ("flask", "werkzeug", "gunicorn", "pyuwsgi", "gevent", "waitress", "granian", "uvicorn", "asgiref",
+                     "locust", "hdrhistogram")
 #: At most this many background jobs are remembered; older finished ones are dropped.
 MAX_BACKGROUND_JOBS = 1000
 #: At most this many background jobs may run at once (a 429 beyond that).
@@ -293,6 +295,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     def io():
         params = workload_params(WORKLOADS["io"])
         return jsonify(ms=params["ms"], slept_ms=round(workloads.sleep_ms(params["ms"]), 3))
+
+    @app.get(WORKLOADS["io-async"].path)
+    async def io_async():
+        # Flask's async view (flask[async]): the same bounds and 400s as io; the wait is awaited.
+        params = workload_params(WORKLOADS["io-async"])
+        return jsonify(ms=params["ms"], slept_ms=round(await workloads.sleep_ms_async(params["ms"]), 3))
 
     @app.get(WORKLOADS["mixed"].path)
     def mixed():

@@ -54,7 +54,7 @@ from serverlab.terms import APP_PORT, WorkerModel
 #: The folder of declarations: ``servers/`` at the repository root (``/srv/servers`` in the image).
 SERVERS_DIR = Path(os.environ.get("SERVERLAB_SERVERS_DIR") or Path(__file__).resolve().parents[2] / "servers")
 #: Servers a declaration may name.
-SERVERS = ("werkzeug", "gunicorn", "uwsgi", "waitress", "granian")
+SERVERS = ("werkzeug", "gunicorn", "uwsgi", "waitress", "granian", "uvicorn")
 #: Reverse proxies a declaration may put in front of its server.
 PROXIES = ("nginx",)
 #: How the proxy talks to the app server: HTTP/1.1 (``proxy_pass``) or the uwsgi protocol (``uwsgi_pass``).
@@ -125,7 +125,7 @@ class Variant:
     """One server variant, as declared in ``servers/<name>.toml``.
 
     :param name: the file's stem, also the compose service name (e.g. ``"gunicorn-sync"``).
-    :param server: ``"werkzeug"``, ``"gunicorn"`` or ``"uwsgi"``.
+    :param server: one of :data:`SERVERS` (``"gunicorn"``, ``"uvicorn"`` ...).
     :param model: one of :data:`MODELS`.
     :param keep_alive: whether the server keeps HTTP/1.1 connections open between requests.
     :param workers: worker processes (1 for single-process servers).
@@ -379,7 +379,7 @@ def load_variants(directory: Path | None = None) -> dict[str, Variant]:
         declare the same ``host_port`` (naming both files, the port and a free one).
     """
     directory = directory or SERVERS_DIR
-    paths = sorted(directory.glob("*.toml"))
+    paths = sorted(directory.glob("*.toml"), key=lambda path: path.stem)  # by name: "granian" before "granian-asgi"
     if not paths:
         raise VariantError(f"{directory}: no server declarations (*.toml) found")
     variants = {path.stem: load_variant(path) for path in paths}

@@ -7,6 +7,7 @@ are declared once, in :data:`serverlab.terms.WORKLOADS`, and read here.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 
@@ -17,6 +18,8 @@ from serverlab.terms import WORKLOADS, Bound
 CPU_N = WORKLOADS["cpu"].bounds["n"]
 #: ``/io?ms=``: how long to sleep, in milliseconds (a stand-in for a database call).
 IO_MS = WORKLOADS["io"].bounds["ms"]
+#: ``/io-async?ms=``: how long the async view awaits ``asyncio.sleep``, in milliseconds.
+IO_ASYNC_MS = WORKLOADS["io-async"].bounds["ms"]
 #: ``/mixed``: the CPU part (Fibonacci numbers) and the waiting part (milliseconds).
 MIXED_N = WORKLOADS["mixed"].bounds["n"]
 MIXED_MS = WORKLOADS["mixed"].bounds["ms"]
@@ -54,4 +57,19 @@ def sleep_ms(ms: int) -> float:
     """
     start = time.perf_counter()
     time.sleep(ms / 1000.0)
+    return (time.perf_counter() - start) * 1000.0
+
+
+async def sleep_ms_async(ms: int) -> float:
+    """Await ``asyncio.sleep`` for ``ms`` milliseconds (the ``io-async`` workload's wait).
+
+    Run by Flask's async view support (``flask[async]``): in an event loop that Flask's
+    asgiref starts for the request inside the worker thread that took it, or, under an
+    ASGI server with asgiref's ``WsgiToAsgi``, on the server's own event loop while that
+    worker thread waits for it.
+
+    :return: the measured sleep in milliseconds.
+    """
+    start = time.perf_counter()
+    await asyncio.sleep(ms / 1000.0)
     return (time.perf_counter() - start) * 1000.0

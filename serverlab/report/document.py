@@ -19,6 +19,7 @@ from serverlab.adaptive import target_paragraph
 from serverlab.report.formatting import _fmt_params, _level_text
 from serverlab.report.answer_data import Answer
 from serverlab.report.answers import answers
+from serverlab.report.littles import littles_table
 from serverlab.report.model import AnswerBlock, Document, Section, Setting
 from serverlab.report.rows import Row
 from serverlab.report.sentences import grouped_findings
@@ -147,9 +148,9 @@ def build_document(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[s
                 section.tables.append(article)
         if mode == Mode.OPEN:
             section.tables.extend(_open_tables(grows, bound))
-        calibration = _calibration_table(grows)
-        if calibration:
-            section.tables.append(calibration)
+        for extra in (_calibration_table(grows), littles_table(grows)):
+            if extra:
+                section.tables.append(extra)
         if charts:
             from serverlab.report.charts import ranking_charts, render_charts, timeline_charts  # matplotlib: only here
 

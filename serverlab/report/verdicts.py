@@ -4,7 +4,9 @@ Closed and requests modes rank variants on the evidence valid for their bottlene
 class (:func:`serverlab.report.rate_verdict.rate_verdict`); open mode names the variant with
 the highest :func:`sustainable_throughput`. Each verdict ends with the workload's
 principle (keyed by its :class:`~serverlab.terms.Character`), ratios from the measured
-rows, and what a proxy in front of an app server did (:func:`proxy_sentence`).
+rows, what a proxy in front of an app server did (:func:`proxy_sentence`), Little's law
+for I/O workloads and an async workload against its sync twin
+(:mod:`serverlab.report.littles`).
 
 Units: RPS, latency bounds in milliseconds (rows keep µs).
 """
@@ -16,6 +18,7 @@ from typing import Callable, Iterable, Sequence
 
 from serverlab import bottleneck as _bottleneck
 from serverlab.report.formatting import _fmt_ms, _int, _level_text, _model
+from serverlab.report.littles import async_sentence, littles_sentence
 from serverlab.report.rate_verdict import rate_verdict
 from serverlab.report.ranking import LevelRanking, rank_level
 from serverlab.report.rows import Row
@@ -40,6 +43,10 @@ PRINCIPLES = {
 OWN_PRINCIPLES = {
     "json": ("Each request does little work (serializing a small JSON document), so per-request overhead "
              "dominates: HTTP parsing and, without keep-alive, a new TCP connection per request."),
+    "io-async": ("Concurrency slots matter, and an async view adds none: under WSGI Flask runs it in an event loop "
+                 "inside the worker thread that took the request, and under an ASGI server asgiref's WsgiToAsgi runs "
+                 "the app, async views included, on its own threads, so threads, greenlets or the adapter's threads "
+                 "bound it as they bound the sync view."),
 }
 _CONCURRENT_MODELS = (WorkerModel.THREADED, WorkerModel.GEVENT, WorkerModel.PROCESS_THREAD)
 _NOT_THE_SERVERS = (Bottleneck.GENERATOR_BOUND, Bottleneck.INTERFERENCE)
@@ -295,7 +302,7 @@ def verdicts(rows: Sequence[Row], p99_bound_ms: float = DEFAULT_P99_BOUND_MS) ->
                                   f"{', '.join(dict.fromkeys(disturbed))}.")
         else:
             out[workload] = _verdict_rate(workload, mode, mrows)
-        proxy = proxy_sentence(mrows)
-        if proxy:
-            out[workload] += " " + proxy
+        for extra in (proxy_sentence(mrows), littles_sentence(mrows), async_sentence(workload, rows)):
+            if extra:
+                out[workload] += " " + extra
     return out
