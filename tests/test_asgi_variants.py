@@ -8,6 +8,7 @@ bound in front of the adapter; the async route's 400s, the same as the sync rout
 Real servers: tests/test_deployed_variants.py starts each ASGI variant (local processes and
 the lab image), verifies every workload, checks keep-alive on a real connection and that no
 process runs as root; tests/test_known_answers.py checks Little's law on io and io-async.
+A slow test here shows what Flask's async views do under gunicorn's gevent worker.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import urllib.error
+import urllib.request
 from typing import Any
 
 import pytest
@@ -25,6 +28,7 @@ import labapp
 from labapp import asgi
 from labapp.variants import VariantError, get_variant
 from serverlab.terms import WORKLOADS, WorkerModel
+from serverlab.workloads import verify
 
 ASGI_VARIANTS = ["uvicorn-wsgi", "granian-asgi"]
 
@@ -303,3 +307,107 @@ def test_a_body_the_server_cannot_deframe_gets_a_json_400():
     assert sent[0]["status"] == 400 and (b"connection", b"close") in sent[0]["headers"]
     error = json.loads(sent[1]["body"])
     assert error["status"] == 400 and "badly chunked (RuntimeError)" in error["error"]
+
+
+# --- Flask's async views under gevent (a real server, slow) ------------------------------
+
+
+def _overlapping(url: str, path: str, count: int) -> list[int]:
+    """Send ``count`` GETs of ``path`` at once (a barrier releases them together); their statuses."""
+    barrier = threading.Barrier(count)
+    statuses: list[int] = []
+
+    def get() -> None:
+        barrier.wait()
+        try:
+            with urllib.request.urlopen(url + path, timeout=30) as response:
+                statuses.append(response.status)
+        except urllib.error.HTTPError as err:
+            statuses.append(err.code)
+
+    threads = [threading.Thread(target=get) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return sorted(statuses)
+
+
+@pytest.mark.slow
+def test_async_views_under_gevent_fail_when_they_overlap(start_local_server):
+    """Seen with Flask 3.1.3, asgiref 3.13.0, gevent 26.9.0 under gunicorn's gevent worker: one async
+    view at a time answers (so the verifier passes), but overlapping ones answer 500. asyncio keeps
+    its running loop per OS thread, every greenlet shares the worker's one thread, and asgiref's
+    AsyncToSync refuses to start a view's loop where another's already runs ("You cannot use
+    AsyncToSync in the same thread as an async event loop"). The sync view under the same overlap
+    answers every request."""
+    url = start_local_server("gunicorn-gevent")
+    assert verify(url, WORKLOADS["io-async"], {"ms": 5})["status"] == 200
+    statuses = _overlapping(url, "/io-async?ms=300", 8)
+    assert len(statuses) == 8 and 200 in statuses and 500 in statuses, statuses
+    assert _overlapping(url, "/io?ms=300", 8) == [200] * 8
+
+
+def _keep_alive_statuses(port: int, path: str, users: int = 24, seconds: float = 4.0) -> dict[int, int]:
+    """``users`` clients, each on one kept-alive connection, GET ``path`` in a loop: statuses counted."""
+    import http.client
+    import time
+
+    counts: dict[int, int] = {}
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def user() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            while time.monotonic() < stop:
+                connection.request("GET", path)
+                response = connection.getresponse()
+                response.read()
+                with lock:
+                    counts[response.status] = counts.get(response.status, 0) + 1
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=user) for _ in range(users)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return counts
+
+
+@pytest.mark.slow
+def test_uvicorn_with_the_bare_adapter_fails_kept_alive_requests_and_the_lab_app_does_not(tmp_path):
+    """Seen with uvicorn 0.54.0 and asgiref 3.13.0: bare WsgiToAsgi answers some requests of kept-alive
+    connections with 500 (CurrentThreadExecutor already quit or is broken); labapp.asgi:app, which runs
+    each request in a fresh context, answers every one. Both are the uvicorn-wsgi command otherwise
+    (bare with --lifespan off: WsgiToAsgi refuses a lifespan scope)."""
+    import socket
+    import subprocess
+
+    from hostile import healthy
+
+    variant = get_variant("uvicorn-wsgi")
+    results = {}
+    for target in ("labapp.asgi:bare", "labapp.asgi:app"):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        argv = [part.replace("labapp.asgi:app", target) for part in variant.argv(port=port)]
+        argv[argv.index("--host") + 1] = "127.0.0.1"
+        if target == "labapp.asgi:bare":
+            argv[argv.index("--lifespan") + 1] = "off"  # bare WsgiToAsgi refuses the lifespan scope
+        log = tmp_path / f"{target}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            assert healthy(f"http://127.0.0.1:{port}"), log.read_text()[-2000:]
+            results[target] = _keep_alive_statuses(port, "/io?ms=20")
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        if target == "labapp.asgi:bare":
+            assert "CurrentThreadExecutor already quit or is broken" in log.read_text() or not results[target].get(500)
+    assert results["labapp.asgi:bare"].get(500, 0) > 0, results
+    assert set(results["labapp.asgi:app"]) == {200}, results

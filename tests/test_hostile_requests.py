@@ -80,9 +80,10 @@ def test_broken_chunked_body_gets_4xx(servers, name, case):
     status, _headers, body = post_chunked(url, BAD_CHUNKED_BODIES[case])
     # Werkzeug and Gunicorn de-chunk and report the broken framing (400); uWSGI's chunked
     # API reads a non-hex size as the last chunk, leaving a body that is not a JSON object
-    # (400); nginx refuses the framing itself (400).
+    # (400); nginx refuses the framing itself (400), and so does uvicorn's h11 parser (a
+    # plain-text 400).
     assert 400 <= status < 500, body[:300]
-    if answered_by_the_app(name):
+    if answered_by_the_app(name) and get_variant(name).server != "uvicorn":
         assert json.loads(body)["status"] == status
     assert healthy(url)
 

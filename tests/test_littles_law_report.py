@@ -110,3 +110,23 @@ def test_every_format_shows_the_littles_law_table(tmp_path):
     assert "## Workload io-async: closed mode" in summary
     assert "law: throughput = requests in service / wait" in paths["html"].read_text()
     assert "Little's law (RPS = min(users, slots) / 50 ms wait)" in json.dumps(json.loads(paths["json"].read_text()))
+
+
+def test_rows_with_failed_requests_are_not_explained_by_the_slots():
+    """Flask async views under gunicorn's gevent worker answer 500 when requests overlap: fast errors
+    inflate the RPS, so neither Little's law nor the async-vs-sync ratio may read them as answers."""
+    figures = {("gunicorn-gthread", 32): 158.0, ("gunicorn-gevent", 32): 640.0}
+    broken = [replace(cell, failures=cell.requests // 2) if cell.variant == "gunicorn-gevent" else cell
+              for cell in cells("io-async", {**figures, ("gunicorn-gevent", 32): 1800.0})]
+    rows = rows_of(cells("io", figures), broken)
+    [gevent] = [r for r in rows if r.workload == "io-async" and r.variant == "gunicorn-gevent"]
+    law = littles_law(gevent)
+    assert not law.within and law.bound.startswith("nothing: 50% of its requests failed")
+    sentence = async_sentence("io-async", rows)
+    assert "gunicorn-gthread at 32 users 1.00×" in sentence
+    assert "Not comparable, requests failed (errors, not answers; see the warnings): gunicorn-gevent (50% of its " \
+           "io-async requests failed at 32 users)." in sentence
+    assert "on every variant whose requests were all answered, within 10%" in sentence
+    only = rows_of(cells("io", {("gunicorn-gevent", 32): 640.0}),
+                   [c for c in broken if c.variant == "gunicorn-gevent"])
+    assert async_sentence("io-async", only).startswith("Async vs sync (io-async vs io): not comparable on any variant")

@@ -30,6 +30,8 @@ chunked body as empty).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
 from typing import Any, Awaitable, Callable, MutableMapping
 
@@ -108,7 +110,12 @@ class BoundedBody:
                 message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
             await send(message)
 
-        await self.app({**scope, "headers": headers}, replay, closing_send)
+        # A fresh context per request: asgiref's AsyncToSync(send) leaves its CurrentThreadExecutor in the
+        # context uvicorn schedules a kept-alive connection's next request from, and that request's
+        # sync_to_async then submits to the finished executor ("CurrentThreadExecutor already quit or is
+        # broken", a 500; asgiref issue 491's kind). Cancelling this task cancels the inner one.
+        await asyncio.get_running_loop().create_task(self.app({**scope, "headers": headers}, replay, closing_send),
+                                                     context=contextvars.Context())
 
     @staticmethod
     async def _lifespan(receive: Receive, send: Send) -> None:
@@ -151,4 +158,8 @@ def _declared_length(scope: Scope) -> int | None:
     return None
 
 
+#: The app the ASGI variants serve: the Flask app through WsgiToAsgi, behind :class:`BoundedBody`.
 app = BoundedBody(WsgiToAsgi(wsgi_app))
+#: The bare adapter, as Flask's ASGI deployment page writes it (no body bound, no fresh context): not
+#: served by any variant; tests/test_asgi_variants.py serves it to show why :class:`BoundedBody` exists.
+bare = WsgiToAsgi(wsgi_app)

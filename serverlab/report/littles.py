@@ -51,13 +51,16 @@ class LittlesLaw:
 
     @property
     def within(self) -> bool:
-        """Whether the measured RPS is within :data:`LITTLE_TOLERANCE` of the prediction."""
-        return abs(self.ratio - 1.0) <= LITTLE_TOLERANCE
+        """Whether the measured RPS is within :data:`LITTLE_TOLERANCE` of the prediction, every
+        request answered (a row with failed requests counts errors in its RPS: never within)."""
+        return not self.row.failures and abs(self.ratio - 1.0) <= LITTLE_TOLERANCE
 
     @property
     def bound(self) -> str:
         """What bounded the cell, in words: the slots, or what else (from its bottleneck class)."""
         active = min(self.row.users, self.slots)
+        if self.row.failures:
+            return f"nothing: {self.row.failure_ratio:.0%} of its requests failed, so its RPS counts errors"
         if self.within:
             return "slots" if self.slots < self.row.users else "users (every user's request in service)"
         if self.ratio > 1:
@@ -159,15 +162,25 @@ def async_sentence(workload: str, rows: Sequence[Row]) -> str:
             pairs[variant] = (row, sync)
     if not pairs:
         return ""
-    parts, differ = [], []
+    parts, differ, failing = [], [], []
     for variant, (async_row, sync_row) in sorted(pairs.items()):
+        if async_row.failures or sync_row.failures:
+            bad = async_row if async_row.failures else sync_row
+            failing.append(f"{variant} ({bad.failure_ratio:.0%} of its {bad.workload} requests failed at "
+                           f"{_level_text(bad.mode, bad.level)})")
+            continue
         ratio = async_row.rps.median / sync_row.rps.median  # type: ignore[union-attr]
         parts.append(f"{variant} at {_level_text(async_row.mode, async_row.level)} {ratio:.2f}× "
                      f"({format_rps(async_row.rps.median)} vs {format_rps(sync_row.rps.median)} RPS; "  # type: ignore[union-attr]
                      f"slots: {_slots(async_row.config)})")
         if abs(ratio - 1.0) > LITTLE_TOLERANCE:
             differ.append(variant)
+    failed = f"requests failed (errors, not answers; see the warnings): {'; '.join(failing)}."
+    if not parts:
+        return f"Async vs sync ({workload} vs {twin}): not comparable on any variant, {failed}"
     text = f"Async vs sync ({workload} vs {twin}, the same wait awaited instead of slept): " + "; ".join(parts) + "."
+    if failing:
+        text += f" Not comparable, {failed}"
     asgi = sorted({v for v, (row, _) in pairs.items() if row.config.get("model") == WorkerModel.ASGI})
     if asgi:
         text += (f" Under ASGI ({', '.join(asgi)}) the slots are the adapter's thread pool, not the server's event "
@@ -175,7 +188,8 @@ def async_sentence(workload: str, rows: Sequence[Row]) -> str:
     doc = ("Flask runs an async view in an event loop inside the worker thread that took the request, so each request "
            "still ties up one worker (Flask's documentation, \"Using async and await\")")
     if not differ:
-        return text + f" The async view did what the sync view did on every variant, within {LITTLE_TOLERANCE:.0%}: {doc}."
+        where = "every variant whose requests were all answered" if failing else "every variant"
+        return text + f" The async view did what the sync view did on {where}, within {LITTLE_TOLERANCE:.0%}: {doc}."
     return (text + f" They differ by more than {LITTLE_TOLERANCE:.0%} on {', '.join(differ)}, so there the measurements "
             f"do not follow Flask's documentation, which expects no gain ({doc}); Little's law's table says what bounded "
             f"each row.")
