@@ -169,7 +169,7 @@ def calibration_run(run_id: str = "20261121-064956-calibration", *, io: bool = F
                 "packages": {"flask": "3.1.3", "gunicorn": "27.0.1", "locust": "2.47.0"},
                 "quietness_probe": {"measured": True, "seconds": 2.0, "share": 0.01, "server_share": 0.01,
                                     "loadgen_share": 0.0, "steal_s": 0.0, "quiet": True, "threshold": 0.05}}
-    record = {**experiment.record(), "seed": 1234}
+    record = {**experiment.record(), "seed": 1234, "servers": list(CALIBRATION_TABLE)}  # that run's 13 variants
     if io:
         record.update(name="default", workloads=["hello", "io"], params={"hello": {}, "io": {"ms": 50}})
     header = RunHeader(run_id=run_id, experiment=record, metadata=metadata)

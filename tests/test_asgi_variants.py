@@ -411,3 +411,17 @@ def test_uvicorn_with_the_bare_adapter_fails_kept_alive_requests_and_the_lab_app
             assert "CurrentThreadExecutor already quit or is broken" in log.read_text() or not results[target].get(500)
     assert results["labapp.asgi:bare"].get(500, 0) > 0, results
     assert set(results["labapp.asgi:app"]) == {200}, results
+
+
+def test_a_head_over_the_limit_gets_414_or_431_as_uvicorn_declares():
+    """uvicorn's h11 bounds only an incomplete head; labapp.asgi refuses a whole one over 8 KiB."""
+    limit = get_variant("uvicorn-wsgi").headers
+    assert limit.max_bytes == asgi.MAX_HEAD_BYTES and (limit.over, limit.line_over) == (431, 414)
+    status, headers, body, calls = asyncio.run(call(asgi.app, http_scope("/?pad=" + "a" * 9000)))
+    assert status == 414 and calls == 0 and headers["connection"] == "close"
+    assert json.loads(body) == {"error": "the request line (URL) is larger than the limit of 8192 bytes", "status": 414}
+    big = [(b"x-pad", b"a" * 9000)]
+    status, _, body, _ = asyncio.run(call(asgi.app, http_scope("/", headers=big)))
+    assert status == 431 and json.loads(body)["status"] == 431
+    within = [(b"x-pad", b"a" * 6000)]
+    assert asyncio.run(call(asgi.app, http_scope("/?pad=" + "a" * 1000, headers=within)))[0] == 200

@@ -713,6 +713,11 @@ def test_the_head_limit_reaches_the_server(name, all_variants):
         assert f"--max-request-header-size={limit}" in argv
     elif variant.server == "granian":
         assert option_value(argv, "--http1-buffer-size") == limit
+    elif variant.server == "uvicorn":
+        from labapp.asgi import MAX_HEAD_BYTES
+
+        # h11 bounds an incomplete head; labapp.asgi refuses a whole one over the same limit
+        assert option_value(argv, "--h11-max-incomplete-event-size") == limit == str(MAX_HEAD_BYTES)
     else:
         assert option_value(argv, "--max-line-bytes") == limit
 

@@ -40,6 +40,11 @@ from asgiref.wsgi import WsgiToAsgi
 from labapp import MAX_BODY_BYTES
 from labapp.wsgi import app as wsgi_app
 
+#: The largest request head (request line plus headers) passed on, in bytes: 8 KiB, as the
+#: other variants (``servers/uvicorn-wsgi.toml``'s ``[headers]``). uvicorn's h11 bounds only a
+#: head still incomplete in its buffer, so a whole head that arrives in one read (up to 64 KiB)
+#: would pass; beyond this the request line gets 414 and the head 431, as JSON.
+MAX_HEAD_BYTES = 8192
 #: Threads per process that run the WSGI app under ``WsgiToAsgi`` (asgiref's single-thread
 #: executor; not configurable). Recorded as the ASGI variants' ``threads``.
 ADAPTER_THREADS = 1
@@ -52,18 +57,21 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class BoundedBody:
-    """ASGI middleware: read at most ``limit + 1`` body bytes; answer lifespan events.
+    """ASGI middleware: read at most ``limit + 1`` body bytes, refuse heads over ``head_limit``,
+    run each request in a fresh context; answer lifespan events.
 
     :param app: the ASGI app to call (here ``WsgiToAsgi(labapp.wsgi.app)``).
     :param limit: the largest body passed on, in bytes (default :data:`labapp.MAX_BODY_BYTES`).
-    :raises ValueError: if ``limit`` is negative.
+    :param head_limit: the largest request head passed on, in bytes (default :data:`MAX_HEAD_BYTES`).
+    :raises ValueError: if a limit is negative.
     """
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0 bytes, got {limit}")
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES, head_limit: int = MAX_HEAD_BYTES) -> None:
+        if limit < 0 or head_limit < 0:
+            raise ValueError(f"limit must be >= 0 bytes, got {limit if limit < 0 else head_limit}")
         self.app = app
         self.limit = limit
+        self.head_limit = head_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection scope (``http`` or ``lifespan``; ``websocket`` is closed)."""
@@ -72,6 +80,11 @@ class BoundedBody:
             return
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1000})  # the lab serves no websockets
+            return
+        line, head = _head_sizes(scope)
+        if head > self.head_limit:
+            status, what = (414, "request line (URL)") if line > self.head_limit else (431, "request head")
+            await _refuse(send, status, f"the {what} is larger than the limit of {self.head_limit} bytes")
             return
         declared = _declared_length(scope)
         body = bytearray()
@@ -129,6 +142,23 @@ class BoundedBody:
                 return
 
 
+def _head_sizes(scope: Scope) -> tuple[int, int]:
+    """``(request line bytes, whole head bytes)`` of an HTTP scope, as they came on the wire."""
+    query = scope.get("query_string") or b""
+    target = len(scope.get("raw_path") or scope["path"].encode("utf-8")) + (len(query) + 1 if query else 0)
+    line = len(scope["method"]) + 1 + target + len(" HTTP/1.1\r\n")
+    return line, line + sum(len(key) + len(value) + 4 for key, value in scope.get("headers", ()))
+
+
+async def _refuse(send: Send, status: int, error: str) -> None:
+    """Answer ``status`` with the app's error shape (``{"error", "status"}``) and close the connection."""
+    body = json.dumps({"error": error, "status": status}, sort_keys=True).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def _refuse_unreadable(send: Send, why: str) -> None:
     """Answer 400 as the app's own body errors read (``{"error", "status"}``), closing the connection.
 
@@ -138,13 +168,8 @@ async def _refuse_unreadable(send: Send, why: str) -> None:
 
     :param why: what went wrong, in the error message (an exception's class name, or a phrase).
     """
-    body = json.dumps({"error": f"the request body could not be read: cut short or badly chunked ({why})",
-                       "status": 400}, sort_keys=True).encode()
     try:
-        await send({"type": "http.response.start", "status": 400,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+        await _refuse(send, 400, f"the request body could not be read: cut short or badly chunked ({why})")
     except Exception:  # noqa: BLE001  the connection is gone; nobody is waiting for this answer
         pass
 

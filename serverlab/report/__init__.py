@@ -15,7 +15,7 @@ The package, by job (each module imports only those above it):
 * :mod:`~serverlab.report.answer_data`, :mod:`~serverlab.report.answers` — the answer first: per workload a
   sentence, the places and their evidence;
 * :mod:`~serverlab.report.littles` — Little's law per I/O row and an async workload against its sync
-  twin, for the verdicts and a table (its :class:`~serverlab.report.model.Table` is a plain dataclass);
+  twin, for the verdicts and a table (:class:`~serverlab.report.model.Table`, imported when one is built);
 * :mod:`~serverlab.report.model`, :mod:`~serverlab.report.tables`, :mod:`~serverlab.report.document` —
   the document every format shows, and ``compare``'s table;
 * :mod:`~serverlab.report.charts`, :mod:`~serverlab.report.answer_chart` — matplotlib charts, imported

@@ -17,13 +17,15 @@ its sync twin (``io-async`` with ``io``) on each variant. Units: RPS, waits in m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from serverlab.report.formatting import _level_text, _slots
-from serverlab.report.model import Table
 from serverlab.report.rows import Row
 from serverlab.stats import format_estimate, format_rps
 from serverlab.terms import MS_PER_S, WORKLOADS, Bottleneck, Character, Mode, WorkerModel
+
+if TYPE_CHECKING:  # model imports answers, which imports verdicts, which imports this module
+    from serverlab.report.model import Table
 
 #: Largest relative distance of the measured RPS from Little's law's prediction that still
 #: counts as explained by the slots (0.10 = 10%, as the known-answer tests accept).
@@ -103,6 +105,8 @@ def littles_table(rows: Sequence[Row]) -> Table | None:
     :param rows: the section's rows.
     :return: a table: variant, level, slots, wait, predicted RPS, measured RPS, ratio, what bounded it.
     """
+    from serverlab.report.model import Table  # here: see the TYPE_CHECKING import
+
     laws = [law for law in map(littles_law, rows) if law is not None]
     if not laws:
         return None
