@@ -9,7 +9,7 @@
 #      (topped up when app/requirements.txt names a version it does not hold);
 #   5. a .env that points `docker compose` at that base image;
 #   6. nginx on this machine, for the nginx-* variants under `--backend local`
-#      (installed without starting its service).
+#      (installed without starting its service), and wrk (the request-equivalence test).
 # Idempotent: every step is skipped when already done. Needs root (apt, dockerd).
 set -euo pipefail
 
@@ -90,6 +90,11 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   fi
   apt_install nginx
   if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+fi
+
+if ! command -v wrk >/dev/null 2>&1; then
+  log "installing Debian's wrk on this machine (tests compare Locust's and wrk's raw requests; the image has its own)"
+  apt_install wrk
 fi
 
 if ! grep -q '^PYTHON_IMAGE=' "$ROOT/.env" 2>/dev/null; then
