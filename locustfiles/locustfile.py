@@ -2,11 +2,12 @@
 :data:`serverlab.terms.WORKLOADS` (``HelloUser``, ``JsonUser``, ``CpuUser``, ``IoUser``,
 ``MixedUser``; each parameter is a Locust option, e.g. ``--cpu-n``).
 
-Web UI (``docker compose up``, http://localhost:8089): ``HelloUser`` is ticked by
-default; pick the target in the **Server** dropdown under *Custom parameters*
-(leave *Host* empty; a URL typed into *Host* wins over the dropdown). The header
-shows the server under load. The **Compare servers** and **Reports** tabs come
-from :mod:`labui`.
+Web UI (``docker compose up``, http://localhost:8089): the **Host** field is the server
+to load (a server's name or URL, ``--server``'s at start; other hosts only when named with
+``--allow-host`` / ``SERVERLAB_ALLOW_HOSTS``), and the workload is the ``--workload``
+custom parameter (``hello`` by default): one workload per test. The header shows the
+server. The **Compare servers** and **Reports** tabs, the bounds on ``/swarm`` and the
+cross-origin refusal come from :mod:`serverlab.ui`.
 
 Headless (``serverlab run`` does this): ``--host http://gunicorn-sync:8000 HelloUser``.
 
@@ -59,14 +60,13 @@ from locust import FastHttpUser, constant, events, task
 from locust.exception import StopUser
 
 # After Locust (which monkey-patches with gevent). labapp and serverlab are installed packages
-# (the venv; PYTHONPATH=/srv/app:/srv in the image); labui sits beside this file, and Locust
-# puts a locustfile's folder on sys.path while importing it.
+# (the venv; PYTHONPATH=/srv/app:/srv in the image).
 from labapp.variants import load_variants  # noqa: E402
-from labui import LabUI  # noqa: E402  (web UI: defaults, Compare and Reports tabs)
-from serverlab.terms import (APP_PORT, DEFAULT_OPEN_MAX_IN_FLIGHT, HDR, HDR_DIR_ENV, HDR_FILE_PREFIX,  # noqa: E402
-                             LATE_SEND_S, LATENCY_UNIT, MAX_REQUESTS_OPTION, OPEN_MAX_IN_FLIGHT_ENV, OPEN_RATE_OPTION,
-                             REQUEST_HEADERS, REQUESTS_ENV, REQUESTS_USER_CLASS, SERVER_CLOSES_ENV, US_PER_S,
-                             WARMUP_OPTION, WORKLOADS, WorkloadSpec)
+from serverlab.terms import (APP_PORT, DEFAULT_OPEN_MAX_IN_FLIGHT, DEFAULT_WORKLOAD, HDR, HDR_DIR_ENV,  # noqa: E402
+                             HDR_FILE_PREFIX, LATE_SEND_S, LATENCY_UNIT, MAX_REQUESTS_OPTION, OPEN_MAX_IN_FLIGHT_ENV,
+                             OPEN_RATE_OPTION, REQUEST_HEADERS, REQUESTS_ENV, REQUESTS_USER_CLASS, SERVER_CLOSES_ENV,
+                             US_PER_S, WARMUP_OPTION, WORKLOADS, WorkloadSpec)
+from serverlab.ui import LabUI  # noqa: E402  (web UI: Host = server, bounds, Compare and Reports tabs)
 
 #: How a server name becomes a URL; compose services answer on port 8000 by name.
 TARGET_URL_TEMPLATE = os.environ.get("SERVERLAB_TARGET_URL_TEMPLATE", f"http://{{name}}:{APP_PORT}")
@@ -77,8 +77,12 @@ VARIANT_NAMES = list(VARIANTS)
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser) -> None:
     default = "gunicorn-sync" if "gunicorn-sync" in VARIANT_NAMES else VARIANT_NAMES[0]
+    parser.add_argument("--workload", choices=list(WORKLOADS), default=DEFAULT_WORKLOAD,
+                        help="web UI: what every user requests (its parameters below)")
     parser.add_argument("--server", choices=VARIANT_NAMES, default=default, env_var="SERVERLAB_SERVER_CHOICE",
-                        help="server variant to load when Host is empty")
+                        include_in_web_ui=False, help="server variant to load when --host is empty (the web UI's Host)")
+    parser.add_argument("--allow-host", default="", env_var="SERVERLAB_ALLOW_HOSTS", include_in_web_ui=False,
+                        help="comma-separated URLs the web UI's Host may name besides the lab's servers")
     for spec in WORKLOADS.values():  # one option per workload parameter, e.g. --cpu-n
         for name, option in spec.locust_options.items():
             bound = spec.bounds[name]
@@ -248,7 +252,9 @@ _ENV = {}
 @events.init.add_listener
 def _on_init(environment, **_kwargs) -> None:
     _ENV["environment"] = environment
-    LabUI(environment, dict(USER_CLASSES), RECORDER, VARIANTS, lambda name: TARGET_URL_TEMPLATE.format(name=name)).install()
+    allow = getattr(environment.parsed_options, "allow_host", "") or ""
+    LabUI(environment, dict(USER_CLASSES), RECORDER, VARIANTS, lambda name: TARGET_URL_TEMPLATE.format(name=name),
+          allow_hosts=allow.split(",")).install()
     # The event loop's clock was last read when gevent started, before imports and set-up
     # that can take seconds on a busy machine; Locust's --run-time timer is set right after
     # this event, relative to that clock, and would fire that much early (a 3 s run measured
@@ -293,7 +299,7 @@ def _on_test_stop(environment, **_kwargs) -> None:
 
 
 class LabUser(FastHttpUser):
-    """Base user: targets ``--host`` if given, else the ``--server`` dropdown's variant.
+    """Base user: targets ``--host`` (the web UI's Host field) if given, else ``--server``'s variant.
 
     Subclasses set :attr:`spec` (:func:`user_class`); the task sends its request path in
     the closed, requests or open model according to the options (see the module docstring).
@@ -367,7 +373,7 @@ def user_class(spec: WorkloadSpec) -> type[LabUser]:
 
 
 #: One user class per workload, by workload name, e.g. ``"hello" -> HelloUser`` (the web UI
-#: ticks ``HelloUser`` by default). Locust finds them as this module's globals.
+#: runs the one its ``--workload`` names, ``HelloUser`` by default). Locust finds them as this module's globals.
 USER_CLASSES: dict[str, type[LabUser]] = {name: user_class(spec) for name, spec in WORKLOADS.items()}
 globals().update({cls.__name__: cls for cls in USER_CLASSES.values()})
 

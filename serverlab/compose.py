@@ -155,7 +155,8 @@ services:
   locust-master:
     <<: *loadgen
     build: *build  # the lab's one image (see x-build)
-    command: ["locust", "-f", "/srv/locustfiles/locustfile.py", "--master", "--class-picker",
+    # The web UI's Host field is the server; --workload (Custom parameters) picks the workload.
+    command: ["locust", "-f", "/srv/locustfiles/locustfile.py", "--master",
               "--web-host", "0.0.0.0", "--web-port", "8089"]
     ports: ["127.0.0.1:${LOCUST_WEB_PORT:-8089}:8089"]
     # the Reports tab lists the runs under reports/, and each Compare writes its run there.
@@ -165,6 +166,11 @@ services:
     volumes: ["${SERVERLAB_REPORTS:-./reports}:/srv/reports"]
     environment:
       SERVERLAB_REPORTS_DIR: /srv/reports
+      # the server the Host field starts with; hosts besides the lab's servers the UI may load
+      # (the user's opt-in, by name); extra names the UI answers state changes on
+      SERVERLAB_SERVER_CHOICE: ${SERVERLAB_SERVER_CHOICE:-gunicorn-sync}
+      SERVERLAB_ALLOW_HOSTS: ${SERVERLAB_ALLOW_HOSTS:-}
+      SERVERLAB_UI_HOSTNAMES: ${SERVERLAB_UI_HOSTNAMES:-}
     depends_on:
 {% for s in servers %}
       {{ s.name }}:

@@ -1,6 +1,6 @@
 """The web UI's side of results: a Compare tab's figures as ``make report`` files, and the runs list.
 
-The Locust web UI (``locustfiles/labui.py``) measures servers one after another
+The Locust web UI (:mod:`serverlab.ui.compare`) measures servers one after another
 and keeps, per server, what its HDR recorders merged; :func:`comparison_results`
 turns that into the same ``results.jsonl`` (a :class:`~serverlab.results.RunHeader`
 line, then one :class:`~serverlab.results.Cell` per server) and ``summary.md``

@@ -1,11 +1,14 @@
 """The web UI and the HTML report in a real browser: Debian's Chromium driven by Playwright.
 
-A ``docker compose up`` lab with two Locust workers; the browser opens the Locust
-web UI and checks the lab's defaults (only HelloUser ticked, the target server in
-the header, no host warning), runs a Compare of three servers and reads the table,
-opens the Reports tab and follows a report link, and checks that the report fits a
-1280-px viewport. Screenshots go to ``test-output/browser/`` (gitignored; override
-with ``SERVERLAB_TEST_OUTPUT``) — look at them after a run.
+A ``docker compose up`` lab with two Locust workers; the browser opens the Locust web UI
+and checks: the start form's Host field is the server (visible, kept across *New* and a
+reload), the header names it at 1280 px and in the 390-px drawer, one workload per test
+(hello by default), RPS 0 after Stop; every bad input of the start form and of the
+Compare page refused with its limit named and nothing started; a Compare of three
+servers (the page's table, chart, footnote and downloads, Locust's own Compare tab, the
+header never STOPPED while it runs); the Reports tab and page, following a report link,
+and that the report fits a 1280-px viewport. Screenshots go to ``test-output/browser/``
+(gitignored; override with ``SERVERLAB_TEST_OUTPUT``) — look at them after a run.
 
 Chromium is never downloaded: the tests use ``/usr/bin/chromium`` (``.ci/run``
 apt-installs it). They skip without it or without Docker, and fail instead in CI
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +36,7 @@ CHROMIUM = os.environ.get("SERVERLAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
 OUTPUT = Path(os.environ.get("SERVERLAB_TEST_OUTPUT", ROOT / "test-output")) / "browser"
 RUN_ID = "20260101-000000-browser"
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -153,16 +158,6 @@ def page(browser):
         context.close()
 
 
-def _class_rows(page) -> dict[str, bool]:
-    rows = page.locator("tbody tr").filter(has=page.locator('input[type="checkbox"]'))
-    out = {}
-    for i in range(rows.count()):
-        name = rows.nth(i).locator("td").nth(1).inner_text().strip()
-        if name.endswith("User"):
-            out[name] = rows.nth(i).locator('input[type="checkbox"]').is_checked()
-    return out
-
-
 def _wait_for(predicate, timeout_s: float, what: str):
     deadline = time.monotonic() + timeout_s
     while True:
@@ -174,52 +169,174 @@ def _wait_for(predicate, timeout_s: float, what: str):
         time.sleep(0.25)
 
 
-def test_start_form_defaults_and_the_server_in_the_header(lab, page, output):
+def _stats(page, lab: str) -> dict:
+    return json.loads(page.request.get(lab + "/stats/requests").text())
+
+
+def _header(page) -> str:
+    return page.locator("header").inner_text()
+
+
+def _header_status(page) -> str:
+    words = _header(page).upper().split()
+    return words[words.index("STATUS") + 1] if "STATUS" in words[:-1] else ""
+
+
+def _start_form(page):
+    """Locust's start form: on the page before a first test, else in the *New* dialog."""
+    if not page.locator('input[name="userCount"]').count():
+        page.get_by_role("button", name="New").click()
+    form = page.locator("form").filter(has=page.locator('input[name="userCount"]')).last
+    form.wait_for()
+    return form
+
+
+def test_start_form_server_and_workload_and_the_header(lab, page, output):
     page.goto(lab + "/")
-    page.get_by_text("HelloUser").first.wait_for()
-    # only the hello workload is ticked: a first Start does not send a mix of every workload
-    selection = _wait_for(lambda: (s := _class_rows(page)) and sum(s.values()) == 1 and s, 10, "the default selection")
-    assert selection == {"CpuUser": False, "HelloUser": True, "IoUser": False, "JsonUser": False, "MixedUser": False}
+    form = _start_form(page)
+    # the Host field is the Server field: first free field, visible without opening any accordion
+    host = form.locator('input[name="host"]')
+    assert host.is_visible() and host.input_value() == "http://gunicorn-sync:8000"
+    # one workload per test (no class picker ticking every class): hello by default
+    assert form.locator('select[name="workload"]').input_value() == "hello"
+    assert not page.locator('input[type="checkbox"]').count()
     assert "no host attribute" not in page.content()
-    header = page.locator("#serverlab-server")
-    assert "gunicorn-sync" in header.inner_text()
+    assert "gunicorn-sync" in _header(page)
     page.screenshot(path=str(output / "start-form.png"), full_page=True)
 
-    page.get_by_role("button", name="Start").click()
-    _wait_for(lambda: "RUNNING" in page.locator("header").inner_text().upper(), 20, "the test to run")
-    text = _wait_for(lambda: (t := header.inner_text()) and "next test" not in t and t, 10, "the running server")
-    assert "gunicorn-sync" in text
+    host.fill("gunicorn-gthread")  # a server's name (or its URL)
+    form.get_by_role("button", name="Start").click()
+    _wait_for(lambda: "RUNNING" in _header(page).upper(), 20, "the test to run")
+    assert "gunicorn-gthread" in _header(page)
+    running = _wait_for(lambda: (s := _stats(page, lab)) and s["total_rps"] > 0 and s, 20, "responses")
+    assert [row["name"] for row in running["stats"]] == ["/", "Aggregated"]  # hello only: a first Start sends one workload
     page.screenshot(path=str(output / "running-header.png"))
     page.get_by_role("button", name="Stop").click()
-    _wait_for(lambda: "STOPPED" in page.locator("header").inner_text().upper(), 20, "the test to stop")
+    _wait_for(lambda: "STOPPED" in _header(page).upper(), 20, "the test to stop")
+    # RPS reads 0 once stopped (it used to keep the last running figure)
+    _wait_for(lambda: re.search(r"RPS\s+0(\.0+)?\s", _header(page) + "\n"), 10, "RPS 0 in the header")
+    assert "gunicorn-gthread" in _header(page)
+
+    # the server survives New and a reload: the form and the header both name it
+    assert "gunicorn-gthread" in _start_form(page).locator('input[name="host"]').input_value()
+    page.keyboard.press("Escape")
+    page.reload()
+    page.locator("header").get_by_text("gunicorn-gthread").wait_for()
+    assert _start_form(page).locator('input[name="host"]').input_value() == "http://gunicorn-gthread:8000"
+    page.keyboard.press("Escape")
+    state = json.loads(page.request.get(lab + "/serverlab/state").text())
+    assert state["server"] == "gunicorn-gthread" and state["workload"] == "hello"
 
 
-def test_compare_three_servers(lab, page, output):
-    page.goto(lab + "/?tab=lab-compare")
-    tab = page.get_by_role("tab", name="Compare servers")
-    if not tab.count():  # the tabs show once a first test ran; the start form links the page
+def test_the_phone_header_names_the_server(lab, browser, output):
+    context = browser.new_context(viewport=PHONE)
+    try:
+        page = context.new_page()
         page.goto(lab + "/")
-        page.get_by_role("button", name="Start").click()
-        page.get_by_role("button", name="Stop").click()
-    page.get_by_role("tab", name="Compare servers").click()
-    frame = page.frame_locator("#serverlab-frame")
-    boxes = frame.locator("#servers input")
+        server = json.loads(page.request.get(lab + "/serverlab/state").text())["server"]
+        page.get_by_role("button", name="menu").click()  # at 390 px Locust's header lives in its drawer
+        drawer = page.locator(".MuiDrawer-paper")
+        drawer.get_by_text(server).wait_for()
+        assert "Host" in drawer.inner_text()
+        page.screenshot(path=str(output / "phone-drawer.png"))
+    finally:
+        context.close()
+
+
+START_FORM_REFUSALS = [
+    ({"userCount": "0"}, "users (user_count) must be a whole number from 1 to 1000; got '0'"),
+    ({"userCount": "100000"}, "from 1 to 1000; got '100000'"),
+    ({"userCount": "8.9"}, "got '8.9'"),
+    ({"spawnRate": "0"}, "must be a number above 0 to 1000"),
+    ({"host": "http://127.0.0.1:9"}, "is not one of the lab's servers"),
+]
+
+
+@pytest.mark.parametrize("fields, message", START_FORM_REFUSALS, ids=[m for _, m in START_FORM_REFUSALS])
+def test_start_form_refuses_bad_input_naming_the_limit(lab, page, fields, message):
+    page.goto(lab + "/")
+    before = _stats(page, lab)["state"]
+    form = _start_form(page)
+    for name, value in fields.items():
+        form.locator(f'input[name="{name}"]').fill(value)
+    form.get_by_role("button", name="Start").click()
+    alert = form.get_by_role("alert").filter(has_text=message)
+    alert.wait_for(timeout=10_000)
+    stats = _stats(page, lab)
+    assert stats["state"] == before and stats["state"] in ("ready", "stopped") and stats["user_count"] == 0, stats
+
+
+def test_start_form_cannot_send_a_negative_spawn_rate(lab, page):
+    page.goto(lab + "/")
+    field = _start_form(page).locator('input[name="spawnRate"]')
+    field.fill("-5")  # Locust's numeric field drops the sign; /swarm refuses a negative rate (test_ui_http.py)
+    assert field.input_value() == "5"
+
+
+def _compare_page(page, lab: str):
+    page.goto(lab + "/serverlab/compare")
+    boxes = page.locator("#servers input")
     boxes.first.wait_for()
+    return boxes
+
+
+COMPARE_REFUSALS = [
+    ({"users": "0"}, "users must be a whole number from 1 to 1000; got '0'"),
+    ({"users": "100000"}, "got '100000'"),
+    ({"users": "8.9"}, "got '8.9'"),
+    ({"seconds": "1"}, "seconds per server must be a number from 5 to 300 s"),
+    ({"warmup": "-1"}, "warm-up (warmup_s) must be a number from 0 to 60 s"),
+    ({"servers": "none"}, "tick at least one server"),
+]
+
+
+@pytest.mark.parametrize("fields, message", COMPARE_REFUSALS, ids=[m for _, m in COMPARE_REFUSALS])
+def test_compare_refuses_bad_input_naming_the_limit(lab, page, fields, message):
+    boxes = _compare_page(page, lab)
+    before = json.loads(page.request.get(lab + "/serverlab/compare/status").text())["state"]
+    for field, value in fields.items():
+        if field == "servers":
+            for i in range(boxes.count()):
+                boxes.nth(i).uncheck()
+        else:
+            page.locator(f"#{field}").fill(value)
+    page.locator("#start").click()
+    page.locator("#status.error").filter(has_text=message).wait_for(timeout=10_000)
+    after = json.loads(page.request.get(lab + "/serverlab/compare/status").text())
+    assert after["state"] == before != "running" and _stats(page, lab)["user_count"] == 0
+
+
+def test_compare_three_servers(lab, page, output, browser):
+    boxes = _compare_page(page, lab)
     servers = [boxes.nth(i).get_attribute("value") for i in range(boxes.count())]
     assert len(servers) >= 3 and all(boxes.nth(i).is_checked() for i in range(boxes.count()))  # default: all
-    assert frame.locator("#workload").input_value() == "hello"
+    assert page.locator("#workload").input_value() == "hello"
     chosen = ["gunicorn-sync", "gunicorn-gthread", "uwsgi-processes"]
     for i, name in enumerate(servers):
         if name not in chosen:
             boxes.nth(i).uncheck()
-    frame.locator("#users").fill("4")
-    frame.locator("#seconds").fill("3")
-    frame.locator("#warmup").fill("1")
-    frame.locator("#start").click()
-    frame.locator("#downloads:not([hidden])").wait_for(timeout=120_000)
-    rows = frame.locator("#results tbody tr")
+    page.locator("#users").fill("4")
+    page.locator("#seconds").fill("5")
+    page.locator("#warmup").fill("1")
+    page.locator("#start").click()
+    page.locator("#stop:not([disabled])").wait_for()
+
+    # Locust's own page while the comparison runs: never STOPPED (servers are stopped between rows)
+    locust = browser.new_context(viewport=VIEWPORT).new_page()
+    locust.goto(lab + "/")
+    seen = []
+    while True:
+        word = _header_status(locust)
+        if json.loads(page.request.get(lab + "/serverlab/compare/status").text())["state"] != "running":
+            break  # read before the check: a word read while the comparison still ran
+        seen.append(word)
+        time.sleep(0.5)
+    assert "RUNNING" in seen and "STOPPED" not in seen, seen
+
+    page.locator("#downloads:not([hidden])").wait_for(timeout=120_000)
+    rows = page.locator("#results tbody tr")
     assert rows.count() == 3
-    seen = {}
+    measured = {}
     for i in range(3):
         row = rows.nth(i)
         server = row.get_attribute("data-server")
@@ -230,15 +347,16 @@ def test_compare_three_servers(lab, page, output):
         assert 0 < values["p50"] <= values["p99"] <= values["p999"], (server, values)  # µs
         bottleneck = row.locator("td.bottleneck").inner_text()
         assert bottleneck.startswith(("generator-bound (Locust at", "unknown: Locust at")), bottleneck
-        seen[server] = values
-    assert set(seen) == set(chosen)
-    frame.locator("#chart svg").wait_for()
-    page.screenshot(path=str(output / "compare-tab.png"), full_page=True)
+        measured[server] = values
+    assert set(measured) == set(chosen)
+    page.locator("#chart svg").wait_for()
+    page.screenshot(path=str(output / "compare-page.png"), full_page=True)
 
-    # merged across both workers; downloads in make report's formats
+    # merged across both workers, and the footnote says how many processes
     status = json.loads(page.request.get(lab + "/serverlab/compare/status").text())
     processes = json.loads(page.request.get(lab + "/serverlab/state").text())["workers"]  # Locust worker processes
     assert processes >= 2 and all(row["processes"] == processes for row in status["rows"]), status["rows"]
+    assert f"every Locust process ({processes} in each measurement)" in page.locator("#note").inner_text()
     lines = page.request.get(lab + "/serverlab/compare/results.jsonl").text().splitlines()
     header, cells = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
     assert header["kind"] == "run" and {c["variant"] for c in cells} == set(chosen)
@@ -246,18 +364,34 @@ def test_compare_three_servers(lab, page, output):
     summary = page.request.get(lab + "/serverlab/compare/summary.md").text()
     assert "## Workload hello: closed mode" in summary and all(name in summary for name in chosen)
 
+    # Locust's Compare servers tab (an extended tab) shows the same rows
+    locust.goto(lab + "/?tab=lab-compare")
+    table = locust.locator("table").filter(has_text="p99.9 µs")
+    for name, values in measured.items():
+        row = table.locator("tr").filter(has_text=name)
+        row.wait_for()
+        cells = [row.locator("td").nth(i).inner_text() for i in range(4)]  # #, server, status, RPS
+        assert cells[1] == name and cells[2] == "ok" and abs(float(cells[3].replace(",", "")) - values["rps"]) <= 1, cells
+    locust.screenshot(path=str(output / "compare-tab.png"), full_page=True)
+    locust.context.close()
+
 
 def test_reports_tab_follows_a_report_that_fits_1280_px(lab, page, output):
     page.goto(lab + "/")
-    if not page.get_by_role("tab", name="Reports").count():
-        page.get_by_role("button", name="Start").click()
+    if not page.get_by_role("tab", name="Reports").count():  # the tabs show once a first test ran
+        form = _start_form(page)
+        form.get_by_role("button", name="Start").click()
         page.get_by_role("button", name="Stop").click()
     page.get_by_role("tab", name="Reports").click()
-    frame = page.frame_locator("#serverlab-frame")
-    link = frame.locator("a.report-link", has_text=RUN_ID)
-    link.wait_for()
+    # Locust's extended tab lists the runs (its table, from the lab's extended_stats)
+    page.locator("table tr").filter(has_text=RUN_ID).wait_for()
     assert not page.get_by_text("Download requests CSV").is_visible()  # not Locust's own Download Data tab
     page.screenshot(path=str(output / "reports-tab.png"))
+    # Download Data links the lab's Reports page, where each run's report opens
+    page.get_by_role("tab", name="Download Data").click()
+    page.get_by_role("link", name=re.compile("^Reports: every run")).click()
+    link = page.locator("a.report-link", has_text=RUN_ID)
+    link.wait_for()
     with page.context.expect_page() as opened:
         link.click()
     report = opened.value
@@ -283,7 +417,7 @@ def test_reports_tab_follows_a_report_that_fits_1280_px(lab, page, output):
     timeline.first.screenshot(path=str(output / "report-over-time.png"))
     report.locator("#configuration").screenshot(path=str(output / "report-configuration.png"))
 
-    # compare two runs from the Reports tab (here a run with itself: every cell unchanged)
-    frame.locator("form button[type=submit]").click()
-    frame.locator("pre").wait_for()
-    assert "gunicorn-sync" in frame.locator("pre").inner_text()
+    # compare two runs from the Reports page (here a run with itself: every cell unchanged)
+    page.locator("form button[type=submit]").click()
+    page.locator("pre").wait_for()
+    assert "gunicorn-sync" in page.locator("pre").inner_text()
