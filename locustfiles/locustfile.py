@@ -299,7 +299,8 @@ def _on_test_stop(environment, **_kwargs) -> None:
 
 
 class LabUser(FastHttpUser):
-    """Base user: targets ``--host`` (the web UI's Host field) if given, else ``--server``'s variant.
+    """Base user: targets ``--host`` (the web UI's Host field: a URL or a server's name) if given,
+    else ``--server``'s variant.
 
     Subclasses set :attr:`spec` (:func:`user_class`); the task sends its request path in
     the closed, requests or open model according to the options (see the module docstring).
@@ -313,8 +314,9 @@ class LabUser(FastHttpUser):
 
     def __init__(self, environment) -> None:
         options = environment.parsed_options
-        server = getattr(options, "server", None) or VARIANT_NAMES[0]
-        self.host = resolve_once(environment.host or TARGET_URL_TEMPLATE.format(name=server))
+        # --host (the web UI's Host) is a URL or a server's name; empty: --server's
+        host = environment.host or getattr(options, "server", None) or VARIANT_NAMES[0]
+        self.host = resolve_once(TARGET_URL_TEMPLATE.format(name=host) if host in VARIANTS else host)
         # The options are fixed for the run: the path is built once per user, not per request.
         self.request_path = self.spec.url_path(self.spec.option_values(options))
         self.open_rate = getattr(options, "open_rate", 0.0) or 0.0

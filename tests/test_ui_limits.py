@@ -16,7 +16,7 @@ from serverlab.ui.limits import (MAX_USERS, MIN_COMPARE_SECONDS, Targets, UIRefu
 
 TARGETS = Targets({"gunicorn-sync": "http://gunicorn-sync:8000", "uwsgi-http11": "http://uwsgi-http11:8000"},
                   extra=("http://myapp:5000",))
-CURRENT = "http://gunicorn-sync:8000"
+CURRENT = "gunicorn-sync"
 SERVERS = ["gunicorn-sync", "uwsgi-http11"]
 
 
@@ -58,22 +58,24 @@ def test_run_time_refused(text):
         run_time_seconds(text)
 
 
-def test_swarm_form_normalizes_a_server_name_to_its_url():
-    checked = check_swarm_form(form(host="uwsgi-http11", workload="cpu", cpu_n="500"), TARGETS, CURRENT)
+@pytest.mark.parametrize("host", ["uwsgi-http11", "http://uwsgi-http11:8000", "http://uwsgi-http11:8000/"])
+def test_swarm_form_names_the_server(host):  # a name is what the phone header has room for
+    checked = check_swarm_form(form(host=host, workload="cpu", cpu_n="500"), TARGETS, CURRENT)
     assert (checked.server, checked.url, checked.users, checked.workload) == (
         "uwsgi-http11", "http://uwsgi-http11:8000", 8, "cpu")
-    assert checked.fields["host"] == ["http://uwsgi-http11:8000"]
+    assert checked.fields["host"] == ["uwsgi-http11"]
 
 
 def test_swarm_form_without_host_keeps_the_current_server():  # Locust's Edit dialog has no Host field
     fields = form()
     del fields["host"]
-    assert check_swarm_form(fields, TARGETS, CURRENT).url == CURRENT
-    assert check_swarm_form(form(host=""), TARGETS, CURRENT).url == CURRENT
+    assert check_swarm_form(fields, TARGETS, CURRENT).fields["host"] == [CURRENT]
+    assert check_swarm_form(form(host=""), TARGETS, CURRENT).fields["host"] == [CURRENT]
 
 
 def test_swarm_form_opted_in_host():
-    assert check_swarm_form(form(host="http://myapp:5000/"), TARGETS, CURRENT).server == "http://myapp:5000"
+    checked = check_swarm_form(form(host="http://myapp:5000/"), TARGETS, CURRENT)
+    assert checked.server == checked.url == checked.fields["host"][0] == "http://myapp:5000"
 
 
 @pytest.mark.parametrize("fields, status, message", [

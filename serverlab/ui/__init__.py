@@ -17,8 +17,9 @@ One module per job:
 **The Host field is the Server field.** Locust's start form shows Host first among its
 text fields (custom arguments sit in the collapsed *Custom parameters*), keeps it in the
 *New* dialog and on reload (it is ``environment.host``), and its header shows it at every
-width (in the drawer on a phone). So the lab fills Host with the chosen server's URL
-(``--server``'s, at start) and accepts a server's name or URL there; anything else is
+width (in the drawer on a phone, 180 px wide). So ``environment.host`` holds the chosen
+server's *name* (``--server``'s at start; the locustfile's users turn it into the URL),
+short enough for the phone header; Host takes a server's name or URL, anything else is
 refused unless opted in with ``--allow-host`` / ``SERVERLAB_ALLOW_HOSTS``. The workload is
 the ``--workload`` custom argument (``include_in_web_ui``), not a class picker: a first
 Start sends one workload, never a mix.
@@ -56,8 +57,9 @@ class LabUI:
                                extra=tuple(h.strip().rstrip("/") for h in allow_hosts if h.strip()))
         self.collector = Collector(environment, recorder)
         self.compare = CompareRunner(environment, self.collector, workload_classes, variants, target_url)
-        #: The URL the next (or current) test loads: what the Host field and the header show.
-        self.chosen_url = ""
+        #: The Host value the next (or current) test loads (a server name, or an opted-in URL):
+        #: what the Host field and the header show.
+        self.chosen = ""
 
     def install(self) -> None:
         """Register the master/worker messages, and (where a web UI exists) the guard and the pages."""
@@ -71,11 +73,10 @@ class LabUI:
         env = self.environment
         options = env.parsed_options
         if not env.host:
-            server = getattr(options, "server", None) or next(iter(self.variants))
-            env.host = self.target_url(server)
-        self.chosen_url = env.host
+            env.host = getattr(options, "server", None) or next(iter(self.variants))
+        self.chosen = env.host
         env.user_classes = [self.workload_classes[self.workload()]]
-        Guard(self, lambda: self.chosen_url).install(web_ui.app)
+        Guard(self, lambda: self.chosen).install(web_ui.app)
         LabWeb(self).install(web_ui)
 
     def workload(self) -> str:
@@ -85,7 +86,11 @@ class LabUI:
 
     def server(self) -> str:
         """The server name the next (or current) test loads (or the opted-in URL)."""
-        return self.targets.name_of(self.chosen_url)
+        return self.targets.name_of(self.chosen)
+
+    def url(self) -> str:
+        """The URL the next (or current) test loads."""
+        return self.targets.url_of(self.chosen)
 
     def check_swarm(self, form: dict[str, list[str]]) -> SwarmForm:
         """Check a ``POST /swarm`` form and point the test at its server and workload.
@@ -99,9 +104,9 @@ class LabUI:
         state = self.environment.runner.state
         if state in ("stopping", "cleanup"):
             raise UIRefused(f"the last test is still {state}: start again in a moment", status=409)
-        checked = check_swarm_form(form, self.targets, self.chosen_url, self.workload(),
+        checked = check_swarm_form(form, self.targets, self.chosen, self.workload(),
                                    running=state in ("spawning", "running"))
-        self.chosen_url = checked.url
+        self.chosen = checked.fields["host"][0]
         self.environment.user_classes = [self.workload_classes[checked.workload]]
         return checked
 

@@ -186,7 +186,7 @@ class CompareRunner:
         from serverlab.histograms import latency_summary, merge_histograms
 
         env, runner = self.environment, self.environment.runner
-        env.host = self.target_url(row.server)  # the header names the server under load
+        env.host = row.server  # the users turn a server name into its URL; the header names it
         runner.start(comparison.users, spawn_rate=max(comparison.users, 1))
         gevent.sleep(comparison.warmup_s)
         self.collector.reset_all()  # warm-up over

@@ -138,8 +138,8 @@ class Targets:
     urls: Mapping[str, str]
     extra: tuple[str, ...] = ()
 
-    def resolve(self, host: str) -> tuple[str | None, str]:
-        """Return ``(server name or None for an opted-in host, URL)`` for a Host field's value.
+    def resolve(self, host: str) -> str:
+        """Return the canonical Host value for a Host field's text: a lab server's name, or an opted-in URL.
 
         :param host: a server name (``gunicorn-gthread``) or URL (``http://gunicorn-gthread:8000``,
             a trailing ``/`` is ignored).
@@ -147,25 +147,31 @@ class Targets:
         """
         text = host.strip().rstrip("/")
         if text in self.urls:
-            return text, self.urls[text]
+            return text
         for name, url in self.urls.items():
             if url.rstrip("/") == text:
-                return name, url
+                return name
         for url in self.extra:
             if url.rstrip("/") == text:
-                return None, url
+                return url
         names = ", ".join(self.urls)
         raise UIRefused(
-            f"host {_shown(host)} is not one of the lab's servers; type a server's name or URL, one of: {names} "
-            f"(e.g. {next(iter(self.urls.values()), '')}). To load another host, name it when starting the "
+            f"host {_shown(host)} is not one of the lab's servers; type a server's name, one of: {names} "
+            f"(or its URL, e.g. {next(iter(self.urls.values()), '')}). To load another host, name it when starting the "
             f"lab: SERVERLAB_ALLOW_HOSTS={text or 'http://HOST:PORT'}", status=403)
 
-    def name_of(self, url: str) -> str:
-        """The server name behind ``url``, or ``url`` itself for an opted-in host."""
+    def name_of(self, host: str) -> str:
+        """The server name behind a Host value (a name or a lab URL), or ``host`` itself for an opted-in host."""
+        if host in self.urls:
+            return host
         for name, known in self.urls.items():
-            if known.rstrip("/") == url.rstrip("/"):
+            if known.rstrip("/") == host.rstrip("/"):
                 return name
-        return url
+        return host
+
+    def url_of(self, host: str) -> str:
+        """The URL a Host value loads: a server name's URL, or ``host`` itself."""
+        return self.urls.get(host, host)
 
 
 @dataclass(frozen=True)
@@ -173,10 +179,10 @@ class SwarmForm:
     """A ``POST /swarm`` form that passed every check, normalized.
 
     :param fields: the form to hand to Locust: field -> list of values, with ``host`` set
-        to the chosen server's URL.
+        to the canonical Host value (the server's name, or an opted-in URL).
     :param users: concurrent users (1..:data:`MAX_USERS`).
     :param spawn_rate: users started per second.
-    :param server: the chosen server's name (or the opted-in URL).
+    :param server: the chosen server's name (or the opted-in URL): what the header shows.
     :param url: the URL the users load.
     :param workload: the workload name (``hello``, ``cpu``, ...).
     """
@@ -207,15 +213,15 @@ def workload_option_fields() -> dict[str, tuple[str, str]]:
     return out
 
 
-def check_swarm_form(form: Mapping[str, Sequence[str]], targets: Targets, current_url: str,
+def check_swarm_form(form: Mapping[str, Sequence[str]], targets: Targets, current_host: str,
                      current_workload: str = DEFAULT_WORKLOAD, running: bool = False,
                      other_fields: Iterable[str] = ()) -> SwarmForm:
     """Check a ``POST /swarm`` form (Locust's start form, or any client) against the lab's limits.
 
     :param form: field -> its values, as ``request.form.to_dict(flat=False)`` gives them.
     :param targets: the hosts the UI may load.
-    :param current_url: the URL loaded now or next (used when ``host`` is absent or empty, as in
-        Locust's *Edit* dialog, which has no Host field).
+    :param current_host: the Host value loaded now or next (used when ``host`` is absent or
+        empty, as in Locust's *Edit* dialog, which has no Host field).
     :param current_workload: the workload loaded now or next (a running test keeps it).
     :param running: a test is running (an *Edit*: the workload cannot change).
     :param other_fields: further custom-argument fields the form may carry, unchecked here.
@@ -240,8 +246,8 @@ def check_swarm_form(form: Mapping[str, Sequence[str]], targets: Targets, curren
     users = whole_number(users_text, "users (user_count)", 1, MAX_USERS)
     rate = bounded_number(rate_text, "ramp up (spawn_rate, users per s)", 0, MAX_SPAWN_RATE, low_open=True)
     host = _one(form, "host")
-    url = current_url if host is None or not host.strip() else targets.resolve(host)[1]
-    fields["host"] = [url]
+    chosen = current_host if host is None or not host.strip() else targets.resolve(host)
+    fields["host"] = [chosen]
     fields["user_count"], fields["spawn_rate"] = [str(users)], [repr(rate)]
     run_time = _one(form, "run_time")
     if run_time is not None:
@@ -262,7 +268,8 @@ def check_swarm_form(form: Mapping[str, Sequence[str]], targets: Targets, curren
     classes = form.get("user_classes") or []
     if classes:
         raise UIRefused("user_classes is not used by the lab: pick the workload in Custom parameters")
-    return SwarmForm(fields=fields, users=users, spawn_rate=rate, server=targets.name_of(url), url=url,
+    return SwarmForm(fields=fields, users=users, spawn_rate=rate, server=targets.name_of(chosen),
+                     url=targets.url_of(chosen),
                      workload=workload)
 
 

@@ -134,10 +134,10 @@ class LabWeb:
     def _busy_state(self, state: str) -> str:
         # Locust's page stops polling once it reads a state other than spawning/running: a
         # comparison (stopped between servers) and a stop underway must keep it polling.
-        return "running" if self.lab.compare.running() or state == "stopping" else state
+        return "running" if self.lab.compare.running() or state in ("stopping", "cleanup") else state
 
     def _template_args(self, args: dict[str, Any]) -> None:
-        args["host"] = self.lab.chosen_url
+        args["host"] = self.lab.chosen
         args["missing_host_warning"] = False
         args["state"] = self._busy_state(str(args.get("state")))
         options = self.lab.environment.parsed_options
@@ -169,7 +169,7 @@ class LabWeb:
         env = self.lab.environment
         runner = env.runner
         return {
-            "state": self._busy_state(runner.state), "server": self.lab.server(), "url": self.lab.chosen_url,
+            "state": self._busy_state(runner.state), "server": self.lab.server(), "url": self.lab.url(),
             "workload": self.lab.workload(), "user_classes": sorted(c.__name__ for c in env.user_classes),
             "workers": runner.worker_count if self.lab.collector.is_master() else 0,
             "comparing": self.lab.compare.running(), "current": self.lab.compare.status().get("current"),
