@@ -153,7 +153,11 @@ class FellBehind(Finding):
 
 @dataclass(frozen=True)
 class UIMeasured(Finding):
-    """Measured from the web UI's Compare tab: the server's CPU and memory are out of its reach."""
+    """Measured by an older web UI Compare tab, which could not read the server's CPU and memory.
+
+    Comparisons are runs now (:mod:`serverlab.uiruns`) with the server's own CPU; the kind stays
+    so that results files written before still read.
+    """
 
     kind: ClassVar[FindingKind] = FindingKind.UI_MEASURED
 

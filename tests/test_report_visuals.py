@@ -1,20 +1,15 @@
-"""Report visuals (ranking and over-time charts, tables that fit) and the web UI's results files."""
+"""Report visuals (ranking and over-time charts, tables that fit) and the runs the web UI lists."""
 
 from __future__ import annotations
 
-import os
 import re
-import time
 
 import pytest
 from report_factories import make_cell, make_header, make_timeline, write_results
 
-from serverlab.findings import UIMeasured
 from serverlab.report import aggregate, render_html
 from serverlab.report.charts import ranking_charts, timeline_charts
-from serverlab.results import read_results
-from serverlab.histograms import latency_summary, merge_histograms
-from serverlab.uicompare import UI_CELL_WARNING, UICompareError, comparison_results, list_runs
+from serverlab.runfolders import list_runs
 
 VARIANTS = {"gunicorn-sync": 900.0, "gunicorn-gthread": 2300.0, "werkzeug-single": 700.0}
 
@@ -89,68 +84,21 @@ def test_long_commands_fold_and_long_texts_wrap_in_html_tables():
     assert " ".join(command) in html  # folded, not cut
 
 
-def ui_row(server, position, samples_us, status="ok", processes=2):
-    from report_factories import histogram_of, encode
-
-    hist = histogram_of(samples_us)
-    merged = merge_histograms([encode(hist)])
-    return {"server": server, "position": position, "status": status, "error": None, "started_at": 1_767_225_600.0,
-            "duration_s": 3.0, "requests": len(samples_us), "failures": 0, "rps": len(samples_us) / 3.0,
-            "latency_us": latency_summary(merged), "hdr": encode(hist), "processes": processes}
-
-
-def test_compare_tab_results_read_back_as_a_make_report_run(tmp_path):
-    rows = [ui_row("gunicorn-sync", 0, range(1000, 4000)), ui_row("uwsgi-threads", 1, range(500, 6500)),
-            {"server": "werkzeug-single", "position": 2, "status": "waiting"}]
-    configs = {"gunicorn-sync": {"model": "multi-process", "workers": 3, "threads": 1, "keep_alive": False}}
-    jsonl, markdown = comparison_results("20261121-053258-ui-compare", "hello", {}, 8, 3.0, 1.0, 42,
-                                         1_767_225_600.0, rows, configs)
-    path = tmp_path / "results.jsonl"
-    path.write_text(jsonl)
-    header, cells = read_results(path)
-    assert header.run_id == "20261121-053258-ui-compare" and header.experiment["seed"] == 42
-    assert [c.variant for c in cells] == ["gunicorn-sync", "uwsgi-threads"]  # the waiting server is left out
-    sync = cells[0]
-    assert sync.requests == 3000 and sync.rps == pytest.approx(1000.0)
-    assert sync.latency_us["p50"] == pytest.approx(2500, rel=0.01)  # µs, from the merged histogram
-    assert sync.config["workers"] == 3 and sync.config["loadgen_processes"] == 2
-    assert sync.findings == (UIMeasured(),)
-    assert f"{sync.variant} / hello / closed / 8 users (repetition 1): {UI_CELL_WARNING}" in \
-        aggregate(header, cells)[0].warnings
-    assert "## Workload hello: closed mode" in markdown and "uwsgi-threads" in markdown
-    # the same file renders like any run
-    write_results(tmp_path / "again.jsonl", header, cells)
-    assert "servers ranked by RPS" in render_html(header, aggregate(header, cells))
-
-
-def test_compare_tab_marks_a_saturated_generator_as_the_bottleneck(tmp_path):
-    rows = [{**ui_row("uwsgi-processes", 0, range(100, 900)), "generator_share": 0.97},
-            {**ui_row("gunicorn-sync", 1, range(1000, 4000)), "generator_share": 0.41}]
-    jsonl, markdown = comparison_results("20261121-060000-ui-compare", "hello", {}, 8, 3.0, 1.0, 7, 0.0, rows, {})
-    (tmp_path / "results.jsonl").write_text(jsonl)
-    _, cells = read_results(tmp_path / "results.jsonl")
-    saturated, calm = cells
-    assert saturated.loadgen_saturated and saturated.loadgen_busiest_share == pytest.approx(0.97)
-    assert not calm.loadgen_saturated and calm.loadgen_busiest_share == pytest.approx(0.41)
-    assert "generator-bound" in markdown
-
-
-def test_compare_tab_with_nothing_measured_has_nothing_to_download():
-    with pytest.raises(UICompareError, match="no server has been measured"):
-        comparison_results("x", "hello", {}, 8, 3.0, 1.0, 1, 0.0, [{"server": "a", "status": "running"}], {})
-
-
 def test_reports_tab_lists_runs_newest_first_without_the_latest_link(tmp_path):
-    for name, age in (("20260101-000000-old", 100), ("20260102-000000-new", 10)):
-        write_results(tmp_path / name / "results.jsonl" if (tmp_path / name).mkdir() is None else None,
-                      make_header(name.split("-")[-1]), cells_for([8], repetitions=1, timelines=False))
-        stamp = time.time() - age
-        os.utime(tmp_path / name / "results.jsonl", (stamp, stamp))
+    from serverlab.ui.web import run_listing
+
+    for name, started in (("20260101-000000-old", 100.0), ("20260102-000000-new", 200.0)):
+        (tmp_path / name).mkdir()
+        header = make_header(name.split("-")[-1], run_id=name)
+        header.metadata["started_at"] = started
+        write_results(tmp_path / name / "results.jsonl", header, cells_for([8], repetitions=1, timelines=False))
     (tmp_path / "20260102-000000-new" / "index.html").write_text("<html></html>")
     (tmp_path / "latest").symlink_to(tmp_path / "20260102-000000-new")
     (tmp_path / "README.md").write_text("not a run")
-    runs = list_runs(tmp_path)
-    assert [r["name"] for r in runs] == ["20260102-000000-new", "20260101-000000-old"]
-    assert runs[0]["experiment"] == "new" and runs[0]["cells"] == 3 and runs[0]["has_html"]
-    assert not runs[1]["has_html"]
+    runs = list_runs(tmp_path)  # oldest first, as `--resume latest` reads it
+    assert [r.path.name for r in runs] == ["20260101-000000-old", "20260102-000000-new"]
+    assert [r.experiment for r in runs] == ["old", "new"] and runs[1].started_at == 200.0
     assert list_runs(tmp_path / "missing") == []
+    listed = run_listing(tmp_path)  # the Reports tab: newest first, cells counted, report linked when there
+    assert [(r["name"], r["experiment"], r["cells"], r["has_html"]) for r in listed] == [
+        ("20260102-000000-new", "new", 3, True), ("20260101-000000-old", "old", 3, False)]

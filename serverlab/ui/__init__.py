@@ -12,7 +12,9 @@ One module per job:
   ``extended_csv_files`` template arguments and an ``extended_stats`` key on
   ``/stats/requests``;
 * :mod:`serverlab.ui.collect` — master/worker messages gathering every process's HDR recorder;
-* :mod:`serverlab.ui.compare` — the Compare runner (servers in turn, shuffled, warm-up discarded).
+* :mod:`serverlab.ui.compare` — the Compare runner: serverlab's own runner through the lab
+  backend (:mod:`serverlab.backends.lab`), each comparison a run folder under ``reports/``;
+  and the live server CPU and bottleneck of an ordinary test.
 
 **The Host field is the Server field.** Locust's start form shows Host first among its
 text fields (custom arguments sit in the collapsed *Custom parameters*), keeps it in the
@@ -47,7 +49,7 @@ class LabUI:
     def __init__(self, environment: Any, workload_classes: dict[str, type], recorder: Any,
                  variants: dict[str, Any], target_url: Callable[[str], str], allow_hosts: Iterable[str] = ()) -> None:
         from serverlab.ui.collect import Collector
-        from serverlab.ui.compare import CompareRunner
+        from serverlab.ui.compare import CompareRunner, LiveCpu
 
         self.environment = environment
         self.workload_classes = workload_classes
@@ -55,8 +57,11 @@ class LabUI:
         self.target_url = target_url
         self.targets = Targets({name: target_url(name) for name in variants},
                                extra=tuple(h.strip().rstrip("/") for h in allow_hosts if h.strip()))
+        from serverlab.ui.web import REPORTS_DIR
+
         self.collector = Collector(environment, recorder)
-        self.compare = CompareRunner(environment, self.collector, workload_classes, variants, target_url)
+        self.compare = CompareRunner(environment, self.collector, workload_classes, variants, target_url, REPORTS_DIR)
+        self.live = LiveCpu(environment, self.server, target_url, self.compare.running)
         #: The Host value the next (or current) test loads (a server name, or an opted-in URL):
         #: what the Host field and the header show.
         self.chosen = ""
@@ -78,6 +83,7 @@ class LabUI:
         env.user_classes = [self.workload_classes[self.workload()]]
         Guard(self, lambda: self.chosen).install(web_ui.app)
         LabWeb(self).install(web_ui)
+        self.live.start()
 
     def workload(self) -> str:
         """The workload the next (or current) test loads (``--workload``)."""

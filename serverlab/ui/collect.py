@@ -10,8 +10,6 @@ Units: latency in µs (the encoded histogram), times in Unix seconds, CPU in sec
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 import uuid
 from typing import Any
@@ -26,8 +24,8 @@ class Collector:
     """Gathers recorder snapshots from every Locust process of a test.
 
     :param environment: Locust's environment (master, worker or local).
-    :param recorder: this process's recorder (``locustfile.Recorder``: ``histogram``,
-        ``requests``, ``failures``, ``window_start``, ``cpu_start``, ``reset()``).
+    :param recorder: this process's recorder (``locustfile.Recorder``: ``to_dict()``, ``reset()``,
+        ``warmup_end``).
     """
 
     def __init__(self, environment: Any, recorder: Any) -> None:
@@ -41,7 +39,7 @@ class Collector:
 
         runner = self.environment.runner
         if isinstance(runner, WorkerRunner):
-            runner.register_message("serverlab_reset", lambda msg, **_kw: self.recorder.reset())
+            runner.register_message("serverlab_reset", lambda msg, **_kw: self.end_warmup())
             runner.register_message("serverlab_collect", self._on_collect)
         elif isinstance(runner, MasterRunner):
             runner.register_message("serverlab_hdr", self._on_hdr)
@@ -53,24 +51,26 @@ class Collector:
         return isinstance(self.environment.runner, MasterRunner)
 
     def snapshot(self) -> dict[str, Any]:
-        """This process's recorder: encoded histogram (µs), counts and measured window (Unix seconds)."""
-        rec = self.recorder
-        return {
-            "process": f"{socket.gethostname()}-{os.getpid()}",
-            "requests": rec.requests,
-            "failures": rec.failures,
-            "window_start_at": rec.window_start,
-            "window_end_at": time.time(),
-            "cpu_seconds": time.process_time() - rec.cpu_start,
-            "histogram": rec.histogram.encode().decode("ascii") if rec.requests else None,
-        }
+        """This process's recorder now, while the load runs: ``Recorder.to_dict()``, the content of
+        the ``hdr-*.json`` a headless Locust writes (so :func:`serverlab.loadgen.read_outcome` merges it).
+
+        ``unanswered`` is 0: the requests in flight at this cut are being answered, not left
+        unanswered by a stopped Locust (a server that stops answering shows as a measured
+        window cut short: its last response comes early).
+        """
+        return {**self.recorder.to_dict(), "unanswered": 0}
+
+    def end_warmup(self) -> None:
+        """This process forgets what it recorded; its timeline marks the warm-up's end."""
+        self.recorder.reset()
+        self.recorder.warmup_end = time.time()
 
     def reset_all(self) -> None:
         """Every process forgets what it recorded (and Locust's stats too): a measured window starts."""
         runner = self.environment.runner
         if self.is_master():
             runner.send_message("serverlab_reset")
-        self.recorder.reset()
+        self.end_warmup()
         runner.stats.reset_all()
 
     def collect(self) -> list[dict[str, Any]]:

@@ -1,238 +1,312 @@
-"""The Compare tab's runner: the same load against several servers in turn.
+"""The Compare tab's runner: serverlab's own :class:`~serverlab.runner.Runner`, the lab's workers as its load.
 
-Order shuffled (seeded, recorded), warm-up discarded, each server measured from the HDR
-recorders of every Locust process merged (:mod:`serverlab.ui.collect`). The web layer
-(:mod:`serverlab.ui.web`) talks to it through :meth:`CompareRunner.start`, ``stop``,
-``running``, ``status`` and ``results_files`` only, so this module can be replaced by one
-that measures through ``make report``'s own path.
+A comparison is a run (:mod:`serverlab.uiruns`): the runner measures the ticked servers
+through :class:`serverlab.backends.lab.LabBackend` exactly as ``make report`` measures
+its own (shuffled order, verification before load, warm-up discarded,
+:func:`serverlab.loadgen.read_outcome` over every Locust process's recorder, the
+servers' own CPU from ``GET /lab/cpu``, the bottleneck and interference rules) into
+``reports/<run-id>/`` with ``results.jsonl``, ``summary.md`` and ``index.html``.
+:class:`CollectorDriver` is the backend's load: the master's users on its workers,
+their recorders gathered by :mod:`serverlab.ui.collect`. :class:`LiveCpu` gives an
+ordinary test the same figures every few seconds (:mod:`serverlab.livemeter`).
 
-Units: latency in µs, durations in seconds, rates in RPS.
+The web layer (:mod:`serverlab.ui.web`) talks to :class:`CompareRunner` through
+``start``, ``stop``, ``running``, ``status`` and ``results_files`` only.
+
+Units: seconds, RPS, fractions; latency in µs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import random
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import gevent
 
+from serverlab import LabError
+from serverlab.backends import BackendError
+from serverlab.backends.lab import LabBackend, LabLoad
+from serverlab.budget import Budget
+from serverlab.experiment import Experiment
+from serverlab.selfreport import SelfReportError, read_self_report
+from serverlab.terms import WORKLOADS
 from serverlab.ui.collect import Collector
 from serverlab.ui.limits import CompareRequest, UIRefused
-from serverlab.terms import WORKLOADS
+from serverlab.uiruns import CompareError, comparison_experiment, comparison_rows, lab_budget, run_comparison
 
-UNKNOWN_IN_UI = "unknown (make report measures it)"
 #: Locust runner states in which a test is underway (Locust's STATE_* values).
 BUSY_STATES = ("spawning", "running", "stopping", "cleanup")
+#: Seconds to wait for the users to stop after a window.
+STOP_TIMEOUT_S = 15.0
 
 
-@dataclass
-class CompareRow:
-    """One server's figures in a comparison (µs, seconds, RPS)."""
+class CollectorDriver:
+    """The lab backend's :class:`~serverlab.backends.lab.LoadDriver`: this master's users on its workers.
 
-    server: str
-    position: int
-    status: str = "waiting"
-    requests: int = 0
-    failures: int = 0
-    duration_s: float = 0.0
-    rps: float = 0.0
-    latency_us: dict[str, float] = field(default_factory=dict)
-    hdr: str | None = None
-    started_at: float | None = None
-    processes: int = 0
-    generator_share: float | None = None
-    error: str | None = None
+    :param environment: Locust's environment (master, or a local runner).
+    :param collector: resets and gathers every process's recorder.
+    :param workload_classes: workload name -> its User class.
+    """
 
-    def bottleneck(self) -> str:
-        """What the UI can tell: ``generator-bound`` when a Locust process used ≥ 90% of a core, else unknown."""
-        from serverlab.bottleneck import GENERATOR_BOUND_UTILIZATION
+    def __init__(self, environment: Any, collector: Collector, workload_classes: dict[str, type]) -> None:
+        self.environment = environment
+        self.collector = collector
+        self.workload_classes = workload_classes
 
-        if self.generator_share is None:
-            return UNKNOWN_IN_UI
-        if self.generator_share >= GENERATOR_BOUND_UTILIZATION:
-            return f"generator-bound (Locust at {self.generator_share:.0%} of a core): the RPS is a floor"
-        return f"unknown: Locust at {self.generator_share:.0%} of a core, server CPU not visible here"
+    def run(self, load: LabLoad, window_start: Callable[[], None], window_end: Callable[[], None]) -> list[dict]:
+        """See :meth:`serverlab.backends.lab.LoadDriver.run`.
 
-    def public(self) -> dict[str, Any]:
-        """The row as the Compare tab shows it (no histogram)."""
-        return {
-            "server": self.server, "position": self.position, "status": self.status,
-            "requests": self.requests, "failures": self.failures, "duration_s": round(self.duration_s, 3),
-            "rps": round(self.rps, 1), "p50_us": self.latency_us.get("p50"), "p99_us": self.latency_us.get("p99"),
-            "p99.9_us": self.latency_us.get("p99.9"), "processes": self.processes, "error": self.error,
-            "cpu_ms_per_request": UNKNOWN_IN_UI, "bottleneck": self.bottleneck(),
-            "generator_share": None if self.generator_share is None else round(self.generator_share, 3),
-        }
+        :raises BackendError: when no worker is connected or none answered.
+        """
+        env, runner = self.environment, self.environment.runner
+        if self.collector.is_master() and runner.worker_count < 1:
+            raise BackendError("no Locust worker is connected")
+        env.user_classes = [self.workload_classes[load.workload.name]]
+        env.host = load.host  # the header names the server under load
+        for name, option in load.workload.locust_options.items():
+            setattr(env.parsed_options, load.workload.option_dest(option), load.params[name])
+        runner.start(load.users, spawn_rate=load.users)
+        try:
+            gevent.sleep(load.warmup_s)
+            window_start()
+            self.collector.reset_all()  # warm-up over
+            gevent.sleep(load.duration_s)
+            dumps = self.collector.collect()
+            window_end()
+        finally:
+            self.stop()
+        if not dumps:
+            raise BackendError("no Locust process sent its recorder")
+        return dumps
+
+    def stop(self) -> None:
+        """Stop the users and wait (up to :data:`STOP_TIMEOUT_S`) until Locust says so."""
+        runner = self.environment.runner
+        if runner.state in ("stopped", "ready"):
+            return
+        runner.stop()
+        deadline = time.time() + STOP_TIMEOUT_S
+        while runner.state not in ("stopped", "ready") and time.time() < deadline:
+            gevent.sleep(0.1)
 
 
 @dataclass
 class Comparison:
-    """A comparison's parameters and its rows, in the (shuffled) order they run."""
+    """One comparison: its experiment, run folder, state (running/done/stopped/failed) and message."""
 
-    compare_id: str
-    workload: str
-    users: int
-    seconds: float
-    warmup_s: float
-    seed: int
-    started_at: float
-    rows: list[CompareRow]
+    experiment: Experiment
     state: str = "running"
-    current: str | None = None
     message: str = ""
+    run_dir: Path | None = None
+    started_at: float = 0.0
     finished_at: float | None = None
 
 
 class CompareRunner:
-    """Runs comparisons on one Locust master (or local runner).
+    """One comparison at a time on one Locust master (or local runner), measured into a run folder.
 
     :param environment: Locust's environment.
     :param collector: gathers every process's recorder.
     :param workload_classes: workload name -> its User class.
     :param variants: server name -> its ``labapp.variants.Variant``.
     :param target_url: server name -> URL.
+    :param reports_dir: where run folders go (``reports/``); when it is not writable, a folder
+        on the container's ``/tmp``, and the status says so.
     """
 
     def __init__(self, environment: Any, collector: Collector, workload_classes: dict[str, type],
-                 variants: dict[str, Any], target_url: Callable[[str], str]) -> None:
+                 variants: dict[str, Any], target_url: Callable[[str], str], reports_dir: Path) -> None:
         self.environment = environment
         self.collector = collector
-        self.workload_classes = workload_classes
         self.variants = variants
         self.target_url = target_url
+        self.reports_dir = Path(reports_dir)
+        self.driver = CollectorDriver(environment, collector, workload_classes)
         self.comparison: Comparison | None = None
+        self.backend: LabBackend | None = None
         self._greenlet: gevent.Greenlet | None = None
 
     def running(self) -> bool:
         """Whether a comparison is underway."""
         return self.comparison is not None and self.comparison.state == "running"
 
+    def _where(self) -> tuple[Path, str]:
+        """The folder runs go to, and a note when it is not ``reports/``."""
+        if os.access(self.reports_dir, os.W_OK):
+            return self.reports_dir, ""
+        fallback = Path(tempfile.gettempdir()) / "serverlab-ui-runs"
+        fallback.mkdir(exist_ok=True)
+        return fallback, (f"{self.reports_dir} is not writable by this container's user (uid {os.getuid()}): this "
+                          f"run is kept inside the container ({fallback}; download it below). To keep comparisons "
+                          "in reports/, make it writable for uid 10001, or start the lab as yourself with "
+                          "SERVERLAB_UID=$(id -u) SERVERLAB_GID=$(id -g) docker compose up (make up does).")
+
     def start(self, req: CompareRequest) -> Comparison:
         """Start a checked comparison in the background; return it (rows fill in as servers finish).
 
-        :raises UIRefused: (409) when a comparison or a load test is running, or no worker is connected.
+        :raises UIRefused: (409) when a comparison or a load test is running or no worker is
+            connected; (400) for what :func:`serverlab.uiruns.comparison_experiment` refuses;
+            (502) when the first server does not report its CPU.
         """
         if self.running():
             raise UIRefused("a comparison is already running: stop it first", status=409)
         runner = self.environment.runner
         if runner.state in BUSY_STATES:
             raise UIRefused(f"a load test is {runner.state}: stop it first", status=409)
-        if self.collector.is_master() and runner.worker_count < 1:
+        processes = runner.worker_count if self.collector.is_master() else 1
+        if processes < 1:
             raise UIRefused("no Locust worker is connected yet", status=409)
         seed = random.SystemRandom().randrange(1, 2**31) if req.seed is None else req.seed
-        order = list(req.servers)
-        random.Random(seed).shuffle(order)
-        comparison = Comparison(
-            compare_id=time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-ui-compare",
-            workload=req.workload, users=req.users, seconds=req.seconds, warmup_s=req.warmup_s, seed=seed,
-            started_at=time.time(), rows=[CompareRow(s, i) for i, s in enumerate(order)],
-        )
-        self.comparison = comparison
-        self._greenlet = gevent.spawn(self._run, comparison)
-        return comparison
+        # the workload's parameters as the start form's custom parameters set them (--cpu-n ...)
+        params = WORKLOADS[req.workload].option_values(self.environment.parsed_options) if req.workload in WORKLOADS else None
+        try:
+            experiment = comparison_experiment(list(req.servers), req.workload, params, req.users, req.seconds,
+                                               req.warmup_s, seed, Budget(), list(self.variants))
+            report = read_self_report(self.target_url(experiment.servers[0]))
+            affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+            experiment = dataclasses.replace(experiment, budget=lab_budget(report, affinity, processes))
+        except CompareError as err:
+            raise UIRefused(str(err), status=400) from None
+        except SelfReportError as err:
+            raise UIRefused(f"cannot read the server's CPU: {err}", status=502) from None
+        self.comparison = Comparison(experiment, started_at=time.time())
+        self.backend = LabBackend(self.driver, self.target_url, {"loadgen_processes_connected": processes})
+        self._greenlet = gevent.spawn(self._run, self.comparison, self.backend)
+        return self.comparison
+
+    def _run(self, comparison: Comparison, backend: LabBackend) -> None:
+        env = self.environment
+        saved = (env.host, list(env.user_classes), dict(vars(env.parsed_options)) if env.parsed_options else None)
+        reports_dir, note = self._where()
+        comparison.message = note
+
+        def found(run_dir: Path) -> None:
+            comparison.run_dir = run_dir
+
+        try:
+            comparison.run_dir = run_comparison(comparison.experiment, backend, reports_dir, on_run_dir=found)
+            comparison.state = "done"
+            comparison.message = " ".join(filter(None, [
+                f"{len(comparison.experiment.servers)} server(s) measured into {comparison.run_dir.name}", note]))
+        except LabError as err:
+            comparison.state, comparison.message = "failed", str(err)
+        finally:
+            comparison.finished_at = time.time()
+            env.host, env.user_classes = saved[0], saved[1]
+            if saved[2] is not None:
+                vars(env.parsed_options).update(saved[2])
+            if comparison.state == "running":
+                comparison.state = "stopped"
 
     def stop(self) -> None:
-        """Stop a running comparison: measured rows are kept, the others say they were not run."""
+        """Stop a running comparison: the cells measured so far stay in its run folder, and its report is written."""
         if self._greenlet is not None:
             self._greenlet.kill(block=True)
             self._greenlet = None
         c = self.comparison
-        if c is not None and c.state == "running":
+        if c is not None and c.state in ("running", "stopped"):
             c.state, c.message = "stopped", "stopped by the user"
-        if c is not None:
-            for row in c.rows:
-                if row.status == "running":
-                    row.status, row.error = "stopped", "stopped by the user before its window ended"
-                elif row.status == "waiting":
-                    row.status = "not run"
-        self._stop_runner()
+            if c.run_dir is not None:
+                from serverlab.report import write_report
 
-    def _stop_runner(self, timeout_s: float = 15.0) -> None:
-        runner = self.environment.runner
-        if runner.state not in ("stopped", "ready"):
-            runner.stop()
-        deadline = time.time() + timeout_s
-        while runner.state not in ("stopped", "ready") and time.time() < deadline:
-            gevent.sleep(0.2)
-
-    def _run(self, comparison: Comparison) -> None:
-        env = self.environment
-        saved_host, saved_classes = env.host, list(env.user_classes)
-        try:
-            env.user_classes = [self.workload_classes[comparison.workload]]
-            for row in comparison.rows:
-                comparison.current = row.server
-                row.status = "running"
                 try:
-                    self._measure(comparison, row)
-                    row.status = "ok" if row.requests else "failed"
-                    if not row.requests:
-                        row.error = "no responses in the measured period"
-                except Exception as err:  # one server failing must not end the comparison
-                    row.status, row.error = "failed", f"{type(err).__name__}: {err}"
-                self._stop_runner()
-            comparison.state = "done"
-            comparison.message = f"{len(comparison.rows)} servers measured"
-        finally:
-            comparison.current = None
-            comparison.finished_at = time.time()
-            env.host, env.user_classes = saved_host, saved_classes
-            if comparison.state == "running":
-                comparison.state = "stopped"
-
-    def _measure(self, comparison: Comparison, row: CompareRow) -> None:
-        from serverlab.histograms import latency_summary, merge_histograms
-
-        env, runner = self.environment, self.environment.runner
-        env.host = row.server  # the users turn a server name into its URL; the header names it
-        runner.start(comparison.users, spawn_rate=max(comparison.users, 1))
-        gevent.sleep(comparison.warmup_s)
-        self.collector.reset_all()  # warm-up over
-        row.started_at = time.time()
-        gevent.sleep(comparison.seconds)
-        parts = self.collector.collect()
-        merged = merge_histograms(p.get("histogram") for p in parts)
-        row.requests = sum(int(p.get("requests", 0)) for p in parts)
-        row.failures = sum(int(p.get("failures", 0)) for p in parts)
-        row.processes = len(parts)
-        shares = [float(p["cpu_seconds"]) / max(float(p["window_end_at"]) - float(p["window_start_at"]), 1e-9)
-                  for p in parts if p.get("cpu_seconds") is not None]
-        row.generator_share = max(shares) if shares else None
-        starts = [p["window_start_at"] for p in parts if p.get("requests")]
-        ends = [p["window_end_at"] for p in parts if p.get("requests")]
-        row.duration_s = (max(ends) - min(starts)) if starts else comparison.seconds
-        row.rps = row.requests / row.duration_s if row.duration_s > 0 else 0.0
-        row.latency_us = latency_summary(merged)
-        row.hdr = merged.encode().decode("ascii") if merged.get_total_count() else None
+                    write_report([c.run_dir / "results.jsonl"], c.run_dir)
+                except LabError:
+                    pass  # nothing measured yet: no report to write
+        self.driver.stop()
 
     def status(self) -> dict[str, Any]:
-        """The Compare tab's live data: parameters, state and one row per server (``state`` ``idle`` before any)."""
+        """The Compare tab's data: ``{"state" (idle/running/done/stopped/failed), "message", "current",
+        "compare_id" (the run id), "workload", "users", "seconds", "warmup_s", "seed", "rows"}``, rows from
+        :func:`serverlab.uiruns.comparison_rows` (after a stop, rows never measured say ``not run``)."""
         c = self.comparison
         if c is None:
             return {"state": "idle", "rows": []}
-        return {"state": c.state, "message": c.message, "current": c.current, "compare_id": c.compare_id,
-                "workload": c.workload, "users": c.users, "seconds": c.seconds, "warmup_s": c.warmup_s,
-                "seed": c.seed, "rows": [r.public() for r in c.rows]}
+        exp = c.experiment
+        running = c.state == "running"
+        current = self.backend.current.variant.name if running and self.backend and self.backend.current else None
+        rows = comparison_rows(exp, c.run_dir, current)
+        if not running:
+            for row in rows:
+                if row["status"] in ("waiting", "running"):
+                    row["status"] = "not run"
+        return {"state": c.state, "message": c.message, "current": current,
+                "compare_id": c.run_dir.name if c.run_dir else None, "run_dir": str(c.run_dir) if c.run_dir else None,
+                "workload": exp.workloads[0], "users": exp.levels[0], "seconds": exp.duration,
+                "warmup_s": exp.warmup, "seed": exp.seed, "rows": rows,
+                "has_report": bool(c.run_dir and (c.run_dir / "index.html").is_file())}
 
     def results_files(self) -> tuple[str, str, str]:
-        """The comparison as ``(compare_id, results.jsonl text, summary.md text)``, as ``make report`` writes them.
+        """The last comparison's ``(run id, results.jsonl text, summary.md text)``, the run folder's own files.
 
-        :raises UIRefused: (404) when no comparison has measured anything.
+        :raises UIRefused: (404) when no comparison has written its files yet.
         """
-        from serverlab.uicompare import UICompareError, comparison_results
-
         c = self.comparison
-        if c is None:
-            raise UIRefused("no comparison has run yet", status=404)
-        spec = WORKLOADS.get(c.workload)
-        params = spec.option_values(self.environment.parsed_options) if spec is not None else {}
-        configs = {name: variant.record() for name, variant in self.variants.items()}
-        try:
-            jsonl, markdown = comparison_results(
-                c.compare_id, c.workload, params, c.users, c.seconds, c.warmup_s, c.seed, c.started_at,
-                [vars(row) for row in c.rows], configs)
-        except UICompareError as err:
-            raise UIRefused(str(err), status=404) from None
-        return c.compare_id, jsonl, markdown
+        if c is None or c.run_dir is None or not (c.run_dir / "summary.md").is_file():
+            raise UIRefused("no comparison has finished writing its report yet", status=404)
+        return (c.run_dir.name, (c.run_dir / "results.jsonl").read_text(encoding="utf-8"),
+                (c.run_dir / "summary.md").read_text(encoding="utf-8"))
+
+
+class LiveCpu:
+    """The loaded server's CPU and bottleneck while an ordinary test runs (:class:`serverlab.livemeter.LiveMeter`).
+
+    A greenlet reads the server's ``/lab/cpu`` every :data:`serverlab.livemeter.LIVE_INTERVAL_S`
+    seconds while Locust runs a test (not during a comparison: its cells carry their own figures).
+
+    :param environment: Locust's environment (the master, or a local runner).
+    :param server: returns the name of the server the current test loads (or a URL).
+    :param url_for: server name -> its URL; :param busy: whether a comparison runs.
+    """
+
+    def __init__(self, environment: Any, server: Callable[[], str], url_for: Callable[[str], str],
+                 busy: Callable[[], bool]) -> None:
+        from serverlab.livemeter import LiveMeter
+
+        affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        self.environment = environment
+        self.server = server
+        self.busy = busy
+        self.meter = LiveMeter(lambda name: name if "://" in name else url_for(name), affinity)
+        self._greenlet: gevent.Greenlet | None = None
+
+    def start(self) -> None:
+        """Start the sampling greenlet (once)."""
+        if self._greenlet is None:
+            self._greenlet = gevent.spawn(self._loop)
+
+    def totals(self) -> Any:
+        """Locust's counts now and its processes' CPU (workers' heartbeats on a master; this process otherwise)."""
+        from locust.runners import MasterRunner
+
+        from serverlab.livemeter import LoadTotals
+
+        runner = self.environment.runner
+        total = runner.stats.total
+        if isinstance(runner, MasterRunner):
+            shares = [float(w.cpu_usage) / 100 for w in runner.clients.values()]
+        else:
+            shares = [float(getattr(runner, "current_cpu_usage", 0.0)) / 100]
+        return LoadTotals(int(total.num_requests), int(total.num_failures), max(shares, default=None),
+                          sum(shares) if shares else None)
+
+    def _loop(self) -> None:
+        from serverlab.livemeter import LIVE_INTERVAL_S
+
+        while True:
+            server = self.server()
+            if self.environment.runner.state in ("spawning", "running") and server and not self.busy():
+                self.meter.update(server, self.totals())
+            else:
+                self.meter.reset()
+            gevent.sleep(LIVE_INTERVAL_S)
+
+    def status(self) -> dict[str, Any] | None:
+        """The last interval's figures (:meth:`serverlab.livemeter.LiveMeter.figures`), or ``None``."""
+        return self.meter.latest

@@ -32,27 +32,33 @@ from flask import Blueprint, Response, abort, jsonify, render_template, request,
 
 from serverlab.terms import DEFAULT_WORKLOAD
 from serverlab.ui import limits
-from serverlab.ui.compare import UNKNOWN_IN_UI
 from serverlab.ui.limits import UIRefused, check_compare_body
 
 if TYPE_CHECKING:
     from serverlab.ui import LabUI
 
 HERE = Path(__file__).resolve().parent
-#: Where ``docker compose`` mounts the repository's ``reports/`` (read-only).
+#: Where ``docker compose`` mounts the repository's ``reports/`` (the Compare writes its runs there).
 REPORTS_DIR = Path(os.environ.get("SERVERLAB_REPORTS_DIR", str(HERE.parents[1] / "reports")))
-COMPARE_TAB, REPORTS_TAB = "lab-compare", "lab-reports"
-EXTENDED_TABS = [{"title": "Compare servers", "key": COMPARE_TAB}, {"title": "Reports", "key": REPORTS_TAB}]
+COMPARE_TAB, REPORTS_TAB, LIVE_TAB = "lab-compare", "lab-reports", "lab-live"
+EXTENDED_TABS = [{"title": "Compare servers", "key": COMPARE_TAB}, {"title": "Server CPU", "key": LIVE_TAB},
+                 {"title": "Reports", "key": REPORTS_TAB}]
+#: The columns both the Compare table and the live Server CPU table share with the report.
+CPU_COLUMNS = [
+    {"key": "cpu_ms", "title": "CPU ms/req"}, {"key": "server_busy", "title": "Server CPU of budget"},
+    {"key": "bottleneck", "title": "Bottleneck"}, {"key": "other", "title": "Others on server CPUs"}]
 EXTENDED_TABLES = [
     {"key": COMPARE_TAB, "structure": [
         {"key": "order", "title": "#"}, {"key": "server", "title": "Server"}, {"key": "status", "title": "Status"},
         {"key": "rps", "title": "RPS"}, {"key": "p50_us", "title": "p50 µs"}, {"key": "p99_us", "title": "p99 µs"},
         {"key": "p999_us", "title": "p99.9 µs"}, {"key": "requests", "title": "Requests"},
-        {"key": "failures", "title": "Failures"}, {"key": "cpu_ms", "title": "CPU ms/req"},
-        {"key": "bottleneck", "title": "Bottleneck"}]},
+        {"key": "failures", "title": "Failures"}, *CPU_COLUMNS]},
+    {"key": LIVE_TAB, "structure": [
+        {"key": "server", "title": "Server"}, {"key": "window", "title": "Last interval"},
+        {"key": "rps", "title": "RPS"}, *CPU_COLUMNS]},
     {"key": REPORTS_TAB, "structure": [
         {"key": "name", "title": "Run"}, {"key": "experiment", "title": "Experiment"},
-        {"key": "cells", "title": "Cells"}, {"key": "written", "title": "Written (UTC)"},
+        {"key": "cells", "title": "Cells"}, {"key": "written", "title": "Started (UTC)"},
         {"key": "report", "title": "Report (open from Download Data → Reports)"}]},
 ]
 EXTENDED_CSV_FILES = [
@@ -69,17 +75,31 @@ def _fmt(value: Any, digits: int = 0) -> str:
     return f"{float(value):,.{digits}f}"
 
 
+def _share(value: Any) -> str:
+    return "—" if value is None else f"{float(value):.0%}"
+
+
+def cpu_cells(r: dict[str, Any]) -> dict[str, str]:
+    """The CPU columns of a row (:data:`CPU_COLUMNS`), formatted: CPU ms per request, the
+    server's utilisation of its budget, the bottleneck class (and why), others' share of its CPUs."""
+    cpu = r.get("cpu_ms_per_request")
+    reason = r.get("bottleneck_reason") or r.get("reason")
+    return {"cpu_ms": "—" if cpu is None else f"{float(cpu):.3f}", "server_busy": _share(r.get("server_utilization")),
+            "bottleneck": (r.get("bottleneck") or "—") + (f" ({reason})" if reason else ""),
+            "other": _share(r.get("other_share")) + (" (interference)" if r.get("interference_flagged") else "")}
+
+
 def compare_table_rows(status: dict[str, Any]) -> list[dict[str, Any]]:
     """The Compare tab's table rows (Locust's ``extended_stats`` data): one per server, numbers formatted.
 
     :param status: :meth:`serverlab.ui.compare.CompareRunner.status`.
-    :return: ``[{"order", "server", "status", "rps", "p50_us", ...}]``, all strings; one
-        explanatory row when no comparison has run.
+    :return: ``[{"order", "server", "status", "rps", "p50_us", ..., "cpu_ms", "server_busy",
+        "bottleneck", "other"}]``, all strings; one explanatory row when no comparison has run.
     """
     if not status.get("rows"):
         return [{"order": "", "server": "no comparison yet", "status": "idle", "rps": "—", "p50_us": "—",
-                 "p99_us": "—", "p999_us": "—", "requests": "—", "failures": "—", "cpu_ms": "—",
-                 "bottleneck": "start one on the Compare servers page (Download Data tab links it)"}]
+                 "p99_us": "—", "p999_us": "—", "requests": "—", "failures": "—", "cpu_ms": "—", "server_busy": "—",
+                 "other": "—", "bottleneck": "start one on the Compare servers page (Download Data tab links it)"}]
     out = []
     for r in status["rows"]:
         ok = r["status"] == "ok"
@@ -89,19 +109,43 @@ def compare_table_rows(status: dict[str, Any]) -> list[dict[str, Any]]:
             "rps": _fmt(r["rps"]) if ok else "—", "p50_us": _fmt(r["p50_us"]) if ok else "—",
             "p99_us": _fmt(r["p99_us"]) if ok else "—", "p999_us": _fmt(r["p99.9_us"]) if ok else "—",
             "requests": _fmt(r["requests"]) if ok else "—", "failures": _fmt(r["failures"]) if ok else "—",
-            "cpu_ms": r["cpu_ms_per_request"] if ok else "—", "bottleneck": r["bottleneck"] if ok else "—",
+            **(cpu_cells(r) if ok else {"cpu_ms": "—", "server_busy": "—", "bottleneck": "—", "other": "—"}),
         })
+    return out
+
+
+def live_table_rows(live: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The Server CPU tab's one row: the last interval of the running test (:mod:`serverlab.livemeter`)."""
+    if not live or live.get("error"):
+        return [{"server": (live or {}).get("server", "no test running"), "window": "—", "rps": "—", "cpu_ms": "—",
+                 "server_busy": "—", "other": "—",
+                 "bottleneck": (live or {}).get("error") or "start a test: the server's CPU shows here every 5 s"}]
+    return [{"server": live["server"], "window": f"{live['window_s']:.1f} s", "rps": _fmt(live["rps"]), **cpu_cells(live)}]
+
+
+def run_listing(directory: Path) -> list[dict[str, Any]]:
+    """The runs under ``directory`` (:func:`serverlab.runfolders.list_runs`), newest first:
+    ``[{"name", "experiment", "cells" (lines after the header), "has_html", "written" (UTC text)}]``."""
+    from serverlab.runfolders import list_runs
+
+    out = []
+    for run in reversed(list_runs(directory)):
+        try:
+            with (run.path / "results.jsonl").open(encoding="utf-8") as handle:
+                cells = sum(1 for number, line in enumerate(handle) if number and line.strip())
+        except OSError:
+            cells = 0
+        out.append({"name": run.path.name, "experiment": run.experiment, "cells": cells,
+                    "has_html": (run.path / "index.html").is_file(),
+                    "written": time.strftime("%Y-%m-%d %H:%M", time.gmtime(run.started_at))})
     return out
 
 
 def reports_table_rows(directory: Path) -> list[dict[str, Any]]:
     """The Reports tab's table rows: runs under ``directory``, newest first (strings)."""
-    from serverlab.uicompare import list_runs
-
-    return [{"name": r["name"], "experiment": r["experiment"], "cells": str(r["cells"]),
-             "written": time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["mtime"])),
+    return [{"name": r["name"], "experiment": r["experiment"], "cells": str(r["cells"]), "written": r["written"],
              "report": f"reports/{r['name']}/index.html" if r["has_html"] else "no index.html"}
-            for r in list_runs(directory)]
+            for r in run_listing(directory)]
 
 
 class LabWeb:
@@ -157,6 +201,7 @@ class LabWeb:
             data["current_rps"] = data["current_fail_per_sec"] = 0.0
         data["extended_stats"] = [
             {"key": COMPARE_TAB, "data": compare_table_rows(self.lab.compare.status())},
+            {"key": LIVE_TAB, "data": live_table_rows(self.lab.live.status())},
             {"key": REPORTS_TAB, "data": reports_table_rows(self.reports_dir)},
         ]
         response.set_data(json.dumps(data))
@@ -173,13 +218,14 @@ class LabWeb:
             "workload": self.lab.workload(), "user_classes": sorted(c.__name__ for c in env.user_classes),
             "workers": runner.worker_count if self.lab.collector.is_master() else 0,
             "comparing": self.lab.compare.running(), "current": self.lab.compare.status().get("current"),
+            "live": self.lab.live.status(),
         }
 
     def compare_status(self) -> dict[str, Any]:
         """The Compare page's live data: choices, limits, state and one row per server."""
         return {**self.lab.compare.status(), "servers": sorted(self.lab.variants),
                 "workloads": sorted(self.lab.workload_classes), "default_workload": DEFAULT_WORKLOAD,
-                "unknown_note": UNKNOWN_IN_UI, "workers": self.state()["workers"]}
+                "workers": self.state()["workers"]}
 
     def blueprint(self) -> Blueprint:
         """The ``/serverlab`` Blueprint: pages from ``templates/serverlab/``, files from ``static/``."""
@@ -232,10 +278,7 @@ class LabWeb:
 
         @bp.route("/reports/")
         def reports_page() -> str:
-            from serverlab.uicompare import list_runs
-
-            runs = [{**r, "written": time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["mtime"]))}
-                    for r in list_runs(self.reports_dir)]
+            runs = run_listing(self.reports_dir)
             return render_template("serverlab/reports.html", runs=runs, directory=str(self.reports_dir))
 
         @bp.route("/reports/compare")

@@ -12,6 +12,10 @@
     return Number(value).toLocaleString("en-US", { maximumFractionDigits: digits || 0 });
   }
 
+  function share(value) {
+    return value === null || value === undefined ? "—" : Math.round(value * 100) + "%";
+  }
+
   function cell(tr, text, className, title) {
     var td = document.createElement("td");
     td.textContent = text;
@@ -80,18 +84,26 @@
       cell(tr, ok ? fmt(r["p99.9_us"]) : "—", "num p999");
       cell(tr, ok ? fmt(r.requests) : "—", "num");
       cell(tr, ok ? fmt(r.failures) : "—", "num");
-      cell(tr, ok ? "unknown" : "—", "muted cpu");
-      cell(tr, ok ? r.bottleneck : "—", "bottleneck" + (/^generator-bound/.test(r.bottleneck) ? "" : " muted"));
+      cell(tr, ok && r.cpu_ms_per_request !== null ? fmt(r.cpu_ms_per_request, 3) : "—", "num cpu");
+      cell(tr, ok ? share(r.server_utilization) : "—", "num busy");
+      cell(tr, ok ? (r.bottleneck || "—") : "—", "bottleneck", r.bottleneck_reason || "");
+      cell(tr, ok ? share(r.other_share) + (r.interference_flagged ? " (interference)" : "") : "—",
+           "num other" + (r.interference_flagged ? " error" : ""));
       body.appendChild(tr);
     });
     drawChart(data.rows);
     var measured = data.rows.filter(function (r) { return r.status === "ok" || r.status === "failed"; });
     $("downloads").hidden = running || !measured.length;
-    var processes = measured.length ? Math.max.apply(null, measured.map(function (r) { return r.processes; }))
-                                    : data.workers;
-    $("note").textContent = data.rows.length ? "Latency percentiles come from the lab's HDR histograms, merged across every Locust process (" +
-      processes + (measured.length ? " in each measurement" : " connected") + "). CPU ms/req needs the server's cgroup: " + data.unknown_note +
-      ". The bottleneck is known here only when a Locust process was at its CPU limit (generator-bound: the RPS is then a floor of the server's capacity)." : "";
+    if (data.compare_id) {
+      $("run-id").textContent = data.compare_id;
+      $("report-link").href = "./reports/" + encodeURIComponent(data.compare_id) + "/index.html";
+      $("report-link").hidden = !data.has_report;
+    }
+    $("note").textContent = data.rows.length ? "Measured by serverlab's own runner, as make report measures: latency " +
+      "percentiles from the HDR histograms of every Locust process merged; the server's CPU from its own cgroup " +
+      "(GET /lab/cpu, read at the end of the warm-up and of the window); the bottleneck by the report's rules " +
+      "(server-bound at 90% of its CPU budget, generator-bound when a Locust process is at 90% of a core, " +
+      "interference when other programs use 5% of the lab's CPUs). Hover a bottleneck for its reason." : "";
     if (running && !timer) timer = setInterval(refresh, 1000);
     if (!running && timer) { clearInterval(timer); timer = null; }
   }
