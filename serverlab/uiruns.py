@@ -141,7 +141,7 @@ def _row(planned: PlannedCell, cell: Cell | None, current: str | None) -> dict[s
         generator_utilization=bottleneck.get("generator_utilization"),
         bottleneck=bottleneck.get("class"), bottleneck_reason=bottleneck.get("reason"),
         other_share=interference.get("server_share"), interference_flagged=bool(interference.get("flagged")),
-        findings=[f.kind.value for f in cell.findings],
+        findings=[f.kind.value for f in cell.findings], processes=cell.config.get("loadgen_processes"),
     )
     return row
 
@@ -155,7 +155,8 @@ def comparison_rows(experiment: Experiment, run_dir: Path | None, current: str |
         measured "rps", "p50_us", "p99_us", "p99.9_us", "requests", "failures", "duration_s",
         "cpu_ms_per_request", "server_utilization", "generator_utilization" (fractions),
         "bottleneck" (class), "bottleneck_reason", "other_share" (other programs' share of the
-        server's CPUs), "interference_flagged", "findings" (kinds), "error"}, ...]``.
+        server's CPUs), "interference_flagged", "findings" (kinds), "processes" (Locust processes),
+        "error"}, ...]``.
     """
     cells: dict[str, Cell] = {}
     if run_dir is not None and (Path(run_dir) / "results.jsonl").is_file():

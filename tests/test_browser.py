@@ -90,13 +90,13 @@ def output() -> Path:
 @pytest.fixture(scope="module")
 def reports_dir():
     """A reports folder with one rendered run (per-second timelines, long commands), readable by the
-    container's unprivileged user; mounted read-only into the Locust master."""
+    container's unprivileged user; mounted into the Locust master, which writes its comparisons there."""
     from report_factories import make_cell, make_header, make_timeline, write_results
 
     from serverlab.report import write_report
 
     base = Path(tempfile.mkdtemp(prefix="serverlab-ui-reports-"))
-    base.chmod(0o755)
+    base.chmod(0o777)  # the Compare writes its runs here, as the master's unprivileged user
     run = base / RUN_ID
     run.mkdir()
     rps_of = {"werkzeug-single": 700, "werkzeug-threaded": 1200, "gunicorn-sync": 900, "gunicorn-gthread": 2300,
@@ -212,6 +212,14 @@ def test_start_form_server_and_workload_and_the_header(lab, page, output):
     running = _wait_for(lambda: (s := _stats(page, lab)) and s["total_rps"] > 0 and s, 20, "responses")
     assert [row["name"] for row in running["stats"]] == ["/", "Aggregated"]  # hello only: a first Start sends one workload
     page.screenshot(path=str(output / "running-header.png"))
+    # live, as the report would class it: the server's own CPU (GET /lab/cpu) every 5 s, the report's rules
+    live = _wait_for(lambda: (s := json.loads(page.request.get(lab + "/serverlab/state").text())["live"])
+                     and s.get("cpu_ms_per_request") and s, 20, "the live server CPU")
+    assert live["server"] == "gunicorn-gthread" and live["cpu_ms_per_request"] > 0 and live["server_utilization"] > 0
+    assert live["bottleneck"] in ("server-bound", "generator-bound", "below-saturation", "interference"), live
+    page.get_by_role("tab", name="Server CPU").click()
+    page.locator("table").filter(has_text="CPU ms/req").locator("tr").filter(has_text="gunicorn-gthread").wait_for()
+    page.screenshot(path=str(output / "live-server-cpu.png"))
     page.get_by_role("button", name="Stop").click()
     _wait_for(lambda: "STOPPED" in _header(page).upper(), 20, "the test to stop")
     # RPS reads 0 once stopped (it used to keep the last running figure)
@@ -312,7 +320,7 @@ def test_compare_refuses_bad_input_naming_the_limit(lab, page, fields, message):
     assert after["state"] == before != "running" and _stats(page, lab)["user_count"] == 0
 
 
-def test_compare_three_servers(lab, page, output, browser):
+def test_compare_three_servers(lab, page, output, browser, reports_dir):
     boxes = _compare_page(page, lab)
     servers = [boxes.nth(i).get_attribute("value") for i in range(boxes.count())]
     assert len(servers) >= 3 and all(boxes.nth(i).is_checked() for i in range(boxes.count()))  # default: all
@@ -351,8 +359,14 @@ def test_compare_three_servers(lab, page, output, browser):
         values = {k: float(v) for k, v in figures.items()}
         assert values["rps"] > 0, (server, values)
         assert 0 < values["p50"] <= values["p99"] <= values["p999"], (server, values)  # µs
-        bottleneck = row.locator("td.bottleneck").inner_text()
-        assert bottleneck.startswith(("generator-bound (Locust at", "unknown: Locust at")), bottleneck
+        # the report's own figures: the server's CPU per request and share of its budget, the
+        # bottleneck class by the report's rules, other programs' share of the server's CPUs
+        cpu, busy, other = (row.locator(f"td.{key}").inner_text() for key in ("cpu", "busy", "other"))
+        assert float(cpu) > 0 and busy.endswith("%") and 0 < int(busy[:-1]) <= 150, (server, cpu, busy)
+        assert other.split("%")[0].isdigit(), (server, other)
+        bottleneck = row.locator("td.bottleneck")
+        assert bottleneck.inner_text() in ("server-bound", "generator-bound", "below-saturation", "interference")
+        assert bottleneck.get_attribute("title"), server  # the reason, as the report words it
         measured[server] = values
     assert set(measured) == set(chosen)
     page.locator("#chart svg").wait_for()
@@ -362,11 +376,15 @@ def test_compare_three_servers(lab, page, output, browser):
     status = json.loads(page.request.get(lab + "/serverlab/compare/status").text())
     processes = json.loads(page.request.get(lab + "/serverlab/state").text())["workers"]  # Locust worker processes
     assert processes >= 2 and all(row["processes"] == processes for row in status["rows"]), status["rows"]
-    assert f"every Locust process ({processes} in each measurement)" in page.locator("#note").inner_text()
+    assert "every Locust process merged" in page.locator("#note").inner_text()
     lines = page.request.get(lab + "/serverlab/compare/results.jsonl").text().splitlines()
     header, cells = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
     assert header["kind"] == "run" and {c["variant"] for c in cells} == set(chosen)
-    assert all(c["hdr"] and c["latency_us"]["p99"] > 0 for c in cells)
+    assert header["experiment"]["levels"] == [4] and header["metadata"]["backend"] == "lab"  # make report's header
+    assert all(c["hdr"] and c["latency_us"]["p99"] > 0 and c["cpu_ms_per_request"] > 0 for c in cells)
+    # a run folder under reports/, with its report, that the Reports page lists
+    assert (reports_dir / status["compare_id"] / "index.html").is_file()
+    assert status["compare_id"] in page.request.get(lab + "/serverlab/reports/").text()
     summary = page.request.get(lab + "/serverlab/compare/summary.md").text()
     assert "## Workload hello: closed mode" in summary and all(name in summary for name in chosen)
 

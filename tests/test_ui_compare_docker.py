@@ -5,7 +5,9 @@ server: ``docker compose up --no-deps``), so no idle neighbour shares the server
 The same server, workload and users are measured through the UI's Compare (the
 runner through the lab backend, on the lab's worker) and through ``make report``'s
 path (the runner through the Docker backend, a fresh container and a one-off Locust),
-alternately; the UI's best RPS must reach 90% of the report's best. The Compare's run
+back to back, up to three rounds; in rounds no other program disturbed (neither cell
+flagged for interference: the same rule as the report's), the UI's best RPS must reach
+90% of the report's best. A machine busy in every round skips (fails in CI) naming it. The Compare's run
 folder must be one ``serverlab compare`` accepts and the Reports tab lists, with the
 server's CPU per request and a bottleneck class.
 
@@ -30,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "serverlab-uicompare"
 SERVER = "gunicorn-gthread"  # server-bound on hello at one CPU: its RPS is its capacity
 USERS, SECONDS, WARMUP = 32, 5.0, 1.5
-ROUNDS = 2
+ROUNDS = 3
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
@@ -125,29 +127,40 @@ def report_run(reports_dir: Path) -> Path:
     return runs[-1]
 
 
+def _flagged(cell) -> float | None:
+    """The interference share of a cell flagged for it (other programs on the lab's CPUs), else ``None``."""
+    figures = cell.interference or {}
+    return float(figures.get("share", 0.0)) if figures.get("flagged") else None
+
+
 def test_compare_reaches_the_reports_rps_and_writes_a_run_compare_accepts(lab, reports_dir):
     from serverlab.results import read_results
 
+    pairs: list[tuple[float, float]] = []  # (UI RPS, report RPS) of rounds no other program disturbed
+    busy: list[str] = []
     ui_runs: list[Path] = []
-    ui_rps: list[float] = []
-    report_rps: list[float] = []
     report_dirs: list[Path] = []
-    for _ in range(ROUNDS):  # alternate: a busy host's slow minute hits both sides
+    for _ in range(ROUNDS):  # back to back, alternating, until a quiet round passes
         url = lab.up()
         status = ui_compare(url)
         assert status["state"] == "done", status
-        row = status["rows"][0]
-        assert row["status"] == "ok", row
-        ui_rps.append(row["rps"])
-        ui_runs.append(reports_dir / status["run_id"])
+        assert status["rows"][0]["status"] == "ok", status["rows"][0]
+        ui_runs.append(reports_dir / status["compare_id"])
         if len(ui_runs) == 1:  # the Reports tab lists the comparison's run folder
             with urllib.request.urlopen(url + "/serverlab/reports/", timeout=30) as response:
-                assert status["run_id"] in response.read().decode()
+                assert status["compare_id"] in response.read().decode()
         lab.down()
         report_dirs.append(report_run(reports_dir))
-        _, cells = read_results(report_dirs[-1] / "results.jsonl")
-        assert cells[0].status == "ok", cells[0].error
-        report_rps.append(cells[0].rps)
+        ui_cell = read_results(ui_runs[-1] / "results.jsonl")[1][0]
+        report_cell = read_results(report_dirs[-1] / "results.jsonl")[1][0]
+        assert report_cell.status == "ok", report_cell.error
+        shares = [s for s in (_flagged(ui_cell), _flagged(report_cell)) if s is not None]
+        if shares:  # another program took CPU from one side: this round says nothing about the UI
+            busy.append(f"{max(shares):.0%}")
+            continue
+        pairs.append((ui_cell.rps, report_cell.rps))
+        if ui_cell.rps >= 0.9 * report_cell.rps:
+            break
 
     # the Compare's figures are the report's kind: server CPU per request, bottleneck, interference
     header, cells = read_results(ui_runs[0] / "results.jsonl")
@@ -161,4 +174,11 @@ def test_compare_reaches_the_reports_rps_and_writes_a_run_compare_accepts(lab, r
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert diff.returncode == 0 and f"| {SERVER} | hello | closed | {USERS} |" in diff.stdout, diff.stdout + diff.stderr
 
-    assert max(ui_rps) >= 0.9 * max(report_rps), (ui_rps, report_rps)
+    if not pairs:
+        message = (f"every round was disturbed by other programs on the lab's CPUs (interference {', '.join(busy)}): "
+                   "the UI-vs-report RPS ratio cannot be measured on this machine now")
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    best_ui, best_report = max(p[0] for p in pairs), max(p[1] for p in pairs)
+    assert best_ui >= 0.9 * best_report, (pairs, busy)
