@@ -61,7 +61,7 @@ class LabUI:
 
         self.collector = Collector(environment, recorder)
         self.compare = CompareRunner(environment, self.collector, workload_classes, variants, target_url, REPORTS_DIR)
-        self.live = LiveCpu(environment, self.server, target_url, self.compare.running)
+        self.live = LiveCpu(environment, self.collector, self.server, target_url, self.compare.running)
         #: The Host value the next (or current) test loads (a server name, or an opted-in URL):
         #: what the Host field and the header show.
         self.chosen = ""

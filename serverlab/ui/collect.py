@@ -41,8 +41,10 @@ class Collector:
         if isinstance(runner, WorkerRunner):
             runner.register_message("serverlab_reset", lambda msg, **_kw: self.end_warmup())
             runner.register_message("serverlab_collect", self._on_collect)
+            runner.register_message("serverlab_cpu", self._on_cpu)
         elif isinstance(runner, MasterRunner):
             runner.register_message("serverlab_hdr", self._on_hdr)
+            runner.register_message("serverlab_cpu_reply", self._on_hdr)
 
     def is_master(self) -> bool:
         """Whether this process is a master (its load runs on workers)."""
@@ -75,17 +77,34 @@ class Collector:
 
     def collect(self) -> list[dict[str, Any]]:
         """Every process's :meth:`snapshot` (the master waits up to :data:`COLLECT_TIMEOUT_S`)."""
-        runner = self.environment.runner
         if not self.is_master():
             return [self.snapshot()]
+        return self._ask("serverlab_collect", COLLECT_TIMEOUT_S)
+
+    def cpu_times(self, timeout_s: float = 2.0) -> list[dict[str, Any]]:
+        """Every process's own CPU seconds now, a small message (the live meter's generator figure):
+        ``[{"process", "at" (Unix seconds), "cpu_s"}]``."""
+        if not self.is_master():
+            return [self._cpu()]
+        return self._ask("serverlab_cpu", timeout_s)
+
+    def _ask(self, message: str, timeout_s: float) -> list[dict[str, Any]]:
+        runner = self.environment.runner
         token = uuid.uuid4().hex
         self._replies[token] = {}
         expected = runner.worker_count
-        runner.send_message("serverlab_collect", {"token": token})
-        deadline = time.time() + COLLECT_TIMEOUT_S
+        runner.send_message(message, {"token": token})
+        deadline = time.time() + timeout_s
         while len(self._replies[token]) < expected and time.time() < deadline:
-            gevent.sleep(0.1)
+            gevent.sleep(0.05)
         return list(self._replies.pop(token).values())
+
+    def _cpu(self) -> dict[str, Any]:
+        return {"process": _process_name(), "at": time.time(),
+                "cpu_s": time.process_time()}
+
+    def _on_cpu(self, msg: Any, **_kw: Any) -> None:
+        self.environment.runner.send_message("serverlab_cpu_reply", {"token": msg.data["token"], **self._cpu()})
 
     def _on_collect(self, msg: Any, **_kw: Any) -> None:
         self.environment.runner.send_message("serverlab_hdr", {"token": msg.data["token"], **self.snapshot()})
@@ -95,3 +114,11 @@ class Collector:
         token = data.get("token")
         if token in self._replies:
             self._replies[token][str(getattr(msg, "node_id", "") or data.get("process"))] = data
+
+
+def _process_name() -> str:
+    """``<host>-<pid>``, as the recorder names this process."""
+    import os
+    import socket
+
+    return f"{socket.gethostname()}-{os.getpid()}"

@@ -261,18 +261,21 @@ class LiveCpu:
     seconds while Locust runs a test (not during a comparison: its cells carry their own figures).
 
     :param environment: Locust's environment (the master, or a local runner).
+    :param collector: asks every Locust process for its CPU seconds.
     :param server: returns the name of the server the current test loads (or a URL).
     :param url_for: server name -> its URL; :param busy: whether a comparison runs.
     """
 
-    def __init__(self, environment: Any, server: Callable[[], str], url_for: Callable[[str], str],
-                 busy: Callable[[], bool]) -> None:
+    def __init__(self, environment: Any, collector: Collector, server: Callable[[], str],
+                 url_for: Callable[[str], str], busy: Callable[[], bool]) -> None:
         from serverlab.livemeter import LiveMeter
 
         affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         self.environment = environment
+        self.collector = collector
         self.server = server
         self.busy = busy
+        self._cpu: dict[str, tuple[float, float]] = {}
         self.meter = LiveMeter(lambda name: name if "://" in name else url_for(name), affinity)
         self._greenlet: gevent.Greenlet | None = None
 
@@ -282,17 +285,15 @@ class LiveCpu:
             self._greenlet = gevent.spawn(self._loop)
 
     def totals(self) -> Any:
-        """Locust's counts now and its processes' CPU (workers' heartbeats on a master; this process otherwise)."""
-        from locust.runners import MasterRunner
-
+        """Locust's counts now and its processes' CPU since the previous call (each process's own
+        CPU seconds, a small message to every worker; ``None`` shares on the first call)."""
         from serverlab.livemeter import LoadTotals
 
-        runner = self.environment.runner
-        total = runner.stats.total
-        if isinstance(runner, MasterRunner):
-            shares = [float(w.cpu_usage) / 100 for w in runner.clients.values()]
-        else:
-            shares = [float(getattr(runner, "current_cpu_usage", 0.0)) / 100]
+        total = self.environment.runner.stats.total
+        now = {t["process"]: (float(t["at"]), float(t["cpu_s"])) for t in self.collector.cpu_times()}
+        shares = [(cpu - self._cpu[p][1]) / (at - self._cpu[p][0]) for p, (at, cpu) in now.items()
+                  if p in self._cpu and at > self._cpu[p][0]]
+        self._cpu = now
         return LoadTotals(int(total.num_requests), int(total.num_failures), max(shares, default=None),
                           sum(shares) if shares else None)
 
@@ -305,6 +306,7 @@ class LiveCpu:
                 self.meter.update(server, self.totals())
             else:
                 self.meter.reset()
+                self._cpu = {}
             gevent.sleep(LIVE_INTERVAL_S)
 
     def status(self) -> dict[str, Any] | None:
