@@ -33,9 +33,9 @@ EXPERIMENT_NAME = "ui-compare"
 #: Measured seconds per server below which a comparison is refused: too short to rank.
 #: A 1 s window ranked werkzeug-threaded above uwsgi-http11 and gunicorn-gthread (issue 15):
 #: the load's start, connection set-up and one scheduler hiccup weigh on a second or two;
-#: at 5 s the order was the report's. 3 s keeps the runner's short-window rule (10%,
-#: at least 0.5 s) meaningful.
-MIN_RANKABLE_SECONDS = 3.0
+#: 5 s (``make report EXPERIMENT=quick``'s window) ranked them as the report does. The web
+#: UI's bounds (:data:`serverlab.ui.limits.MIN_COMPARE_SECONDS`) use this value.
+MIN_RANKABLE_SECONDS = 5.0
 
 
 class CompareError(LabError):
@@ -84,7 +84,7 @@ def comparison_experiment(servers: Sequence[str], workload: str, params: dict[st
         raise CompareError(f"workload must be one of {', '.join(WORKLOADS)}; got {workload!r}")
     if seconds < MIN_RANKABLE_SECONDS:
         raise CompareError(f"{seconds:g} s per server is too short to rank servers: at least "
-                           f"{MIN_RANKABLE_SECONDS:g} s (a 1 s window put werkzeug-threaded ahead of uwsgi-http11)")
+                           f"{MIN_RANKABLE_SECONDS:g} s (1 s put werkzeug-threaded ahead of uwsgi-http11)")
     try:
         checked = WORKLOADS[workload].params(params or None)
     except WorkloadParameterError as err:

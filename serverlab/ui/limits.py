@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from serverlab import LabError
 from serverlab.terms import DEFAULT_WORKLOAD, WORKLOADS
+from serverlab.uiruns import MIN_RANKABLE_SECONDS
 
 #: Most concurrent users one test (or one Compare row) may start. One Locust process drives a
 #: few hundred users usefully; 1000 across workers is well past what the lab's budget measures.
@@ -25,9 +26,9 @@ MAX_USERS = 1000
 MAX_SPAWN_RATE = 1000.0
 #: Longest ``run_time`` accepted (seconds): a day.
 MAX_RUN_TIME_S = 24 * 3600
-#: Shortest measured window per server in a comparison (seconds). 1 s ranked werkzeug-threaded
-#: above uwsgi-http11 here; 5 s (``make report EXPERIMENT=quick``'s window) ranked them sensibly.
-MIN_COMPARE_SECONDS = 5.0
+#: Shortest measured window per server in a comparison (seconds): the runs' own limit, "too
+#: short to rank" (:data:`serverlab.uiruns.MIN_RANKABLE_SECONDS`).
+MIN_COMPARE_SECONDS = MIN_RANKABLE_SECONDS
 #: Longest measured window per server in a comparison (seconds).
 MAX_COMPARE_SECONDS = 300.0
 #: Longest discarded warm-up per server in a comparison (seconds).
