@@ -1,0 +1,103 @@
+"""A Compare through a real Locust web UI (local runner, no Docker) and a real server of the app.
+
+Every server name maps to one Werkzeug server of the lab's app, so the whole path runs
+for real in seconds: the Compare endpoint, serverlab's Runner in a greenlet, the lab
+backend, the UI's driver and collector (the Locust process's own recorder), ``GET
+/lab/cpu``, ``read_outcome``, the bottleneck and interference rules, the run folder and
+its report, the Reports page listing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from test_ui_http import LOCUSTFILE, REPO_ROOT, VENV_BIN, _free_port
+from werkzeug.serving import make_server
+
+from labapp import create_app
+from serverlab.report import compare
+from serverlab.results import read_results
+from serverlab.terms import Bottleneck
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory) -> Path:
+    """The reports folder the UI writes its runs into."""
+    return tmp_path_factory.mktemp("reports")
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory, reports):
+    """Locust's web UI (local runner) with every server name pointing at one real app server."""
+    server = make_server("127.0.0.1", 0, create_app(), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = _free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SERVERLAB_REPORTS_DIR": str(reports),
+           "SERVERLAB_TARGET_URL_TEMPLATE": f"http://127.0.0.1:{server.server_port}"}
+    log = tmp_path_factory.mktemp("locust") / "locust.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(VENV_BIN / "locust"), "-f", str(LOCUSTFILE), "--web-host", "127.0.0.1",
+                                 "--web-port", str(port)], cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            if proc.poll() is not None:
+                pytest.fail(f"locust exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(url + "/serverlab/state", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield url, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        server.shutdown()
+
+
+def call(url: str, payload: dict | None = None) -> dict:
+    request = urllib.request.Request(url, data=None if payload is None else json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_a_compare_through_the_web_ui_is_a_run_with_the_reports_figures(ui, reports):
+    url, log = ui
+    servers = ["gunicorn-sync", "waitress"]
+    started = call(url + "/serverlab/compare/start", {"servers": servers, "workload": "hello", "users": 2,
+                                                     "seconds": 5, "warmup_s": 0.5})
+    assert started["success"], started
+    deadline = time.monotonic() + 90
+    while (status := call(url + "/serverlab/compare/status"))["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert status["state"] == "done", (status, log.read_text()[-3000:])
+    run_dir = reports / status["compare_id"]
+    header, cells = read_results(run_dir / "results.jsonl")
+    assert header.experiment["levels"] == [2] and header.metadata["backend"] == "lab"
+    assert sorted(c.variant for c in cells) == servers
+    for cell, row in zip(sorted(cells, key=lambda c: c.order), status["rows"]):
+        assert cell.status == "ok" and row["status"] == "ok", (cell.error, row)
+        assert cell.requests > 0 and row["rps"] == pytest.approx(cell.rps, abs=0.1)
+        assert cell.cpu_ms_per_request and row["cpu_ms_per_request"] == pytest.approx(cell.cpu_ms_per_request, abs=1e-4)
+        assert row["bottleneck"] in tuple(Bottleneck) and row["server_utilization"] is not None
+        assert cell.interference is not None and cell.timeline and cell.timeline["rps"]  # per-second, from the recorder
+    assert (run_dir / "index.html").is_file() and "## Workload hello" in (run_dir / "summary.md").read_text()
+    with urllib.request.urlopen(url + "/serverlab/reports/", timeout=10) as response:
+        assert status["compare_id"] in response.read().decode()
+    with urllib.request.urlopen(url + "/serverlab/compare/results.jsonl", timeout=10) as response:
+        assert response.read().decode() == (run_dir / "results.jsonl").read_text()
+    assert "| gunicorn-sync | hello | closed | 2 |" in compare(run_dir / "results.jsonl", run_dir / "results.jsonl")
