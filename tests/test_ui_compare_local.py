@@ -101,3 +101,22 @@ def test_a_compare_through_the_web_ui_is_a_run_with_the_reports_figures(ui, repo
     with urllib.request.urlopen(url + "/serverlab/compare/results.jsonl", timeout=10) as response:
         assert response.read().decode() == (run_dir / "results.jsonl").read_text()
     assert "| gunicorn-sync | hello | closed | 2 |" in compare(run_dir / "results.jsonl", run_dir / "results.jsonl")
+
+
+def test_stopping_a_compare_keeps_what_was_measured_and_leaves_nothing_running(ui, reports):
+    url, log = ui
+    started = call(url + "/serverlab/compare/start", {"servers": ["gunicorn-sync", "waitress"], "workload": "hello",
+                                                     "users": 2, "seconds": 5, "warmup_s": 0.5})
+    assert started["success"], started
+    deadline = time.monotonic() + 60  # stop while the second server is measured
+    while not any(r["status"] == "ok" for r in call(url + "/serverlab/compare/status")["rows"]):
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.3)
+    stopped = call(url + "/serverlab/compare/stop", {})
+    assert stopped["state"] == "stopped" and [r["status"] for r in stopped["rows"]].count("ok") == 1, stopped["rows"]
+    assert [r["status"] for r in stopped["rows"]].count("not run") == 1  # never "running" after a stop
+    run_dir = reports / stopped["compare_id"]
+    assert len(read_results(run_dir / "results.jsonl")[1]) == 1 and (run_dir / "index.html").is_file()
+    time.sleep(1)
+    stats = call(url + "/stats/requests")
+    assert stats["state"] in ("stopped", "ready") and stats["user_count"] == 0, stats
