@@ -52,12 +52,15 @@ class CollectorDriver:
     :param environment: Locust's environment (master, or a local runner).
     :param collector: resets and gathers every process's recorder.
     :param workload_classes: workload name -> its User class.
+    :param names: server URL -> its name (Host holds the name; the users turn it into the URL).
     """
 
-    def __init__(self, environment: Any, collector: Collector, workload_classes: dict[str, type]) -> None:
+    def __init__(self, environment: Any, collector: Collector, workload_classes: dict[str, type],
+                 names: dict[str, str] | None = None) -> None:
         self.environment = environment
         self.collector = collector
         self.workload_classes = workload_classes
+        self.names = dict(names or {})
 
     def run(self, load: LabLoad, window_start: Callable[[], None], window_end: Callable[[], None]) -> list[dict]:
         """See :meth:`serverlab.backends.lab.LoadDriver.run`.
@@ -68,7 +71,7 @@ class CollectorDriver:
         if self.collector.is_master() and runner.worker_count < 1:
             raise BackendError("no Locust worker is connected")
         env.user_classes = [self.workload_classes[load.workload.name]]
-        env.host = load.host  # the header names the server under load
+        env.host = self.names.get(load.host, load.host)  # the header names the server under load
         for name, option in load.workload.locust_options.items():
             setattr(env.parsed_options, load.workload.option_dest(option), load.params[name])
         runner.start(load.users, spawn_rate=load.users)
@@ -127,7 +130,8 @@ class CompareRunner:
         self.variants = variants
         self.target_url = target_url
         self.reports_dir = Path(reports_dir)
-        self.driver = CollectorDriver(environment, collector, workload_classes)
+        self.driver = CollectorDriver(environment, collector, workload_classes,
+                                      {target_url(name): name for name in variants})
         self.comparison: Comparison | None = None
         self.backend: LabBackend | None = None
         self._greenlet: gevent.Greenlet | None = None
