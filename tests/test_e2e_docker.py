@@ -96,7 +96,7 @@ def test_containers_run_as_non_root(lab):
 
 
 def test_web_ui_drives_every_variant_by_name(lab):
-    """Through Locust's web UI API: pick each server in the Server dropdown, swarm, read stats."""
+    """Through Locust's web UI API: name each server in the Host field, swarm, read stats."""
     ui = f"http://{published('locust-master', 8089)}"
     assert ui.startswith("http://127.0.0.1:")
     page = urllib.request.urlopen(ui + "/", timeout=10).read().decode()
@@ -108,8 +108,8 @@ def test_web_ui_drives_every_variant_by_name(lab):
         time.sleep(1)
     for name in load_variants():
         urllib.request.urlopen(ui + "/stats/reset", data=b"", timeout=10).read()
-        started = http_json(ui + "/swarm", {"user_count": 4, "spawn_rate": 4, "host": "", "server": name,
-                                            "user_classes": "HelloUser"})
+        started = http_json(ui + "/swarm", {"user_count": 4, "spawn_rate": 4, "host": name,
+                                            "workload": "hello"})
         assert started["success"], started
         time.sleep(4)
         stats = http_json(ui + "/stats/requests")

@@ -183,3 +183,13 @@ def test_cell_findings_are_the_runners_judgements_in_report_order():
     # closed mode: unanswered requests fail the cell instead (the runner's window check)
     closed = cell_findings(outcome(unanswered=2), saturated=False, interference={"flagged": False}, mode="closed")
     assert closed == []
+
+
+def test_every_finding_kind_has_a_sentence_and_a_grouped_line():
+    """A kind added to serverlab.findings without its words broke every report that held one
+    (host-speed-changed had a sentence but no grouped-findings line: KeyError in write_report)."""
+    from serverlab.findings import FindingKind
+    from serverlab.report.sentences import SENTENCES, SHORT
+
+    assert set(SHORT) == set(FindingKind), set(FindingKind) - set(SHORT)
+    assert set(SENTENCES) == set(FindingKind), set(FindingKind) - set(SENTENCES)

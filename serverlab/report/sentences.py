@@ -100,9 +100,11 @@ SHORT: dict[FindingKind, Callable[[Any], str]] = {
     FindingKind.CALIBRATION_FAILED: lambda f: f"calibration failed ({f.note})",
     FindingKind.CALIBRATION_LOW: lambda f: f"Locust reached only {f.ratio:.0%} of wrk's RPS",
     FindingKind.HISTOGRAMS_UNMERGED: lambda f: "latency histograms not merged",
+    FindingKind.HOST_SPEED_CHANGED: lambda f: f"host speed changed ({f.deviation:+.0%} against the run's median, "
+                                              f"threshold {f.threshold:.0%})",
 }
 #: The figure that makes a finding the worst of its group (the one a grouped line quotes).
-_SEVERITY = ("busiest_share", "share", "spread", "ratio", "rps_trend")
+_SEVERITY = ("busiest_share", "share", "spread", "ratio", "rps_trend", "deviation")
 
 
 def _repetitions_text(repetitions: Sequence[int]) -> str:
