@@ -24,6 +24,7 @@ container built like a server's before anything is measured.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import sys
 import tempfile
@@ -113,6 +114,21 @@ def _requirements(app: AppSpec, context: Path) -> list[str]:
     return lines
 
 
+def lab_constraints() -> str:
+    """The lab's pinned versions (``app/requirements.txt``) as a pip constraints file.
+
+    pip refuses extras in a constraint ("Constraints cannot have extras"), so
+    ``flask[async]==3.1.3`` becomes ``flask==3.1.3``: the version is what the user's app
+    must not change; the extra's own packages are pinned on lines of their own.
+
+    :return: the constraints, one requirement per line.
+    """
+    lines = []
+    for line in (ROOT / "app" / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        lines.append(re.sub(r"^([A-Za-z0-9._-]+)\[[^\]]*\]", r"\1", line.strip()))
+    return "\n".join(lines) + "\n"
+
+
 def download_wheels(app: AppSpec, context: Path, python_version: str) -> None:
     """Fill ``context/wheels`` with wheels of the app's requirements for the image's Python.
 
@@ -124,7 +140,7 @@ def download_wheels(app: AppSpec, context: Path, python_version: str) -> None:
     """
     wheels = context / "wheels"
     wheels.mkdir(exist_ok=True)
-    shutil.copy(ROOT / "app" / "requirements.txt", context / "constraints.txt")
+    (context / "constraints.txt").write_text(lab_constraints(), encoding="utf-8")
     lines = _requirements(app, context)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     if app.package:

@@ -75,7 +75,9 @@ def _wait_until_loading(runner: subprocess.Popen, seconds_into_load: float, time
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert runner.poll() is None, "the run ended before its load started"
-        if any("locust" in _cmdline(p) for p in _descendants(runner.pid)):
+        # the Locust command itself ("... locust -f LOCUSTFILE --headless ..."), not e.g. the
+        # image build, which goes through the locust-master service ("compose build locust-master")
+        if any("--headless" in (cmd := _cmdline(p)) and "locust" in cmd for p in _descendants(runner.pid)):
             time.sleep(seconds_into_load)
             if not local:
                 return None

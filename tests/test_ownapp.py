@@ -318,3 +318,13 @@ def test_a_request_with_another_status_leaves_its_cells_unverified_and_the_rest_
             cell = status[(variant, workload)]
             assert cell.status == "unverified" and "missing (GET /no-such-page): status 404, expected 200; body: " in cell.error
         assert status[(variant, "json")].status == status[(variant, "doc")].status == "ok"
+
+
+def test_the_lab_pins_become_constraints_pip_accepts():
+    """pip refuses extras in a constraints file: ``flask[async]==…`` must reach it as ``flask==…``
+    (the e2e build failed with "Constraints cannot have extras" once the pin gained its extra)."""
+    from serverlab.appimage import lab_constraints
+
+    pins = [line for line in lab_constraints().splitlines() if line and not line.startswith("#")]
+    assert pins and all("[" not in line and "==" in line for line in pins), pins
+    assert any(line.startswith("flask==") for line in pins)
