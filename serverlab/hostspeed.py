@@ -45,6 +45,8 @@ KERNEL_ITERATIONS = 150_000
 KERNEL_CHECKSUM = 1_813_182_743
 #: Kernels per probe, timed together: long enough to span several CFS periods (100 ms).
 KERNELS_PER_PROBE = 10
+#: Seconds slept before a probe's timed kernels: two 100 ms CFS periods, so a CPU quota is full again.
+QUOTA_REFILL_S = 0.2
 #: Probes at the start of a run: their median is the run's reference, their spread its noise.
 BASELINE_PROBES = 5
 #: The smallest threshold: a cell is flagged when the host ran at least 5% slower (or faster)
@@ -80,7 +82,8 @@ def kernel(iterations: int = KERNEL_ITERATIONS) -> int:
 
 
 def probe(kernels: int = KERNELS_PER_PROBE, iterations: int = KERNEL_ITERATIONS) -> dict[str, Any]:
-    """Run :func:`kernel` ``kernels`` times back to back (after one untimed run) and time it.
+    """Run :func:`kernel` ``kernels`` times back to back (after one untimed run and a
+    :data:`QUOTA_REFILL_S` sleep) and time it.
 
     :return: ``{"ms": total wall ms, "kernel_ms": [wall ms of each kernel], "kernels", "iterations"}``.
     :raises HostSpeedError: if the kernel's result is not :data:`KERNEL_CHECKSUM` (for the default size).
@@ -88,6 +91,10 @@ def probe(kernels: int = KERNELS_PER_PROBE, iterations: int = KERNEL_ITERATIONS)
     expected = kernel(iterations)  # untimed: warms the interpreter's specialised bytecode
     if iterations == KERNEL_ITERATIONS and expected != KERNEL_CHECKSUM:
         raise HostSpeedError(f"the probe's kernel computed {expected}, not {KERNEL_CHECKSUM}")
+    # The interpreter's start and the warm-up used part of this period's CPU quota (a 0.5-CPU
+    # budget: 50 ms per 100 ms CFS period); sleeping two periods refills it, so every probe
+    # starts from a full quota and a throttled budget slows it in proportion, not by a phase.
+    time.sleep(QUOTA_REFILL_S)
     times = []
     start = time.perf_counter()
     for _ in range(kernels):

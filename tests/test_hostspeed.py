@@ -219,10 +219,14 @@ def test_the_probe_sees_a_niced_cpu_hog_and_a_halved_quota(docker_ready):
         one.prepare([], progress=lambda _: None)
         half.prepare([], progress=lambda _: None)
         reference = hostspeed.baseline(one.probe_host_speed(hostspeed.BASELINE_PROBES))
-        halved = _median_probe(half)
-        ratio = halved / reference["median_ms"]
-        assert 1.6 <= ratio <= 2.5, f"half the CPU quota moved the probe by ×{ratio:.2f} ({halved:.0f} vs " \
-                                    f"{reference['median_ms']:.0f} ms); expected about ×2"
+        # One-CPU and half-CPU probes taken in turns, so a neighbour that starts or stops between
+        # them (CI's own processes share CPU 0) moves both sides of a pair, not one (seen: ×2.79
+        # when the halved probes were all taken after the reference). CFS quotas are handed out
+        # per 100 ms period, so a probe of ~170 ms of CPU at 0.5 CPU takes 3-5 periods: ×1.5-3.
+        pairs = [(_median_probe(one, 1), _median_probe(half, 1)) for _ in range(3)]
+        ratio = statistics.median(h / o for o, h in pairs)
+        assert 1.5 <= ratio <= 3.0, f"half the CPU quota moved the probe by ×{ratio:.2f} (one/half ms: {pairs}); " \
+                                    "expected about ×2"
         started = subprocess.run(["docker", "run", "-d", "--rm", "--name", hog, "--cpuset-cpus", Budget().server_cpuset,
                                   "--entrypoint", "nice", f"serverlab:{tag}", "-n", "19", "python", "-c",
                                   "while True: pass"], capture_output=True, text=True, timeout=60)
