@@ -22,7 +22,8 @@ median (recorded in the run header, kept on ``--resume``); a cell whose probe be
 after deviates from that median by more than the run's threshold gets a
 :class:`~serverlab.findings.HostSpeedChanged` finding, is classed ``interference`` (left out
 of verdicts) and is re-measured by ``--retry-busy``. The threshold is derived from the
-run's own quiet repeats (see :func:`derive_threshold`).
+run's own quiet repeats (see :func:`derive_threshold`), and widened to the run's spread over
+minutes once it has enough probes (:func:`run_reference`).
 
 ``python -m serverlab.hostspeed [--kernels N]`` prints one probe as a JSON line. This module
 runs inside the lab image: the probe part uses the standard library only.
@@ -59,6 +60,20 @@ THRESHOLD_FLOOR = 0.05
 NOISE_FACTOR = 2.0
 #: ... and at most this: a run whose quiet probes disagree by more says so in its header.
 THRESHOLD_CAP = 0.25
+#: Once the run has this many cell probes (each cell's before and after), their own spread
+#: over minutes widens the threshold: back-to-back baseline probes agree within ~2%, but
+#: on these machines a quiet host drifts more between cells minutes apart (run
+#: 20261201-105543-asyncio: 144 probes over 11 minutes, robust sigma 3.5%, 95% within 8.9%,
+#: five beyond 11%). A threshold from the baseline alone flagged 30 of its 72 cells.
+MIN_SPREAD_READINGS = 10
+#: Until then, the spread assumed: the robust sigma of that quiet run's probes (a share). Its
+#: 3 sigmas (10.5%) keep the first cells of a run from being flagged for the host's usual
+#: drift before the run has seen it; a run on a steadier host tightens it from its 10th probe.
+PRIOR_SPREAD = 0.035
+#: A probe is an outlier when it lies more than this many robust standard deviations from the
+#: run's median (sigma = 1.4826 x the median absolute deviation, consistent with the normal
+#: distribution's: Rousseeuw & Croux, JASA 88 (1993) 1273; a 3-sigma rule on it).
+OUTLIER_Z = 3.0
 
 
 class HostSpeedError(LabError):
@@ -156,6 +171,43 @@ def baseline(baseline_ms: Sequence[float]) -> dict[str, Any]:
             "iterations": KERNEL_ITERATIONS}
 
 
+def robust_spread(readings_ms: Sequence[float]) -> float:
+    """The relative robust standard deviation of probe times: 1.4826 x MAD / median (a share).
+
+    :param readings_ms: probe totals in ms (at least one).
+    :raises ValueError: if there are none.
+    """
+    if not readings_ms:
+        raise ValueError("no probes")
+    median = statistics.median(readings_ms)
+    return 1.4826 * statistics.median(abs(ms - median) for ms in readings_ms) / median
+
+
+def run_reference(baseline_ref: Mapping[str, Any], readings_ms: Sequence[float]) -> dict[str, Any]:
+    """The reference a cell is judged against, from every probe of the run so far.
+
+    The median is the median of the baseline's and the cells' probes so far (it follows a slow
+    drift of the whole run, which :func:`speed_ratio` reports between runs). The threshold is
+    the baseline's (:func:`derive_threshold`) or :data:`OUTLIER_Z` robust standard deviations
+    of the cells' probes (:func:`robust_spread`; the back-to-back baseline probes would
+    understate the drift between cells) if that is wider: of :data:`PRIOR_SPREAD` until there
+    are :data:`MIN_SPREAD_READINGS` cell probes; at most :data:`THRESHOLD_CAP`.
+
+    :param baseline_ref: the run header's ``host_speed`` (:func:`baseline`).
+    :param readings_ms: the cells' probes' ms so far, in order (the baseline's are in ``baseline_ref``).
+    :return: ``baseline_ref`` with ``median_ms`` and ``threshold`` updated (shares, ms).
+    """
+    reference = dict(baseline_ref)
+    every = [float(ms) for ms in baseline_ref.get("probes_ms") or []] + list(readings_ms)
+    if every:
+        reference["median_ms"] = round(statistics.median(every), 3)
+    threshold = float(baseline_ref.get("threshold", THRESHOLD_FLOOR))
+    spread = robust_spread(readings_ms) if len(readings_ms) >= MIN_SPREAD_READINGS else PRIOR_SPREAD
+    threshold = max(threshold, OUTLIER_Z * spread)
+    reference["threshold"] = round(min(THRESHOLD_CAP, threshold), 4)
+    return reference
+
+
 def cell_figures(before_ms: float | None, after_ms: float | None, reference: Mapping[str, Any]) -> dict[str, Any] | None:
     """A cell's ``host_speed``: its probes against the run's median.
 
@@ -223,6 +275,8 @@ class HostSpeedWatch:
         self.backend = backend if isinstance(backend, HostSpeedProbe) else None
         self.write = write
         self.reference: dict[str, Any] | None = None
+        #: the cells' probes' ms this run (each cell's before and after, in order)
+        self.readings: list[float] = []
 
     def probe(self, probes: int = 1) -> float | None:
         """The median ms of ``probes`` probes, or ``None`` (said) when they cannot run."""
@@ -265,7 +319,12 @@ class HostSpeedWatch:
         from serverlab.bottleneck import classify
         from serverlab.findings import HostSpeedChanged
 
-        figures = cell_figures(before_ms, after_ms, self.reference) if self.reference else None
+        if self.reference is None:
+            return cell
+        # judged against the run's probes before this cell's, so a slow spell cannot excuse itself
+        reference = run_reference(self.reference, self.readings)
+        self.readings.extend(ms for ms in (before_ms, after_ms) if ms is not None)
+        figures = cell_figures(before_ms, after_ms, reference)
         if figures is None:
             return cell
         cell = replace(cell, host_speed=figures)

@@ -103,6 +103,46 @@ def _run(tmp_path, backend, retry_busy=0, resume=None, lines=None, text=TWO_SERV
     return run_dir, header, sorted(cells, key=lambda c: c.order)
 
 
+def test_the_runs_own_spread_widens_the_threshold_once_it_has_enough_probes():
+    """A quiet host drifts between cells minutes apart more than between back-to-back baseline
+    probes (seen: robust sigma 3.5% over a run, baseline noise 1.8%): once the run has
+    MIN_SPREAD_READINGS probes the threshold is 3 robust sigmas of them, never below the baseline's."""
+    base = hostspeed.baseline([300, 303, 298, 301, 300])
+    early = hostspeed.OUTLIER_Z * hostspeed.PRIOR_SPREAD  # before the run has seen its spread
+    assert hostspeed.run_reference(base, [])["threshold"] == pytest.approx(early)
+    drifting = [276, 324, 288, 312, 300, 282, 318, 294, 306, 315]  # the cells' probes: up to 8% apart
+    sigma = hostspeed.robust_spread(drifting)
+    reference = hostspeed.run_reference(base, drifting)
+    assert reference["median_ms"] == statistics.median(base["probes_ms"] + drifting)
+    assert reference["threshold"] == pytest.approx(hostspeed.OUTLIER_Z * sigma, abs=1e-4)
+    assert reference["threshold"] > hostspeed.THRESHOLD_FLOOR
+    assert not hostspeed.cell_figures(318, 283, reference)["flagged"]
+    assert hostspeed.cell_figures(300, 390, reference)["flagged"]  # a 30% slower host still is
+    # a steadier run tightens it; too few probes: the prior's; never below the floor or past the cap
+    steady = hostspeed.run_reference(base, [300, 301, 299, 300, 302, 298, 300, 301, 299, 300])
+    assert steady["threshold"] == hostspeed.THRESHOLD_FLOOR
+    assert hostspeed.run_reference(base, drifting[:9])["threshold"] == pytest.approx(early)
+    assert hostspeed.run_reference(base, [150, 450] * 5)["threshold"] == hostspeed.THRESHOLD_CAP
+    with pytest.raises(ValueError):
+        hostspeed.robust_spread([])
+
+
+def test_a_drifting_quiet_host_flags_only_its_slow_spell(tmp_path):
+    """The runner's judgement over a run: probes drifting +-6% between cells flag nothing once the
+    run knows its spread; a probe 35% slower (seen in a quiet run: 225 vs 166 ms) is flagged."""
+    backend = FakeBackend()
+    text = TWO_SERVERS.replace("repetitions = 2", "repetitions = 4")  # 8 cells
+    probes = [300, 303, 298, 301, 300,  276, 324,  288, 312,  300, 282,  318, 294,  306, 315,  405, 300,  288, 311,
+              306, 294]
+    backend.script_host_speed(probes)
+    _, _, cells = _run(tmp_path, backend, text=text)
+    by_order = sorted(cells, key=lambda c: c.order)
+    flagged = [c.host_speed["after_ms"] for c in by_order if c.host_speed["flagged"]]
+    assert flagged == [300.0] or [c.host_speed["before_ms"] for c in by_order if c.host_speed["flagged"]] == [405.0]
+    late = [c for c in by_order if c.host_speed["before_ms"] in (288.0, 306.0)]
+    assert late and all(c.host_speed["threshold"] > hostspeed.THRESHOLD_FLOOR for c in late)
+
+
 def test_every_cell_records_its_host_speed_and_the_header_the_runs_median(tmp_path):
     backend = FakeBackend()
     backend.script_host_speed([300, 306, 297, 300, 303])  # the run's quiet baseline
@@ -128,7 +168,7 @@ def test_a_cell_whose_host_slowed_is_flagged_and_left_out_of_the_verdict(tmp_pat
     assert slow.status == "ok" and slow.host_speed["flagged"] is True
     assert slow.host_speed["deviation"] == pytest.approx(0.4)
     assert [f for f in slow.findings if isinstance(f, HostSpeedChanged)] == [
-        HostSpeedChanged(0.4, 0.05, 420.0, 420.0, 300.0)]
+        HostSpeedChanged(0.4, round(hostspeed.OUTLIER_Z * hostspeed.PRIOR_SPREAD, 4), 420.0, 420.0, 300.0)]
     assert slow.bottleneck["class"] == "interference" and "host speed changed" in slow.bottleneck["reason"]
     assert not any(c.host_speed["flagged"] for c in rest)
     # the report: the row is classed interference, its repetition's finding is worded, and the verdict leaves it out
@@ -163,7 +203,7 @@ def test_a_resumed_run_keeps_its_reference_host_speed(tmp_path):
     run_dir, header, first = _run(tmp_path, backend)
     [failed] = [c.cell_id for c in first if c.status == "failed"]
     later = FakeBackend()
-    later.script_host_speed([330, 330])  # the host is now 10% slower: the resumed cell is flagged against the start
+    later.script_host_speed([345, 345])  # the host is now 15% slower: the resumed cell is flagged against the start
     _, resumed, cells = _run(tmp_path, later, resume=run_dir.name)
     assert later.probes == 2  # no new baseline: the header's is kept
     assert resumed.metadata["host_speed"] == header.metadata["host_speed"]
