@@ -6,6 +6,7 @@
     serverlab report RESULTS.jsonl... [--out DIR]
     serverlab compare OLD NEW
     serverlab compose [--check] [--output PATH] [--servers DIR]
+    serverlab stack [--check] [--output PATH] [--servers DIR]
 
 Every failure ends as one ``error: ...`` line. Exit statuses (also in ``--help``):
 
@@ -151,6 +152,27 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the compose file (default: docker-compose.yml at the repository root)")
     compose.add_argument("--servers", type=Path, metavar="DIR",
                          help="the declarations' folder (default: servers/, or $SERVERLAB_SERVERS_DIR)")
+
+    from serverlab.stack import STACK_FILE
+
+    stack = sub.add_parser(
+        "stack", help="write docker-stack.yml (the lab as a Docker Swarm stack) from servers/*.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write docker-stack.yml from the server declarations (servers/*.toml): the lab for "
+                    "`docker stack deploy`, servers on nodes labelled serverlab.role.server=true, the Locust "
+                    "master and workers on nodes labelled serverlab.role.loadgen=true, with the compose "
+                    "file's budgets as deploy.resources limits. Generated: commit it, never edit it by hand.",
+        epilog="examples:\n  serverlab stack            # after adding or changing servers/<name>.toml\n"
+               "  serverlab stack --check    # in CI: is the committed file current?\n\n"
+               "exit status:\n  0    written (or already current); with --check: current\n"
+               "  1    --check only: the file differs (the diff is printed; run `serverlab stack`)\n"
+               "  2    error: an invalid declaration")
+    stack.add_argument("--check", action="store_true",
+                       help="write nothing; print the diff and exit 1 if the file differs from what would be written")
+    stack.add_argument("--output", type=Path, default=STACK_FILE, metavar="PATH",
+                       help="the stack file (default: docker-stack.yml at the repository root)")
+    stack.add_argument("--servers", type=Path, metavar="DIR",
+                       help="the declarations' folder (default: servers/, or $SERVERLAB_SERVERS_DIR)")
     return parser
 
 
@@ -251,10 +273,30 @@ def cmd_compose(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stack(args: argparse.Namespace) -> int:
+    """``serverlab stack``: write the stack file, or with ``--check`` diff it (0 current, 1 differs)."""
+    from serverlab import compose, stack
+
+    text = stack.generate(args.servers)
+    if args.check:
+        diff = compose.difference(args.output, text).replace(f"`{compose.COMMAND}`", f"`{stack.COMMAND}`")
+        if diff:
+            print(diff, end="")
+            print(f"{args.output} differs from what `{stack.COMMAND}` writes from the server declarations; "
+                  f"run `{stack.COMMAND}` and commit the result", file=sys.stderr)
+            return 1
+        print(f"{args.output} is current")
+        return 0
+    changed = compose.write(args.output, text)
+    print(f"{'wrote' if changed else 'unchanged:'} {args.output}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, dispatch, and turn every :class:`LabError` into ``error: ...``."""
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "report": cmd_report, "compare": cmd_compare, "compose": cmd_compose}
+    handlers = {"run": cmd_run, "report": cmd_report, "compare": cmd_compare, "compose": cmd_compose,
+                "stack": cmd_stack}
     try:
         return handlers[args.command](args)
     except LabError as err:
