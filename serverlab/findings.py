@@ -51,6 +51,7 @@ class FindingKind(StrEnum):
     CALIBRATION_LOW = "calibration-low"            # Locust reached too little of wrk's RPS
     HISTOGRAMS_UNMERGED = "histograms-unmerged"    # HDR histograms could not be merged
     HOST_SPEED_CHANGED = "host-speed-changed"      # the CPU probe around the cell left the run's median
+    REPETITIONS_LEFT_OUT = "repetitions-left-out"  # a row's disturbed repetitions, left out of its figures
 
 
 @dataclass(frozen=True)
@@ -231,10 +232,23 @@ class HostSpeedChanged(Finding):
 
 
 #: The figures class of every kind.
+@dataclass(frozen=True)
+class RepetitionsLeftOut(Finding):
+    """Some repetitions of a row were disturbed (interference or a host-speed change) and the row's
+    figures come from the others (at least ``MIN_CLEAN_REPETITIONS`` of :mod:`serverlab.report.rows`).
+
+    :param left_out: how many disturbed repetitions were left out; :param kept: how many undisturbed ones remain.
+    """
+
+    kind: ClassVar[FindingKind] = FindingKind.REPETITIONS_LEFT_OUT
+    left_out: int
+    kept: int
+
+
 FINDING_TYPES: dict[FindingKind, type[Finding]] = {
     cls.kind: cls for cls in (Note, GeneratorSaturated, WarmupTrend, Interference, Unanswered, FailedRequests,
                               FellBehind, UIMeasured, Unstable, CalibrationFailed, CalibrationLow, HistogramsUnmerged,
-                              HostSpeedChanged)
+                              HostSpeedChanged, RepetitionsLeftOut)
 }
 
 

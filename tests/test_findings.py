@@ -20,6 +20,7 @@ from serverlab.findings import (
     CalibrationFailed,
     CalibrationLow,
     FailedRequests,
+    RepetitionsLeftOut,
     FellBehind,
     FindingKind,
     GeneratorSaturated,
@@ -124,7 +125,7 @@ def test_every_kind_round_trips_through_a_results_file_and_has_a_sentence(tmp_pa
     examples = [Note("older text"), GeneratorSaturated(0.95, True), WarmupTrend(0.2), Interference(0.4, 0.2),
                 Unanswered(2), FailedRequests(1, 10), FellBehind(3, 4.5), UIMeasured(), Unstable(0.3, 3, 0.1),
                 CalibrationFailed("wrk failed: not found"), CalibrationLow(0.5, 0.9), HistogramsUnmerged("bad"),
-                HostSpeedChanged(0.12, 0.05, 300.0, 336.0, 300.0)]
+                HostSpeedChanged(0.12, 0.05, 300.0, 336.0, 300.0), RepetitionsLeftOut(1, 2)]
     assert {f.kind for f in examples} == set(FindingKind) == set(FINDING_TYPES)
     for finding in examples:
         assert finding_from_dict(json.loads(json.dumps(finding.to_dict()))) == finding

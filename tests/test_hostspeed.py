@@ -182,6 +182,29 @@ def test_a_cell_whose_host_slowed_is_flagged_and_left_out_of_the_verdict(tmp_pat
     assert "or the host's speed changed, while they ran" in verdict
 
 
+def test_a_row_keeps_its_undisturbed_repetitions_and_is_ranked_on_them(tmp_path):
+    """One disturbed repetition of three does not take the row out of the verdict: the row's
+    figures come from the two undisturbed ones, and it says so. With one undisturbed left (the
+    test above) the row stays whole and classed interference."""
+    from serverlab.findings import RepetitionsLeftOut
+    from serverlab.report.rows import MIN_CLEAN_REPETITIONS
+
+    backend = FakeBackend()
+    backend.script_host_speed([300] * 5 + [420, 420])  # the first cell measured: a host 40% slower
+    _, header, cells = _run(tmp_path, backend, text=TWO_SERVERS.replace("repetitions = 2", "repetitions = 3"))
+    slow = cells[0]
+    assert slow.host_speed["flagged"] and slow.bottleneck["class"] == "interference"
+    row = next(r for r in aggregate(header, cells) if r.variant == slow.variant)
+    kept = [c for c in cells if c.variant == slow.variant and c is not slow]
+    assert len(kept) == MIN_CLEAN_REPETITIONS == 2
+    assert row.bottleneck["class"] != "interference" and row.repetitions == row.repetitions_ok == 3
+    assert row.rps.median == pytest.approx(statistics.median(c.rps for c in kept))
+    assert RepetitionsLeftOut(1, 2) in [f.finding for f in row.findings]
+    assert any("1 of 3 repetitions were disturbed" in w for w in row.warnings)
+    assert any("host speed changed" in w for w in row.warnings)  # the left-out repetition still says why
+    assert slow.variant in verdicts([r for r in aggregate(header, cells)])["hello"]
+
+
 def test_retry_busy_remeasures_a_cell_whose_host_speed_changed(tmp_path):
     backend = FakeBackend()
     backend.script_host_speed([300] * 5 + [300, 390])  # the first cell: the host slowed by 30% during it

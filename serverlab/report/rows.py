@@ -28,6 +28,7 @@ from serverlab.findings import (
     GeneratorSaturated,
     HistogramsUnmerged,
     Interference,
+    RepetitionsLeftOut,
     Unstable,
 )
 from serverlab.report.formatting import _level_text
@@ -45,6 +46,10 @@ from serverlab.terms import MODES, Bottleneck, CellStatus
 
 #: Locust/wrk RPS ratio below which Locust, not the server, may be the limit.
 CALIBRATION_MIN_RATIO = 0.9
+#: A row whose repetitions were partly disturbed (interference, or the host-speed probe flagged
+#: them) is built from the undisturbed ones when at least this many remain (a median and a CI
+#: need two); with fewer it stays whole and is classed ``interference`` (left out of verdicts).
+MIN_CLEAN_REPETITIONS = 2
 
 
 class ReportError(LabError):
@@ -202,6 +207,11 @@ def _aggregate_key(cells: list[Cell]) -> Row:
     first = ok[0] if ok else cells[0]
     variant, workload, mode, level = first.key
     found: list[RowFinding] = [RowFinding(f, cell.repetition) for cell in ok for f in cell.findings]
+    ok_count = len(ok)
+    clean = [c for c in ok if (_bottleneck.cell_bottleneck(c) or {}).get("class") != Bottleneck.INTERFERENCE]
+    if len(clean) < len(ok) and len(clean) >= MIN_CLEAN_REPETITIONS:  # the disturbed ones are left out
+        found.append(RowFinding(RepetitionsLeftOut(len(ok) - len(clean), len(clean))))
+        ok = clean
 
     rps_values = [c.rps for c in ok]
     try:
@@ -268,7 +278,7 @@ def _aggregate_key(cells: list[Cell]) -> Row:
     return Row(
         variant=variant, workload=workload, mode=mode, level=level, users=first.users,
         workload_params=dict(first.workload_params), config=dict(first.config),
-        repetitions=len(cells), repetitions_ok=len(ok),
+        repetitions=len(cells), repetitions_ok=ok_count,
         rps=_estimate(rps_values),
         p50_us=_estimate([c.latency_us["p50"] for c in ok if "p50" in c.latency_us]),
         p99_us=_estimate([c.latency_us["p99"] for c in ok if "p99" in c.latency_us]),
@@ -329,6 +339,11 @@ def aggregate(header: RunHeader, cells: Iterable[Cell]) -> list[Row]:
     the merged HDR histograms of all ok repetitions. Cells whose status is not
     ``ok`` are not averaged in; they are kept in :attr:`Row.failed_cells`, and a
     key whose every repetition failed still gets a row (:attr:`Row.failed`).
+    Disturbed ``ok`` repetitions (classed ``interference``: other programs on the lab's
+    CPUs, or the host-speed probe flagged them) are left out of the figures too when at
+    least :data:`MIN_CLEAN_REPETITIONS` undisturbed ones remain (a
+    :class:`~serverlab.findings.RepetitionsLeftOut` finding says so); otherwise the row
+    keeps them all and is classed ``interference``.
 
     :param header: the run header (its experiment's ``servers`` (or ``variants``) and
         ``workloads`` lists, if present, give the row order; otherwise alphabetical).

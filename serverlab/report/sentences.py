@@ -71,6 +71,9 @@ SENTENCES: dict[FindingKind, Callable[[Any, bool], str]] = {
         f"Locust reached only {f.ratio:.0%} of wrk's RPS (below {f.threshold:.0%}): Locust, not the server, "
         f"may be the limit."),
     FindingKind.HOST_SPEED_CHANGED: _host_speed,
+    FindingKind.REPETITIONS_LEFT_OUT: lambda f, _: (
+        f"{f.left_out} of {f.left_out + f.kept} repetitions were disturbed (other programs on the lab's CPUs, or the "
+        f"host's speed changed) and are left out: this row's figures come from the {f.kept} undisturbed ones"),
     FindingKind.HISTOGRAMS_UNMERGED: lambda f, _: (
         f"latency histograms could not be merged ({f.error}); HDR percentiles are missing."),
 }
@@ -102,6 +105,7 @@ SHORT: dict[FindingKind, Callable[[Any], str]] = {
     FindingKind.HISTOGRAMS_UNMERGED: lambda f: "latency histograms not merged",
     FindingKind.HOST_SPEED_CHANGED: lambda f: f"host speed changed ({f.deviation:+.0%} against the run's median, "
                                               f"threshold {f.threshold:.0%})",
+    FindingKind.REPETITIONS_LEFT_OUT: lambda f: f"{f.left_out} disturbed repetition(s) left out, {f.kept} kept",
 }
 #: The figure that makes a finding the worst of its group (the one a grouped line quotes).
 _SEVERITY = ("busiest_share", "share", "spread", "ratio", "rps_trend", "deviation")
