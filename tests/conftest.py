@@ -1,6 +1,10 @@
-"""Shared fixtures: the lab's Flask app and its test client (the Flask testing pattern)."""
+"""Shared fixtures: the lab's Flask app and its test client (the Flask testing pattern),
+Docker's and the browser's availability, a local server factory."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 
@@ -40,11 +44,9 @@ def _docker_problem() -> str | None:
 @pytest.fixture(scope="session")
 def docker_ready() -> None:
     """Skip (with the reason) when Docker is missing; in CI (``CI=true``) fail instead."""
-    import os
-
     problem = _docker_problem()
     if problem:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        if in_ci():
             pytest.fail(f"CI=true but Docker is unavailable: {problem}. .ci/run must provision it.")
         pytest.skip(f"Docker unavailable: {problem}")
 
@@ -53,8 +55,6 @@ def docker_ready() -> None:
 def _session_cpu_locks(tmp_path_factory):
     """Runs started by this test session lock CPUs in a folder of the session's own, so a
     test run is not refused because someone else's run (or test session) holds CPUs 0-1."""
-    import os
-
     previous = os.environ.get("SERVERLAB_LOCK_DIR")
     os.environ["SERVERLAB_LOCK_DIR"] = str(tmp_path_factory.mktemp("cpu-locks"))
     yield
@@ -84,3 +84,39 @@ def start_local_server():
     yield start
     for backend, server in started:
         backend.stop(server)
+
+
+#: The browser the browser tests drive: Debian's Chromium, never a downloaded one.
+CHROMIUM = os.environ.get("SERVERLAB_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def in_ci() -> bool:
+    """Whether this is CI (``CI=true``): a missing tool fails the test there instead of skipping it."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def unavailable(reason: str) -> None:
+    """Skip the test for ``reason``; in CI fail it, since ``.ci/run`` must provision what is missing."""
+    if in_ci():
+        pytest.fail(f"CI=true but {reason}; .ci/run must provision it (apt-get install chromium; pip install -e '.[test]')")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium (headless, :data:`CHROMIUM`), started by Playwright for one test module;
+    skipped without Playwright or Chromium (failed in CI)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("Playwright for Python is not installed")
+    if not Path(CHROMIUM).exists():
+        unavailable(f"{CHROMIUM} is missing (Debian's chromium package)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -11,8 +11,8 @@ and that the report fits a 1280-px viewport. Screenshots go to ``test-output/bro
 (gitignored; override with ``SERVERLAB_TEST_OUTPUT``) — look at them after a run.
 
 Chromium is never downloaded: the tests use ``/usr/bin/chromium`` (``.ci/run``
-apt-installs it). They skip without it or without Docker, and fail instead in CI
-(``CI=true``).
+apt-installs it; the ``browser`` fixture is tests/conftest.py's). They skip without it or
+without Docker, and fail instead in CI (``CI=true``).
 """
 
 from __future__ import annotations
@@ -32,9 +32,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "serverlab-ui"
-CHROMIUM = os.environ.get("SERVERLAB_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 OUTPUT = Path(os.environ.get("SERVERLAB_TEST_OUTPUT", ROOT / "test-output")) / "browser"
@@ -44,39 +41,12 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _unavailable(reason: str) -> None:
-    if _in_ci():
-        pytest.fail(f"CI=true but {reason}; .ci/run must provision it (apt-get install chromium; pip install -e '.[test]')")
-    pytest.skip(reason)
-
-
 def compose(*args: str, env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run ``docker compose`` for this module's project from the repo root; raise on failure."""
     proc = subprocess.run(["docker", "compose", "-p", PROJECT, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
     assert proc.returncode == 0, f"docker compose {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     return proc
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Debian's Chromium (headless), started by Playwright; never a downloaded browser."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("Playwright for Python is not installed")
-    if not Path(CHROMIUM).exists():
-        _unavailable(f"{CHROMIUM} is missing (Debian's chromium package)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture(scope="module")

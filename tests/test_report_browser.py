@@ -12,7 +12,8 @@ characters. Screenshots go to ``test-output/browser/`` (override with
 No Docker needed; marked ``slow`` like the other browser tests (Chromium starts in
 seconds), so ``make test-fast`` leaves it out and ``make test`` / ``make test-browser`` run it.
 Chromium is never downloaded: ``/usr/bin/chromium`` (``.ci/run`` installs it); the tests
-skip without it or without Playwright, and fail instead in CI (``CI=true``).
+skip without it or without Playwright, and fail instead in CI (``CI=true``); the ``browser``
+fixture is tests/conftest.py's.
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ from report_factories import calibration_run, write_results
 from serverlab.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("SERVERLAB_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 OUTPUT = Path(os.environ.get("SERVERLAB_TEST_OUTPUT", ROOT / "test-output")) / "browser"
 FIRST_SCREEN = {"width": 1280, "height": 800}
 WIDTHS = (1280, 390)
@@ -54,29 +52,6 @@ OVERFLOW_JS = """() => {
     }
     return {scrollWidth: document.documentElement.scrollWidth, width: width, out: out.slice(0, 10)};
 }"""
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI=true but {reason}; .ci/run must provision it (apt-get install chromium; pip install -e '.[test]')")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Debian's Chromium (headless), started by Playwright; never a downloaded browser."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("Playwright for Python is not installed")
-    if not Path(CHROMIUM).exists():
-        _unavailable(f"{CHROMIUM} is missing (Debian's chromium package)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,13 @@ its report, the Reports page listing it.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
+import locustui
 import pytest
-from test_ui_http import LOCUSTFILE, REPO_ROOT, VENV_BIN, _free_port
-from werkzeug.serving import make_server
 
-from labapp import create_app
 from serverlab.report import compare
 from serverlab.results import read_results
 from serverlab.terms import Bottleneck
@@ -38,34 +33,11 @@ def reports(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory, reports):
     """Locust's web UI (local runner) with every server name pointing at one real app server."""
-    server = make_server("127.0.0.1", 0, create_app(), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = _free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SERVERLAB_REPORTS_DIR": str(reports),
-           "SERVERLAB_TARGET_URL_TEMPLATE": f"http://127.0.0.1:{server.server_port}"}
     log = tmp_path_factory.mktemp("locust") / "locust.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([str(VENV_BIN / "locust"), "-f", str(LOCUSTFILE), "--web-host", "127.0.0.1",
-                                 "--web-port", str(port)], cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            if proc.poll() is not None:
-                pytest.fail(f"locust exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(url + "/serverlab/state", timeout=2).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+    with locustui.app_server() as app_url, \
+            locustui.locust_web_ui({"SERVERLAB_REPORTS_DIR": str(reports), "SERVERLAB_TARGET_URL_TEMPLATE": app_url},
+                                   log) as url:
         yield url, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        server.shutdown()
 
 
 def call(url: str, payload: dict | None = None) -> dict:

@@ -11,76 +11,33 @@ Stop the RPS is 0.
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
+import locustui
 import pytest
-from werkzeug.serving import make_server
 
-from labapp import create_app
 from serverlab.ui.limits import MAX_USERS
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-LOCUSTFILE = REPO_ROOT / "locustfiles" / "locustfile.py"
-VENV_BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def app_server():
     """A real Werkzeug server of the lab's app on 127.0.0.1; its base URL."""
-    server = make_server("127.0.0.1", 0, create_app(), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with locustui.app_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def ui(app_server, tmp_path_factory):
     """``locust -f locustfiles/locustfile.py`` with its web UI on a free 127.0.0.1 port; the UI's URL."""
-    port = _free_port()
-    env = {**os.environ, "SERVERLAB_ALLOW_HOSTS": app_server, "PYTHONUNBUFFERED": "1",
-           "SERVERLAB_REPORTS_DIR": str(tmp_path_factory.mktemp("reports"))}
-    log = tmp_path_factory.mktemp("locust") / "locust.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([str(VENV_BIN / "locust"), "-f", str(LOCUSTFILE), "--web-host", "127.0.0.1",
-                                 "--web-port", str(port)], cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            if proc.poll() is not None:
-                pytest.fail(f"locust exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(url + "/serverlab/state", timeout=2).close()
-                break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            pytest.fail(f"the web UI never answered:\n{log.read_text()[-3000:]}")
+    env = {"SERVERLAB_ALLOW_HOSTS": app_server, "SERVERLAB_REPORTS_DIR": str(tmp_path_factory.mktemp("reports"))}
+    with locustui.locust_web_ui(env, tmp_path_factory.mktemp("locust") / "locust.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def post(url: str, body: bytes | dict | None = None, content_type: str = "application/x-www-form-urlencoded",
