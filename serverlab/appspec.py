@@ -25,15 +25,45 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from labapp.appshim import TargetError, parse_target
 from serverlab import LabError
 from serverlab.requestmix import DEFAULT_REQUEST, RequestSpec, load_requests, request_workloads
 
-if TYPE_CHECKING:
-    from serverlab.experiment import Experiment
+
+
+class ServesApps(Protocol):
+    """What :func:`with_app` and :func:`apply_cli_app` read of an experiment
+    (:class:`serverlab.experiment.Experiment`, a dataclass they :func:`~dataclasses.replace`).
+
+    Typed by its shape so that this module need not import :mod:`serverlab.experiment`,
+    which imports it.
+    """
+
+    @property
+    def name(self) -> str:
+        """The experiment's name (its file's stem)."""
+
+    @property
+    def path(self) -> str:
+        """The experiment file's path (``""`` when built in code)."""
+
+    @property
+    def app(self) -> AppSpec | None:
+        """The app it serves (``None``: the lab's own)."""
+
+    @property
+    def requests(self) -> tuple[RequestSpec, ...]:
+        """Its declared ``[[requests]]``."""
+
+    def variants(self, declared: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+        """The experiment's variants by name (see :meth:`serverlab.experiment.Experiment.variants`)."""
+
+
+#: An experiment type (:class:`serverlab.experiment.Experiment`): what goes in comes back, changed.
+ExperimentT = TypeVar("ExperimentT", bound=ServesApps)
 
 #: Where the app's folder is copied in its image (and put on ``PYTHONPATH``).
 CONTAINER_APP_DIR = "/srv/userapp"
@@ -289,8 +319,8 @@ def load_app_keys(data: Mapping[str, Any], path: Path) -> tuple[AppSpec | None, 
     return (load_app(table, path.parent, str(path)) if table is not None else None), requests, rest
 
 
-def with_app(experiment: "Experiment", app: AppSpec | None, requests: tuple[RequestSpec, ...],
-             declared: Mapping[str, Any] | None = None) -> "Experiment":
+def with_app(experiment: ExperimentT, app: AppSpec | None, requests: tuple[RequestSpec, ...],
+             declared: Mapping[str, Any] | None = None) -> ExperimentT:
     """``experiment`` serving ``app`` and loaded with ``requests`` (:data:`~serverlab.requestmix.DEFAULT_REQUEST`,
     ``GET /``, when an app has none): its workloads become the requests' (the demo's are dropped).
 
@@ -304,13 +334,14 @@ def with_app(experiment: "Experiment", app: AppSpec | None, requests: tuple[Requ
                            "your app (their command has no {app} placeholder); leave them out of 'servers'")
         requests = requests or (DEFAULT_REQUEST,)
     if not requests:
-        return replace(experiment, app=app)
+        return replace(experiment, app=app)  # type: ignore[type-var]
     workloads = tuple(request_workloads(requests))
-    return replace(experiment, app=app, requests=requests, workloads=workloads,
+    return replace(experiment, app=app, requests=requests, workloads=workloads,  # type: ignore[type-var]
                    params={name: {} for name in workloads})
 
 
-def apply_cli_app(experiment: "Experiment", path: str | None, wsgi: str | None, cwd: Path | None = None) -> "Experiment":
+def apply_cli_app(experiment: ExperimentT, path: str | None, wsgi: str | None,
+                  cwd: Path | None = None) -> ExperimentT:
     """``serverlab run EXPERIMENT --app PATH [--wsgi TARGET]``: serve the app at ``path``.
 
     The experiment's own ``[app]`` table, if it has one, keeps its ``env``, ``setup`` and

@@ -30,14 +30,14 @@ from serverlab.results import Cell
 from serverlab.terms import Bottleneck, CellStatus
 
 #: The server is the bottleneck at or above this share of its CPU budget. Where it
-#: comes from: on the quiet machine (measuring-here.md, the issue's table) servers that
-#: Locust could saturate measured 98% busy, the ones it could not 41–49%; a CPU quota
-#: enforced in 100 ms periods, the sampling interval (0.2 s) and start/stop edges of
+#: comes from: on the quiet 2-core machine (the README's "What it measured here") servers
+#: that Locust could saturate measured 93–99% busy, the uWSGI ones it could not 55–58%;
+#: a CPU quota enforced in 100 ms periods, the sampling interval (0.2 s) and start/stop edges of
 #: the window cost a few per cent, so 90% separates the two with room on both sides.
 SERVER_BOUND_UTILIZATION = 0.90
 #: A Locust process at or above this share of one core is the bottleneck: Locust is
 #: single-threaded per process, and at 90%+ its event loop, not the server, sets the
-#: pace (the uWSGI rows of the issue's table: Locust 99%, wrk 2.2× higher). The same
+#: pace (the README's uwsgi-threads row: Locust 99%, wrk 2.6× higher). The same
 #: figure as :data:`serverlab.loadgen.SATURATION_SHARE`.
 GENERATOR_BOUND_UTILIZATION = SATURATION_SHARE
 #: The classes, in the order a report explains them.

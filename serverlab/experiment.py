@@ -52,7 +52,8 @@ from serverlab.budget import (
 )
 from serverlab.appspec import AppSpec, load_app_keys, with_app
 from serverlab.requestmix import RequestSpec, RequestWorkload, request_workloads
-from serverlab.terms import DEFAULT_WORKLOAD, MODES, WORKLOADS, Mode, WorkloadParameterError, WorkloadSpec
+from serverlab.terms import DEFAULT_WORKLOAD, MODES, WORKLOADS, Mode
+from serverlab.workloadspec import WorkloadParameterError, WorkloadSpec
 
 #: The folder of shipped experiments.
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"

@@ -181,7 +181,7 @@ class Unstable(Finding):
 class CalibrationFailed(Finding):
     """The calibration against wrk did not produce a ratio.
 
-    :param note: which tool failed and why, as :class:`Calibration` recorded it.
+    :param note: which tool failed and why, as :class:`serverlab.calibration.Calibration` recorded it.
     """
 
     kind: ClassVar[FindingKind] = FindingKind.CALIBRATION_FAILED
@@ -267,62 +267,6 @@ def finding_from_dict(data: Mapping[str, Any]) -> Finding:
         return cls(**{k: v for k, v in data.items() if k != "kind"})
     except TypeError as err:
         raise ValueError(f"finding {data.get('kind')!r}: {err}") from None
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """A variant's hello ceiling measured with wrk and with Locust at the same concurrency.
-
-    :param wrk_rps: wrk's RPS; ``None`` when wrk failed.
-    :param locust_rps: Locust's RPS; ``None`` when Locust (or wrk before it) failed.
-    :param ratio: ``locust_rps / wrk_rps``; ``None`` when either failed.
-    :param connections: wrk connections and Locust users.
-    :param duration_s: each tool's run (seconds).
-    :param note: which tool failed and why; ``None`` when both ran.
-    :param repetition: the repetition this wrk run belongs to (wrk runs in every repetition,
-        so a row's wrk figures have an interval); ``None`` in results from before that, where
-        one calibration per variant was copied into every cell (it counts once).
-    :param wrk_cpu_ms_per_request: server CPU milliseconds per request during wrk's run
-        (compare with the cell's :attr:`~serverlab.results.Cell.cpu_ms_per_request` under Locust);
-        ``None`` when not measured.
-    :param workload: the workload both tools sent (``hello``, or an app's first GET request);
-        ``None`` in results files written before it was recorded (then ``hello``).
-    """
-
-    wrk_rps: float | None = None
-    locust_rps: float | None = None
-    ratio: float | None = None
-    connections: int | None = None
-    duration_s: float | None = None
-    note: str | None = None
-    repetition: int | None = None
-    wrk_cpu_ms_per_request: float | None = None
-    workload: str | None = None
-
-    @property
-    def measured(self) -> bool:
-        """Both tools ran: the ratio is known."""
-        return self.wrk_rps is not None and self.ratio is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, the fields that are ``None`` left out (the layout of results files before version 3)."""
-        return _present_fields(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
-        """Read a results file's ``calibration`` object (any schema version; unknown keys ignored).
-
-        :raises ValueError: a field is not a number (or the note not text).
-        """
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        for key, value in values.items():
-            if key in ("note", "workload"):
-                if value is not None and not isinstance(value, str):
-                    raise ValueError(f"calibration {key} {value!r} is not text")
-            elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ValueError(f"calibration {key} {value!r} is not a number")
-        return cls(**values)
 
 
 def cell_findings(outcome: LoadOutcome, *, saturated: bool, interference: Mapping[str, Any] | None,

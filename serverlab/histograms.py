@@ -13,12 +13,8 @@ import math
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from serverlab import LabError
+from serverlab.stats import StatsError
 from serverlab.terms import HDR, PERCENTILES, percentile_key
-
-
-class StatsError(LabError):
-    """A histogram could not be decoded or a statistic was asked of no data."""
 
 
 def new_histogram() -> HdrHistogram:

@@ -6,8 +6,8 @@ took away (steal). The lab knows its own share: the server's CPU seconds (its
 cgroup or process tree), the load generator's (Locust's own process CPU) and this
 runner's. What is left on the server's and the generator's CPUs was used by
 something else — a second benchmark, a test suite, a build — and it lowers the
-figures without any error (see ``/work/shared/notes/measuring-here.md``: the same
-cells measured 3× lower on a busy machine and nothing flagged it).
+figures without any error (on the 2-core machine of the README's "What it measured
+here", the same cells measured up to 3× lower beside a test suite, and nothing flagged it).
 
 Two measurements use it:
 
@@ -34,10 +34,10 @@ from typing import Iterable
 import psutil
 
 #: A cell (or the probe) is flagged when something other than the lab used at least
-#: this share of the server's or the generator's CPUs. 5% is the issue's "fair
-#: start": quiet repetitions of one cell here agree within a few per cent, while the
-#: busy-machine figures in measuring-here.md came from another program taking a
-#: large share of a core. The quiet-machine check of this lab's own overhead (the
+#: this share of the server's or the generator's CPUs. 5% is a fair start: quiet
+#: repetitions of one cell here agree within a few per cent (the README's quietness
+#: probe read 0–2% on the quiet machine), while the busy-machine figures came from
+#: another program taking a large share of a core. The quiet-machine check of this lab's own overhead (the
 #: runner's sampling threads, docker's CLI) stays well below it.
 INTERFERENCE_THRESHOLD = 0.05
 #: Seconds the quietness probe watches the CPUs before a run.

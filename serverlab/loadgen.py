@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from serverlab import LabError
-from serverlab.histograms import StatsError, latency_summary, merge_histograms
+from serverlab.histograms import latency_summary, merge_histograms
 from serverlab.requestmix import RequestWorkload
+from serverlab.stats import StatsError
 from serverlab.terms import (HDR_DIR_ENV, HDR_FILE_PREFIX, MAX_REQUESTS_OPTION, OPEN_MAX_IN_FLIGHT_ENV,
                              OPEN_RATE_OPTION, REQUEST_HEADERS, SERVER_CLOSES_ENV, WARMUP_OPTION, Mode, WorkloadSpec)
 

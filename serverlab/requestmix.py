@@ -95,7 +95,7 @@ class RequestSpec:
 class RequestWorkload:
     """A workload made of declared requests: the mix of all of them, or one alone.
 
-    Duck-typed like :class:`serverlab.terms.WorkloadSpec` where the load plan needs it
+    Duck-typed like :class:`serverlab.workloadspec.WorkloadSpec` where the load plan needs it
     (:meth:`locust_args`, :meth:`url_path`, :attr:`user_class`).
 
     :param name: :data:`serverlab.terms.MIX_WORKLOAD` or the request's name.

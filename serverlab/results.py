@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from serverlab import LabError
 from serverlab.fieldtypes import check_field_types
-from serverlab.findings import Calibration, Finding, Note, finding_from_dict
+from serverlab.calibration import Calibration
+from serverlab.findings import Finding, Note, finding_from_dict
 from serverlab.terms import MODES, CellStatus
 
 #: Schema version written into every line. Version 2 added the cell fields
@@ -140,7 +141,7 @@ class Cell:
     :param total_time_s: requests mode: wall time to complete all requests (seconds).
     :param open_load: open mode: ``{"target_rps", "sent", "late_sends", "max_lag_ms",
         "fell_behind"}``; ``None`` otherwise.
-    :param calibration: the variant's calibration against wrk (:class:`~serverlab.findings.Calibration`),
+    :param calibration: the variant's calibration against wrk (:class:`~serverlab.calibration.Calibration`),
         when it was calibrated.
     :param config: the effective configuration: the variant's record (workers,
         threads, keep_alive, command, ...) plus ``server_cpus``, ``server_memory``,

@@ -36,7 +36,8 @@ from serverlab.cpulock import CpuLock
 from serverlab.cpuwatch import CpuWatch, ProcStatWatch
 from serverlab.budget import parse_cpuset
 from serverlab.experiment import Experiment, check_machine
-from serverlab.findings import Calibration, cell_findings
+from serverlab.calibration import Calibration
+from serverlab.findings import cell_findings
 from serverlab.hostspeed import HostSpeedWatch
 from serverlab.interference import describe_probe, interference_figures
 from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadOutcome, LoadPlan, read_outcome

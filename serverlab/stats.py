@@ -28,12 +28,12 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from scipy import stats as scipy_stats
 
-from serverlab.histograms import StatsError
+from serverlab import LabError
 
 #: Confidence level of every interval in the reports.
 CONFIDENCE_LEVEL = 0.95
@@ -43,6 +43,12 @@ N_RESAMPLES = 2000
 DEFAULT_SEED = 20_240_601
 #: Repetition spread ((max - min) / median) above which a cell is reported as unstable.
 INSTABILITY_THRESHOLD = 0.10
+
+
+class StatsError(LabError):
+    """A histogram could not be decoded, or a statistic was asked of no data or of samples that
+    are not finite numbers (the message says which)."""
+
 
 NO_CI_NOTE = "1 repetition: no confidence interval"
 NO_DIFFERENCE = "no significant difference"
@@ -71,26 +77,6 @@ class Estimate:
     def has_ci(self) -> bool:
         """Whether a confidence interval is available."""
         return self.low is not None and self.high is not None
-
-
-def format_rps(value: float) -> str:
-    """Requests per second for people: thousands separated at ≥ 1000, three significant
-    figures or so below (``12,061``, ``156``, ``19.4``, ``0.52``)."""
-    if value >= 100:  # one format from 100 up, so 999.7 rounds to "1,000" like 1000.2 does
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def format_estimate(est: Estimate | None, fmt: Callable[[float], str] = format_rps) -> str:
-    """``"median [low–high]"`` with ``fmt`` for each figure, the median alone without an
-    interval, ``"—"`` for ``None``."""
-    if est is None:
-        return "—"
-    if est.has_ci:
-        return f"{fmt(est.median)} [{fmt(est.low)}–{fmt(est.high)}]"  # type: ignore[arg-type]
-    return fmt(est.median)
 
 
 def _clean(values: Iterable[Any]) -> np.ndarray:
@@ -164,7 +150,7 @@ def median_ci(values: Iterable[float], *, seed: int = DEFAULT_SEED, n_resamples:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class SampleComparison:
     """How a new sample compares with an old one, pyperf-style.
 
     :param speedup: how many times better the new median is: new/old when higher
@@ -195,7 +181,7 @@ def _factor_text(speedup: float) -> str:
 
 def compare_samples(old: Sequence[float], new: Sequence[float], *, higher_is_better: bool = True,
                     seed: int = DEFAULT_SEED, n_resamples: int = N_RESAMPLES,
-                    confidence_level: float = CONFIDENCE_LEVEL) -> Comparison:
+                    confidence_level: float = CONFIDENCE_LEVEL) -> SampleComparison:
     """Compare two independent samples of repetitions by the ratio of their medians.
 
     The speed-up is ``median(new) / median(old)`` (or its inverse when lower is
@@ -219,7 +205,7 @@ def compare_samples(old: Sequence[float], new: Sequence[float], *, higher_is_bet
     :param seed: seed of the resampling generator.
     :param n_resamples: bootstrap resamples.
     :param confidence_level: e.g. 0.95.
-    :return: a :class:`Comparison`; never raises for bad data.
+    :return: a :class:`SampleComparison`; never raises for bad data.
     """
     try:
         a, b = _clean(old), _clean(new)
@@ -229,7 +215,7 @@ def compare_samples(old: Sequence[float], new: Sequence[float], *, higher_is_bet
         if med_a <= 0 or med_b <= 0:
             raise StatsError("a median is zero or negative")
     except StatsError as err:
-        return Comparison(None, None, None, False, f"comparison could not be made: {err}")
+        return SampleComparison(None, None, None, False, f"comparison could not be made: {err}")
 
     def speedup_of(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
         mx, my = np.median(x, axis=axis), np.median(y, axis=axis)
@@ -237,7 +223,7 @@ def compare_samples(old: Sequence[float], new: Sequence[float], *, higher_is_bet
 
     speedup = float(speedup_of(a, b))
     if a.size < 2 or b.size < 2:
-        return Comparison(speedup, None, None, False, f"{_factor_text(speedup)} ({NO_CI_NOTE})")
+        return SampleComparison(speedup, None, None, False, f"{_factor_text(speedup)} ({NO_CI_NOTE})")
     if np.all(a == a[0]) and np.all(b == b[0]):
         low = high = speedup  # both constant: every resample gives the same ratio
     else:
@@ -245,15 +231,15 @@ def compare_samples(old: Sequence[float], new: Sequence[float], *, higher_is_bet
             low, high = _run_bootstrap((a, b), speedup_of, paired=False, seed=seed,
                                        n_resamples=n_resamples, confidence_level=confidence_level)
         except StatsError as err:
-            return Comparison(speedup, None, None, False, f"comparison could not be made: {err}")
+            return SampleComparison(speedup, None, None, False, f"comparison could not be made: {err}")
     significant = (low > 1.0 and speedup > 1.0) or (high < 1.0 and speedup < 1.0)
     if not significant:
-        return Comparison(speedup, low, high, False, NO_DIFFERENCE)
+        return SampleComparison(speedup, low, high, False, NO_DIFFERENCE)
     if speedup > 1.0:
         text = f"{speedup:.2f}× faster [{low:.2f}–{high:.2f}]"
     else:
         text = f"{1.0 / speedup:.2f}× slower [{1.0 / high:.2f}–{1.0 / low:.2f}]"
-    return Comparison(speedup, low, high, True, text)
+    return SampleComparison(speedup, low, high, True, text)
 
 
 def spread(values: Sequence[float]) -> float | None:

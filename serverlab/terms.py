@@ -1,16 +1,18 @@
-"""The lab's terms, defined once: load modes, worker models, bottleneck classes, cell
-statuses, units, HDR histogram settings and the workloads with their bounds.
+"""The lab's terms, defined once: load modes and their level names, worker models,
+bottleneck classes, cell statuses, units, HDR histogram settings and the workloads
+(:data:`WORKLOADS`; what a workload is, :class:`~serverlab.workloadspec.WorkloadSpec`, is
+in :mod:`serverlab.workloadspec`).
 
 The Flask app (:mod:`labapp`), the locustfile and serverlab itself all import this
 module, so a name, a bound or a setting is written here and nowhere else. It uses the
-standard library only and imports nothing from serverlab, so that the app and the
-locustfile can import it cheaply (the image ships it under ``/srv/serverlab``).
+standard library only and imports nothing from serverlab but the as light
+:mod:`serverlab.workloadspec`, so that the app and the locustfile can import it cheaply (the image ships it under ``/srv/serverlab``).
 
 Every enum is a :class:`~enum.StrEnum`: a member equals its string value
 (``Mode.CLOSED == "closed"``), so results files, experiment files and JSON keep the
 plain strings they always had.
 
-Adding a workload: add one :class:`WorkloadSpec` to :data:`WORKLOADS` and its Flask
+Adding a workload: add one :class:`~serverlab.workloadspec.WorkloadSpec` to :data:`WORKLOADS` and its Flask
 route in ``app/labapp/__init__.py``. The locustfile generates its user class and Locust
 options from the spec, the experiment validator accepts its name and parameters, the
 verifier checks its status and headers, and the report shows its rows.
@@ -18,12 +20,11 @@ verifier checks its status and headers, and the report shows its rows.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from types import MappingProxyType
 from typing import Any, Mapping
-from urllib.parse import urlencode
+
+from serverlab.workloadspec import Bound, Character, WorkloadSpec
 
 # ---------------------------------------------------------------------------------------
 # Units
@@ -66,8 +67,9 @@ class Mode(StrEnum):
 
     @property
     def level_unit(self) -> str:
-        """What one load level counts, for messages: ``users``, ``RPS`` or ``requests``."""
-        return _LEVEL_UNITS[self]
+        """What one load level counts, after a number: ``users``, ``target RPS`` or ``requests``
+        (:data:`LEVEL_NAMES`)."""
+        return LEVEL_NAMES[self].unit
 
     @property
     def level_range(self) -> tuple[int, int]:
@@ -76,8 +78,25 @@ class Mode(StrEnum):
 
 
 _LEVEL_KEYS = {Mode.CLOSED: "users", Mode.OPEN: "rates", Mode.REQUESTS: "requests"}
-_LEVEL_UNITS = {Mode.CLOSED: "users", Mode.OPEN: THROUGHPUT_UNIT, Mode.REQUESTS: "requests"}
 _LEVEL_RANGES = {Mode.CLOSED: (1, 1000), Mode.OPEN: (1, 100_000), Mode.REQUESTS: (1, 1_000_000)}
+
+
+@dataclass(frozen=True)
+class LevelNames:
+    """What one load level of a mode is called: after a number (``unit``: ``"64 users"``), as a
+    table column (``column``) and on a chart axis (``axis``)."""
+
+    unit: str
+    column: str
+    axis: str
+
+
+#: The load level's names per mode, for every message, table, chart and label (the one table of them).
+LEVEL_NAMES = {
+    Mode.CLOSED: LevelNames("users", "users", "concurrent users"),
+    Mode.OPEN: LevelNames(f"target {THROUGHPUT_UNIT}", f"target {THROUGHPUT_UNIT}", f"target {THROUGHPUT_UNIT}"),
+    Mode.REQUESTS: LevelNames("requests", "requests (users)", "requests"),
+}
 #: Every mode's value, in the order reports list them: ``("closed", "open", "requests")``.
 MODES = tuple(mode.value for mode in Mode)
 #: The workload wrk calibrates and the concurrency (wrk connections, Locust users) it does so at:
@@ -136,19 +155,6 @@ class CellStatus(StrEnum):
     OK = "ok"
     FAILED = "failed"
     UNVERIFIED = "unverified"
-
-
-class Character(StrEnum):
-    """What bounds a workload's cost per request, so reports can explain it by kind.
-
-    ``overhead``: almost no work, the server's per-request overhead dominates; ``cpu``:
-    CPU work that holds the GIL; ``io``: waiting that releases the GIL; ``mixed``: both.
-    """
-
-    OVERHEAD = "overhead"
-    CPU = "cpu"
-    IO = "io"
-    MIXED = "mixed"
 
 
 # ---------------------------------------------------------------------------------------
@@ -212,150 +218,6 @@ OPEN_RATE_OPTION = "--open-rate"
 
 # ---------------------------------------------------------------------------------------
 # Workloads
-
-
-class WorkloadParameterError(ValueError):
-    """A workload parameter is unknown, or not an integer within its bound.
-
-    The message names the workload, the parameter, the value and the allowed range.
-    """
-
-
-@dataclass(frozen=True)
-class Bound:
-    """An inclusive integer range for one request parameter.
-
-    :param name: the query/JSON parameter name, e.g. ``"n"``.
-    :param default: the value used when the parameter is absent.
-    :param low: the smallest allowed value.
-    :param high: the largest allowed value.
-    :param unit: what the number counts, shown in error messages.
-    """
-
-    name: str
-    default: int
-    low: int
-    high: int
-    unit: str
-
-    def describe(self) -> str:
-        """Return ``"<low>..<high> <unit>"`` for error messages."""
-        return f"{self.low}..{self.high} {self.unit}"
-
-    def allows(self, value: Any) -> bool:
-        """Return whether ``value`` is an ``int`` (not a ``bool``) within ``low..high``."""
-        return isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
-
-
-_IDENTIFIER = re.compile(r"[a-z][a-z0-9]*")
-#: A workload name: lower-case words of letters and digits, joined by single hyphens (``io-async``).
-_WORKLOAD_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z][a-z0-9]*)*")
-
-
-@dataclass(frozen=True)
-class WorkloadSpec:
-    """A named request the lab can load a server with: everything the app, the
-    locustfile, the experiment validator, the verifier and the report need to know.
-
-    The Locust user class (``<Name>User``) and one Locust option per parameter
-    (``--<workload>-<param>``) are derived from the names, so they cannot drift.
-
-    :param name: the name experiments use, lower-case letters and digits, words joined by
-        single hyphens (``"cpu"``, ``"io-async"``).
-    :param path: the request path without query string (``"/cpu"``).
-    :param parameters: the query parameters it takes, each with its bound and default.
-    :param content_type: the ``Content-Type`` a correct answer has.
-    :param summary: one line for ``--list`` and reports.
-    :param character: what bounds its cost per request.
-    :raises ValueError: if the name or a parameter name is not a lower-case identifier,
-        the path does not start with ``/``, or a default lies outside its bound.
-    """
-
-    name: str
-    path: str
-    parameters: tuple[Bound, ...] = ()
-    content_type: str = "application/json"
-    summary: str = ""
-    character: Character = Character.OVERHEAD
-    _bounds: Mapping[str, Bound] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if not _WORKLOAD_NAME.fullmatch(self.name):
-            raise ValueError(f"workload name {self.name!r} must be lower-case letters and digits "
-                             f"(words joined by single hyphens, e.g. 'io-async')")
-        if not self.path.startswith("/"):
-            raise ValueError(f"workload {self.name!r}: path {self.path!r} must start with '/'")
-        for bound in self.parameters:
-            if not _IDENTIFIER.fullmatch(bound.name):
-                raise ValueError(f"workload {self.name!r}: parameter name {bound.name!r} must be lower-case letters and digits")
-            if not bound.allows(bound.default):
-                raise ValueError(f"workload {self.name!r}: default {bound.default} of {bound.name!r} is outside {bound.describe()}")
-        object.__setattr__(self, "_bounds", MappingProxyType({bound.name: bound for bound in self.parameters}))
-
-    @property
-    def bounds(self) -> Mapping[str, Bound]:
-        """The parameters by name (read-only)."""
-        return self._bounds
-
-    @property
-    def user_class(self) -> str:
-        """The name of its Locust user class, e.g. ``"CpuUser"``, ``"IoAsyncUser"`` (generated by the locustfile)."""
-        return "".join(word.capitalize() for word in self.name.split("-")) + "User"
-
-    @property
-    def locust_options(self) -> dict[str, str]:
-        """Parameter name -> the Locust option carrying it, e.g. ``{"n": "--cpu-n"}``."""
-        return {name: f"--{self.name}-{name}" for name in self.bounds}
-
-    @staticmethod
-    def option_dest(option: str) -> str:
-        """The attribute a Locust option lands on in ``parsed_options``: ``"--cpu-n" -> "cpu_n"``,
-        ``"--io-async-ms" -> "io_async_ms"``."""
-        return option.lstrip("-").replace("-", "_")
-
-    def option_values(self, options: Any) -> dict[str, int]:
-        """Read this workload's parameters from parsed Locust options (``options.cpu_n`` ...).
-
-        :param options: Locust's ``environment.parsed_options`` (any object with the attributes).
-        :return: parameter name -> value, e.g. ``{"n": 1000}``.
-        :raises AttributeError: if an option was not added to Locust's parser.
-        """
-        return {name: getattr(options, self.option_dest(option)) for name, option in self.locust_options.items()}
-
-    def default_params(self) -> dict[str, int]:
-        """Return every parameter at its default, e.g. ``{"n": 1000}``."""
-        return {name: bound.default for name, bound in self.bounds.items()}
-
-    def params(self, overrides: Mapping[str, Any] | None = None) -> dict[str, int]:
-        """Return the full parameter set: the defaults updated with ``overrides``.
-
-        :raises WorkloadParameterError: naming the parameter and its allowed range if a
-            key is unknown or a value is not an integer within its bound.
-        """
-        params = self.default_params()
-        for key, value in (overrides or {}).items():
-            if key not in self.bounds:
-                valid = ", ".join(self.bounds) or "none"
-                raise WorkloadParameterError(f"workload {self.name!r} has no parameter {key!r} (valid: {valid})")
-            bound = self.bounds[key]
-            if not bound.allows(value):
-                raise WorkloadParameterError(
-                    f"workload {self.name!r} parameter {key!r} = {value!r}; allowed: integer {bound.describe()}")
-            params[key] = value
-        return params
-
-    def url_path(self, params: Mapping[str, int]) -> str:
-        """Return the path with its query string, e.g. ``/cpu?n=1000``."""
-        return f"{self.path}?{urlencode(dict(params))}" if params else self.path
-
-    def locust_args(self, params: Mapping[str, int]) -> list[str]:
-        """Return the Locust options that carry ``params`` plus the user class name,
-        e.g. ``["--cpu-n", "1000", "CpuUser"]``."""
-        options = self.locust_options
-        args: list[str] = []
-        for key, value in params.items():
-            args += [options[key], str(value)]
-        return [*args, self.user_class]
 
 
 #: ``/cpu?n=`` and ``/mixed?n=``: how many Fibonacci numbers to compute. The upper bound

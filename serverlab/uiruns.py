@@ -26,7 +26,8 @@ from serverlab.experiment import Experiment
 from serverlab.planning import PlannedCell, plan_cells
 from serverlab.results import Cell, ResultsError, read_results
 from serverlab.selfreport import SelfReport
-from serverlab.terms import WORKLOADS, CellStatus, Mode, WorkloadParameterError
+from serverlab.terms import WORKLOADS, CellStatus, Mode
+from serverlab.workloadspec import WorkloadParameterError
 
 #: The experiment name every comparison's run folder carries.
 EXPERIMENT_NAME = "ui-compare"

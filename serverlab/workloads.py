@@ -1,6 +1,6 @@
 """The workloads an experiment can name, and how to check a server answers them correctly.
 
-Each workload is declared once, as a :class:`serverlab.terms.WorkloadSpec`: its request
+Each workload is declared once, as a :class:`serverlab.workloadspec.WorkloadSpec`: its request
 path, Locust user class and parameter bounds, which the app enforces too, so that an
 experiment file is validated against the same ranges the server enforces.
 """
@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 from labapp import workloads as app_workloads
 from serverlab import LabError
 from serverlab.requestmix import RequestSpec, RequestVerificationError, RequestWorkload, calibration_request, verify_requests
-from serverlab.terms import WORKLOADS, WorkloadSpec
+from serverlab.terms import WORKLOADS
+from serverlab.workloadspec import WorkloadSpec
 
 
 class VerificationError(LabError):

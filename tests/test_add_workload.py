@@ -1,6 +1,6 @@
 """Adding a workload is one spec in one place plus its Flask route.
 
-A new :class:`serverlab.terms.WorkloadSpec` ("square") is put into
+A new :class:`serverlab.workloadspec.WorkloadSpec` ("square") is put into
 :data:`serverlab.terms.WORKLOADS` and a route for it onto the app; nothing else is
 edited. Then the locustfile generates its user class and option (real Locust runs
 against a real Werkzeug server of the app), the verifier checks it, the experiment
@@ -80,7 +80,8 @@ def locustfile_with_square(tmp_path: Path) -> Path:
     path = tmp_path / "with_square.py"
     path.write_text(textwrap.dedent(f"""
         import sys
-        from serverlab.terms import WORKLOADS, Bound, Character, WorkloadSpec
+        from serverlab.terms import WORKLOADS
+        from serverlab.workloadspec import Bound, Character, WorkloadSpec
         spec = {SPEC_SOURCE}
         WORKLOADS[spec.name] = spec
         sys.path.insert(0, {str(LOCUSTFILE.parent)!r})

@@ -235,7 +235,7 @@ def test_verdict_says_what_the_proxy_did():
     from report_factories import CONFIGS, make_cell, make_header
 
     from serverlab.report import aggregate, proxy_pairs, proxy_sentence, verdicts
-    from serverlab.report.tables import _config_table, _proxy_table
+    from serverlab.report.tables import config_table, proxy_table
 
     proxied_config = {**CONFIGS["gunicorn-gthread"], "proxy": "nginx", "proxy_protocol": "http", "proxy_workers": 1,
                       "server_cpus": 1, "server_memory": "512m"}
@@ -253,10 +253,10 @@ def test_verdict_says_what_the_proxy_did():
     assert "Proxy: nginx in front of gunicorn (nginx-gunicorn vs gunicorn-gthread, 64 users)" in verdict
     assert "used 1.00× the CPU per request (0.800 vs 0.800 ms, nginx included)" in verdict
     assert "did 0.75× the RPS (1,502 vs 2,002)" in verdict and "so the proxy cost 25% of throughput" in verdict
-    table = _config_table(rows)
+    table = config_table(rows)
     assert "proxy" in table.headers
     assert any(line[table.headers.index("proxy")].startswith("nginx (http, 1 worker(s)") for line in table.rows)
-    pairs_table = _proxy_table(rows)
+    pairs_table = proxy_table(rows)
     assert pairs_table is not None and [line[2:4] for line in pairs_table.rows] == [["nginx-gunicorn", "gunicorn-gthread"]]
     # a generator-bound row's RPS is not compared, its CPU cost still is
     bound = [replace(row, bottleneck={"class": "generator-bound"}) if row.variant == "gunicorn-gthread" else row for row in rows]

@@ -13,10 +13,10 @@ from dataclasses import asdict, replace
 import pytest
 
 from report_factories import make_cell, make_header, write_results
+from serverlab.calibration import Calibration
 from serverlab.findings import (
     FINDING_TYPES,
     WARMUP_TREND_THRESHOLD,
-    Calibration,
     CalibrationFailed,
     CalibrationLow,
     FailedRequests,
@@ -37,6 +37,7 @@ from serverlab.findings import (
 )
 from serverlab.loadgen import LoadOutcome
 from serverlab.report import aggregate, sentence, write_report
+from serverlab.report.sentences import row_warnings
 from serverlab.results import SCHEMA_VERSION, ResultsError, read_results
 
 #: (findings of a v3 cell, the warnings a v2 runner wrote for the same facts)
@@ -157,7 +158,7 @@ def test_an_old_calibration_note_stays_readable_and_words_the_same():
     assert not cell.calibration.measured
     (row,) = aggregate(make_header(), [cell])
     assert row.calibration is None
-    assert row.warnings == ("gunicorn-sync / hello / closed / 8 users: calibration: Locust failed: no CSV",)
+    assert row_warnings(row) == ("gunicorn-sync / hello / closed / 8 users: calibration: Locust failed: no CSV",)
     with pytest.raises(ResultsError, match="not a number"):
         replace(cell, calibration={"wrk_rps": "fast"})
 

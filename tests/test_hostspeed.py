@@ -26,6 +26,7 @@ from serverlab.report.rows import aggregate
 from serverlab.report.verdicts import verdicts
 from serverlab.results import read_results
 from serverlab.runner import Runner
+from serverlab.report.sentences import row_warnings
 
 ROOT = Path(__file__).resolve().parents[1]
 TWO_SERVERS = ('servers = ["gunicorn-sync", "uwsgi-processes"]\nworkloads = ["hello"]\nusers = [4]\nduration = 6\n'
@@ -175,8 +176,8 @@ def test_a_cell_whose_host_slowed_is_flagged_and_left_out_of_the_verdict(tmp_pat
     rows = aggregate(header, cells)
     row = next(r for r in rows if r.variant == slow.variant)
     assert row.bottleneck["class"] == "interference" and row.bottleneck["host_speed_deviation"] == pytest.approx(0.4)
-    assert any("host speed changed: the fixed CPU probe" in w and "40% slower" in w for w in row.warnings)
-    assert not any("other programs used" in w for w in row.warnings)
+    assert any("host speed changed: the fixed CPU probe" in w and "40% slower" in w for w in row_warnings(row))
+    assert not any("other programs used" in w for w in row_warnings(row))
     verdict = verdicts(rows)["hello"]
     assert f"{slow.variant} (the host's speed changed by +40%)" in verdict
     assert "or the host's speed changed, while they ran" in verdict

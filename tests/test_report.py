@@ -23,6 +23,7 @@ from serverlab.report import (
     write_report,
 )
 from serverlab.stats import NO_CI_NOTE
+from serverlab.report.sentences import row_warnings
 
 
 def closed_run(workload="hello", variants=None, levels=(1, 8), reps=3, samples=400):
@@ -104,8 +105,8 @@ def test_instability_and_saturation_warnings():
     cells.append(make_cell("werkzeug-single", level=8, repetition=1, samples=100, loadgen_saturated=True,
                            findings=[GeneratorSaturated(0.97, cpu_warning=True)]))
     rows = {r.variant: r for r in aggregate(make_header(), cells)}
-    assert any("run more repetitions or a longer duration" in w for w in rows["gunicorn-sync"].warnings)
-    single = rows["werkzeug-single"].warnings
+    assert any("run more repetitions or a longer duration" in w for w in row_warnings(rows["gunicorn-sync"]))
+    single = row_warnings(rows["werkzeug-single"])
     assert any("Locust warned of high CPU" in w for w in single)
     assert any("load generator was saturated" in w for w in single)
 
@@ -265,7 +266,7 @@ def test_calibration_table_marks_low_ratio():
             "Locust 15%) |  |") in md
     assert ("| gunicorn-gthread | hello | 8 users | 500 | 1,000 | 0.50 | 1,250 | 0.800 / — | below-saturation (server 40%, "
             "Locust 15%) | ⚠ below 0.9 |") in md
-    assert any("Locust, not the server, may be the limit" in w for w in rows[1].warnings + rows[0].warnings)
+    assert any("Locust, not the server, may be the limit" in w for w in row_warnings(rows[1]) + row_warnings(rows[0]))
 
 
 def test_json_round_trips_rows_and_verdicts():

@@ -9,9 +9,10 @@ from pathlib import Path
 from report_factories import make_cell, make_header, write_results
 from serverlab.report import aggregate, compare, render_markdown, verdicts
 from serverlab.report.model import Table
-from serverlab.report.to_markdown import _md_table
+from serverlab.report.to_markdown import md_table
 from serverlab.report.verdicts import PRINCIPLES, principle
-from serverlab.terms import WORKLOADS, Character, WorkloadSpec
+from serverlab.terms import WORKLOADS
+from serverlab.workloadspec import Character, WorkloadSpec
 
 REPORT_DIR = Path(__file__).resolve().parents[1] / "serverlab" / "report"
 
@@ -36,7 +37,7 @@ def test_compare_lays_out_its_table_with_the_reports_table_function(tmp_path):
     text = compare(old, new)
     empty = Table(["variant", "workload", "mode", "level", "old RPS", "new RPS", "change", "old p99 ms",
                    "new p99 ms", "old bottleneck", "new bottleneck"], [["(no cells in common)"] + [""] * 10])
-    assert "\n".join(_md_table(empty)) in text
+    assert "\n".join(md_table(empty)) in text
     assert "- gunicorn-sync / hello / closed / 8 users" in text and "- werkzeug-single / hello / closed / 8 users" in text
 
 

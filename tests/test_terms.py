@@ -10,11 +10,13 @@ import sys
 import pytest
 
 from serverlab import terms
-from serverlab.terms import HDR, WORKLOADS, Bound, Character, Mode, WorkloadParameterError, WorkloadSpec
+from serverlab.terms import HDR, LEVEL_NAMES, WORKLOADS, Mode
+from serverlab.workloadspec import Bound, Character, WorkloadParameterError, WorkloadSpec
 
 
 def test_terms_import_nothing_heavy():
-    """The app and the locustfile import it: no serverlab module besides the package, no third-party module."""
+    """The app and the locustfile import it: no serverlab module besides the package and
+    serverlab.workloadspec, no third-party module."""
     code = ("import json, sys; before = set(sys.modules); import serverlab.terms; "
             "print(json.dumps(sorted({m.split('.')[0] for m in set(sys.modules) - before})))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
@@ -27,7 +29,9 @@ def test_terms_import_nothing_heavy():
 def test_enums_are_their_strings():
     assert Mode.CLOSED == "closed" and f"{Mode.OPEN}" == "open" and json.dumps(Mode.REQUESTS) == '"requests"'
     assert [m.level_key for m in Mode] == ["users", "rates", "requests"]
-    assert [m.level_unit for m in Mode] == ["users", "RPS", "requests"]
+    assert [m.level_unit for m in Mode] == ["users", "target RPS", "requests"]
+    # one table of level names: the runner's messages and the report's labels say the same
+    assert all(m.level_unit == LEVEL_NAMES[m].unit for m in Mode)
     assert Mode("open").level_range == (1, 100_000)
     assert {c.value for c in Character} == {"overhead", "cpu", "io", "mixed"}
 

@@ -18,6 +18,7 @@ from serverlab.bottleneck import (
     summarize,
 )
 from serverlab.report import aggregate, compare, render_html, render_json, render_markdown, verdicts
+from serverlab.report.sentences import row_warnings
 from report_factories import write_results
 
 UWSGI_PROCESSES = {"server": "uwsgi", "model": "multi-process", "workers": 2, "threads": 1, "keep_alive": False,
@@ -204,7 +205,7 @@ def test_interference_rows_are_left_out_of_the_verdict():
     verdict = verdicts(rows)["hello"]
     assert verdict.startswith("gunicorn-gevent wins")
     assert "Left out (other programs used the lab's CPUs" in verdict and "gunicorn-sync (25%" in verdict
-    assert any("interference" in w for r in rows for w in r.warnings)
+    assert any("interference" in w for r in rows for w in row_warnings(r))
     only_disturbed = verdicts(aggregate(make_header(), issue_cells({"gunicorn-sync": (9_000, 0, 0.10, 0.99, 0.5)},
                                                                    interference=disturbed)))["hello"]
     assert only_disturbed.startswith("Cannot tell on this machine") and "quiet machine" in only_disturbed
@@ -235,7 +236,7 @@ def test_a_failed_calibration_is_a_warning_not_a_crash():
     cells = [make_cell("gunicorn-sync", repetition=r, calibration={"note": "wrk failed: wrk: not found"}) for r in (1, 2)]
     rows = aggregate(make_header(), cells)
     assert rows[0].calibration is None
-    assert any("calibration: wrk failed" in w for w in rows[0].warnings)
+    assert any("calibration: wrk failed" in w for w in row_warnings(rows[0]))
     assert "gunicorn-sync" in render_markdown(make_header(), rows)
 
 

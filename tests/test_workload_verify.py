@@ -14,7 +14,8 @@ import pytest
 
 from labapp import workloads as app_workloads
 from labapp.variants import get_variant
-from serverlab.terms import WORKLOADS, WorkloadParameterError, WorkloadSpec
+from serverlab.terms import WORKLOADS
+from serverlab.workloadspec import WorkloadParameterError, WorkloadSpec
 from serverlab.workloads import VerificationError, verify
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,8 @@ from typing import Any, Mapping
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, ClientDisconnected, HTTPException, LengthRequired, RequestEntityTooLarge
 
-from serverlab.terms import WORKLOADS, Bound, WorkloadSpec
+from serverlab.terms import WORKLOADS
+from serverlab.workloadspec import Bound, WorkloadSpec
 
 from . import selfreport, workloads
 from .body import REFUSAL_KEY, ChunkedBodies

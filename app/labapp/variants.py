@@ -170,11 +170,7 @@ class Variant:
         when ``connections`` bounds the threads, else ``None`` (unbounded). Used for Little's-law
         predictions: an I/O workload sleeping S seconds peaks at ``slots / S`` requests/s.
         """
-        if self.model == WorkerModel.GEVENT:
-            return self.workers * (self.connections or 1)
-        if self.threads == 0:
-            return self.workers * self.connections if self.connections else None
-        return self.workers * self.threads
+        return slots_of(self.model, self.workers, self.threads, self.connections)
 
     @property
     def serves_app(self) -> bool:
@@ -263,6 +259,24 @@ class Variant:
         data["settings"] = dict(self.settings)
         data["slots"] = self.slots
         return data
+
+
+def slots_of(model: str, workers: int, threads: int, connections: int | None) -> int | None:
+    """Requests a variant of these settings can serve at once: :attr:`Variant.slots`, for a
+    configuration read back from a results file as well as for a declared variant.
+
+    :param model: the worker model (:class:`serverlab.terms.WorkerModel`).
+    :param workers: worker processes.
+    :param threads: threads per worker (``0``: one thread per connection).
+    :param connections: greenlets per gevent worker, or the bound on threads per connection; ``None``: unset.
+    :return: workers × threads, × connections for gevent (or a bounded thread per connection);
+        ``None`` for an unbounded thread per connection.
+    """
+    if model == WorkerModel.GEVENT:
+        return workers * (connections or 1)
+    if threads == 0:
+        return workers * connections if connections else None
+    return workers * threads
 
 
 def _check(path: Path, data: Mapping[str, Any]) -> None:

@@ -11,7 +11,8 @@ import asyncio
 import hashlib
 import time
 
-from serverlab.terms import WORKLOADS, Bound
+from serverlab.terms import WORKLOADS
+from serverlab.workloadspec import Bound
 
 
 #: ``/cpu?n=``: how many Fibonacci numbers to compute (bounds from :data:`serverlab.terms.WORKLOADS`).

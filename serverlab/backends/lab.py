@@ -35,7 +35,8 @@ from labapp.variants import Variant
 from serverlab.backends.base import BackendError, CommandResult, LocustPaths, RunningServer, wait_healthy
 from serverlab.interference import CpuMonitor, interference_figures
 from serverlab.selfreport import SelfReport, SelfReportError, SelfReportSampler, read_self_report
-from serverlab.terms import HDR_FILE_PREFIX, MAX_REQUESTS_OPTION, OPEN_RATE_OPTION, WARMUP_OPTION, WORKLOADS, WorkloadSpec
+from serverlab.terms import HDR_FILE_PREFIX, MAX_REQUESTS_OPTION, OPEN_RATE_OPTION, WARMUP_OPTION, WORKLOADS
+from serverlab.workloadspec import WorkloadSpec
 
 #: Seconds between the quietness probe's two readings of a server's ``/lab/cpu``.
 PROBE_SECONDS = 2.0

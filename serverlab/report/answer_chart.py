@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from serverlab.report.answer_data import Answer, Placed
-from serverlab.report.charts import CHART_WIDTH_IN, _svg
+from serverlab.report.charts import CHART_WIDTH_IN, figure_svg
 from serverlab.report.model import Chart
 from serverlab.stats import Estimate
 from serverlab.terms import Bottleneck, Mode
@@ -114,4 +114,4 @@ def answer_chart(answer: Answer) -> Chart | None:
     fig.suptitle(f"{answer.workload} ({answer.where}): places on the evidence", fontsize=10, x=0.55,
                  y=1 - 0.06 / height, va="top")
     title = f"{answer.workload} ({answer.where}): places, with the evidence each rests on"
-    return Chart(title, _svg(fig, f"{answer.workload}-{answer.mode}-answer"))
+    return Chart(title, figure_svg(fig, f"{answer.workload}-{answer.mode}-answer"))

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from serverlab.report.formatting import format_estimate
 from serverlab.report.ranking import row_class
 from serverlab.report.rows import Row
-from serverlab.stats import NO_CI_NOTE, Estimate, format_estimate
+from serverlab.stats import NO_CI_NOTE, Estimate
 from serverlab.terms import Bottleneck, calibrated_workload
 
 #: The evidence kinds of :class:`serverlab.report.ranking.Evidence`, in the order they are named,

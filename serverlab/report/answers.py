@@ -25,7 +25,7 @@ from serverlab.report.answer_data import (
     evidence_estimate,
     valid_sources,
 )
-from serverlab.report.formatting import _level_text
+from serverlab.report.formatting import format_estimate, format_rps, level_text
 from serverlab.report.ranking import PairDecision, rank_level, row_class
 from serverlab.report.rate_verdict import capacity_disagreement
 from serverlab.report.rows import Row
@@ -37,7 +37,7 @@ from serverlab.report.verdicts import (
     proxy_facts,
     sustainable_throughput,
 )
-from serverlab.stats import NO_CI_NOTE, Estimate, compare_samples, format_estimate, format_rps
+from serverlab.stats import NO_CI_NOTE, Estimate, compare_samples
 from serverlab.terms import Bottleneck, Mode
 
 #: A sentence names at most this many variants it cannot tell apart, then counts the rest.
@@ -99,7 +99,7 @@ def _rate_answer(workload: str, mode: str, rows: list[Row]) -> Answer:
                       f"requests or failed repetitions; see the failed cells.",
                       placed=tuple(Placed(r.variant, None, False, r, left_out=_failure_text(r))
                                    for r in rows if r.level == top), principle=principle(workload))
-    where = f"{mode} mode, {_level_text(mode, ranking.level)}"
+    where = f"{mode} mode, {level_text(mode, ranking.level)}"
     cpus = next((r.config.get("server_cpus") for r in rows if r.config.get("server_cpus") is not None), "?")
     decisions, tiers = ranking.decisions, ranking.tiers
     reasons: dict[str, list[str]] = {r.variant: [] for r in ranking.at_level}

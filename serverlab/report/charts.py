@@ -29,10 +29,10 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator  # noqa: E402
 
 from serverlab.report.model import Chart  # noqa: E402
-from serverlab.report.formatting import LEVEL_NAMES, _level_text  # noqa: E402
+from serverlab.report.formatting import level_text  # noqa: E402
 from serverlab.report.rows import Row  # noqa: E402
 from serverlab.stats import Estimate  # noqa: E402
-from serverlab.terms import Bottleneck, Mode  # noqa: E402
+from serverlab.terms import LEVEL_NAMES, Bottleneck, Mode  # noqa: E402
 
 #: Width of every chart (inches at 100 dpi); the HTML scales it to its column.
 CHART_WIDTH_IN = 7.2
@@ -41,7 +41,7 @@ _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#
             "#7f7f7f", "#bcbd22"]
 
 
-def _svg(fig: Figure, salt: str) -> str:
+def figure_svg(fig: Figure, salt: str) -> str:
     """Render a figure to an inline ``<svg>`` element (text as SVG text in a local sans-serif font, deterministic ids)."""
     buffer = io.StringIO()
     with matplotlib.rc_context({"svg.hashsalt": salt, "svg.fonttype": "none"}):
@@ -129,7 +129,7 @@ def render_charts(rows: Sequence[Row]) -> list[Chart]:
         ax.set_ylim(bottom=0)
         ax.set_title(f"{workload} ({mode}): {title}")
         _legend(ax)
-        charts.append(Chart(f"{workload} ({mode}): {caption}", _svg(fig, f"{salt}-{suffix}")))
+        charts.append(Chart(f"{workload} ({mode}): {caption}", figure_svg(fig, f"{salt}-{suffix}")))
 
     # one load level: lines against the level would be a column of dots; the ranking chart shows it
     if len(levels) > 1:
@@ -153,7 +153,7 @@ def render_charts(rows: Sequence[Row]) -> list[Chart]:
         ax.set_ylabel("latency ms (median of repetitions)")
         ax.set_title(f"{workload} ({mode}): p99 solid, p50 dashed")
         _legend(ax)
-        charts.append(Chart(f"{workload} ({mode}): p50 and p99 latency vs load", _svg(fig, salt + "-latency")))
+        charts.append(Chart(f"{workload} ({mode}): p50 and p99 latency vs load", figure_svg(fig, salt + "-latency")))
 
         if any(r.cpu_ms_per_request for r in rows):
             per_variant_chart(lambda r: r.cpu_ms_per_request, "server CPU ms per request", "CPU cost per request",
@@ -183,10 +183,10 @@ def render_charts(rows: Sequence[Row]) -> list[Chart]:
         ax.set_ylabel("latency ms")
         _log_y(ax)
         ax.grid(True, alpha=0.3, which="both")
-        ax.set_title(f"{workload} ({mode}): latency distribution at {_level_text(mode, top)}")
+        ax.set_title(f"{workload} ({mode}): latency distribution at {level_text(mode, top)}")
         _legend(ax)
-        charts.append(Chart(f"{workload} ({mode}): latency percentile distribution at {_level_text(mode, top)}",
-                            _svg(fig, salt + "-distribution")))
+        charts.append(Chart(f"{workload} ({mode}): latency percentile distribution at {level_text(mode, top)}",
+                            figure_svg(fig, salt + "-distribution")))
     return charts
 
 
@@ -240,9 +240,9 @@ def ranking_charts(rows: Sequence[Row]) -> list[Chart]:
         ax.tick_params(axis="x", labelsize=8)
         ax.grid(True, axis="x", alpha=0.3)
         ax.set_axisbelow(True)
-        ax.set_title(f"{workload} ({mode}), {_level_text(mode, level)}: ranking by RPS", fontsize=10)
-        charts.append(Chart(f"{workload} ({mode}) at {_level_text(mode, level)}: servers ranked by RPS",
-                            _svg(fig, f"{workload}-{mode}-{level}-ranking")))
+        ax.set_title(f"{workload} ({mode}), {level_text(mode, level)}: ranking by RPS", fontsize=10)
+        charts.append(Chart(f"{workload} ({mode}) at {level_text(mode, level)}: servers ranked by RPS",
+                            figure_svg(fig, f"{workload}-{mode}-{level}-ranking")))
     return charts
 
 
@@ -307,9 +307,9 @@ def timeline_charts(rows: Sequence[Row]) -> list[Chart]:
         ax_p99.set_xlabel("seconds from the start of the warm-up", fontsize=8)
         for ax in (ax_rps, ax_p99):
             ax.tick_params(labelsize=8)
-        ax_rps.set_title(f"{workload} ({mode}), {_level_text(mode, level)}: throughput and p99 over time",
+        ax_rps.set_title(f"{workload} ({mode}), {level_text(mode, level)}: throughput and p99 over time",
                          fontsize=10)
         ax_rps.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False, borderaxespad=0.0)
-        charts.append(Chart(f"{workload} ({mode}) at {_level_text(mode, level)}: throughput and p99 per second "
-                            f"(warm-up shaded)", _svg(fig, f"{workload}-{mode}-{level}-timeline")))
+        charts.append(Chart(f"{workload} ({mode}) at {level_text(mode, level)}: throughput and p99 per second "
+                            f"(warm-up shaded)", figure_svg(fig, f"{workload}-{mode}-{level}-timeline")))
     return charts

@@ -7,12 +7,12 @@ from typing import Any
 
 from serverlab import bottleneck as _bottleneck
 from serverlab.hostspeed import describe_baseline, speed_ratio
-from serverlab.report.formatting import _fmt_ms
+from serverlab.report.formatting import fmt_ms, format_estimate, format_rps
 from serverlab.report.model import Table
 from serverlab.report.rows import ReportError, aggregate
-from serverlab.report.to_markdown import _md_table
+from serverlab.report.to_markdown import md_table
 from serverlab.results import read_results
-from serverlab.stats import compare_samples, format_estimate, format_rps
+from serverlab.stats import compare_samples
 from serverlab.terms import Bottleneck
 
 _NOT_THE_SERVERS = {Bottleneck.GENERATOR_BOUND, Bottleneck.INTERFERENCE}
@@ -109,12 +109,12 @@ def compare(old_path: Path, new_path: Path) -> str:
         table.rows.append([key[0], key[1], key[2], str(key[3]),
                            "failed" if old.failed else format_estimate(old.rps, format_rps),
                            "failed" if new.failed else format_estimate(new.rps, format_rps), change,
-                           _fmt_ms(old.hdr_us.get("p99")), _fmt_ms(new.hdr_us.get("p99")),
+                           fmt_ms(old.hdr_us.get("p99")), fmt_ms(new.hdr_us.get("p99")),
                            _bottleneck.describe(old.bottleneck), _bottleneck.describe(new.bottleneck)]
                           + (_normalised(old, new, scale) if scale else []))
     if not common:
         table.rows.append(["(no cells in common)"] + [""] * (len(table.headers) - 1))
-    lines += _md_table(table)
+    lines += md_table(table)
     for title, mine, other in (("Only in the old run", old_rows, new_rows), ("Only in the new run", new_rows, old_rows)):
         only = [r for k, r in mine.items() if k not in other]
         lines += [f"## {title}", ""]

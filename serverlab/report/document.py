@@ -16,23 +16,23 @@ from serverlab import __version__
 from serverlab.hostspeed import describe_baseline
 from serverlab.interference import describe_probe
 from serverlab.adaptive import target_paragraph
-from serverlab.report.formatting import _fmt_params, _level_text
+from serverlab.report.formatting import fmt_params, level_text
 from serverlab.report.answer_data import Answer
 from serverlab.report.answers import answers
 from serverlab.report.littles import littles_table
 from serverlab.report.model import AnswerBlock, Document, Section, Setting
 from serverlab.report.rows import Row
-from serverlab.report.sentences import grouped_findings
+from serverlab.report.sentences import grouped_findings, row_warnings
 from serverlab.report.tables import (
-    _answer_table,
-    _article_table,
-    _calibration_table,
-    _config_table,
-    _main_table,
-    _open_tables,
-    _proxy_table,
-    _reasons_table,
-    _requests_table,
+    answer_table,
+    article_table,
+    calibration_table,
+    config_table,
+    main_table,
+    open_tables,
+    proxy_table,
+    reasons_table,
+    requests_table,
 )
 from serverlab.report.verdicts import DEFAULT_P99_BOUND_MS, sustainable_throughput, verdicts
 from serverlab.results import RunHeader
@@ -102,7 +102,7 @@ def _blocks(answers: Sequence[Answer], charts: bool) -> list[AnswerBlock]:
     blocks = []
     for answer in answers:
         block = AnswerBlock(answer.workload, answer.where, f"answer-{answer.workload}", answer.sentence,
-                            _answer_table(answer), _reasons_table(answer), answer.principle)
+                            answer_table(answer), reasons_table(answer), answer.principle)
         if charts:
             from serverlab.report.answer_chart import answer_chart  # matplotlib: only here
 
@@ -133,22 +133,22 @@ def build_document(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[s
     for (workload, mode), grows in groups.items():
         section = Section(f"Workload {workload}: {mode} mode", f"{workload}-{mode}")
         section.paragraphs.append(
-            f"{_declared(header, workload) or 'Parameters: ' + _fmt_params(grows[0].workload_params)}. "
+            f"{_declared(header, workload) or 'Parameters: ' + fmt_params(grows[0].workload_params)}. "
             f"RPS is the median over repetitions with its "
             f"95% bootstrap CI; p50/p99/p99.9 come from the HDR histograms of all repetitions merged; CPU ms/req "
             f"is the median server CPU time per request.")
-        target = target_paragraph(grows, header.experiment, lambda s: f"{s.variant} ({_level_text(s.mode, s.level)})")
+        target = target_paragraph(grows, header.experiment, lambda s: f"{s.variant} ({level_text(s.mode, s.level)})")
         if target:
             section.paragraphs.append(target)
-        section.tables.append(_main_table(grows, mode))
+        section.tables.append(main_table(grows, mode))
         if mode == Mode.REQUESTS:
-            section.tables.append(_requests_table(grows, header))
-            article = _article_table(grows)
+            section.tables.append(requests_table(grows, header))
+            article = article_table(grows)
             if article:
                 section.tables.append(article)
         if mode == Mode.OPEN:
-            section.tables.extend(_open_tables(grows, bound))
-        for extra in (_calibration_table(grows), littles_table(grows)):
+            section.tables.extend(open_tables(grows, bound))
+        for extra in (calibration_table(grows), littles_table(grows)):
             if extra:
                 section.tables.append(extra)
         if charts:
@@ -158,14 +158,14 @@ def build_document(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[s
             section.charts.extend(render_charts(grows))
             section.charts.extend(timeline_charts(grows))
         sections.append(section)
-    proxy_table = _proxy_table(rows)
-    if proxy_table:
-        sections.append(Section("Proxied vs direct", "proxy", tables=[proxy_table], paragraphs=[
+    proxied = proxy_table(rows)
+    if proxied:
+        sections.append(Section("Proxied vs direct", "proxy", tables=[proxied], paragraphs=[
             "Each proxied variant runs nginx and the app server in one container (one CPU budget); its direct twin "
             "runs the same app server with the same workers and threads alone. CPU per request includes nginx."]))
-    sections.append(Section("Configuration", "configuration", tables=[_config_table(rows)],
+    sections.append(Section("Configuration", "configuration", tables=[config_table(rows)],
                             paragraphs=["The effective configuration of every variant as it ran."]))
-    warnings: list[str] = list(dict.fromkeys([*extra_warnings, *(w for r in rows for w in r.warnings)]))
+    warnings: list[str] = list(dict.fromkeys([*extra_warnings, *(w for r in rows for w in row_warnings(r))]))
     failed = [f for r in rows for f in r.failed_cells]
     title = f"serverlab report: {header.experiment.get('name', header.run_id)}"
     sustained = [(w, v, rate) for (w, v), rate in sustainable_throughput(rows, bound).items()]

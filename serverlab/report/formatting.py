@@ -1,66 +1,81 @@
-"""How numbers and configurations read in every table: latency in ms, seconds, parameters, workers×threads.
+"""How numbers and configurations read in every table: RPS, latency in ms, seconds, parameters,
+workers×threads, slots.
 
 Plain functions of values (no rows are built here); the tables, the verdicts and
 ``compare`` all format through them, so a figure reads the same everywhere.
-Inputs: latency in microseconds, times in seconds.
+Inputs: throughput in RPS, latency in microseconds, times in seconds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from serverlab.stats import format_rps
-from serverlab.terms import Mode, WorkerModel
+from labapp.variants import slots_of
+from serverlab.terms import LEVEL_NAMES, Mode, WorkerModel
 
-
-@dataclass(frozen=True)
-class LevelNames:
-    """What one load level of a mode is called: after a number, as a table column, on a chart axis."""
-
-    unit: str
-    column: str
-    axis: str
+if TYPE_CHECKING:
+    from serverlab.stats import Estimate
 
 
-#: The load level's names per mode, for every table, chart and label of the report.
-LEVEL_NAMES = {
-    Mode.CLOSED: LevelNames("users", "users", "concurrent users"),
-    Mode.OPEN: LevelNames("target RPS", "target RPS", "target RPS"),
-    Mode.REQUESTS: LevelNames("requests", "requests (users)", "requests"),
-}
+def format_rps(value: float) -> str:
+    """Requests per second for people: thousands separated at ≥ 1000, three significant
+    figures or so below (``12,061``, ``156``, ``19.4``, ``0.52``)."""
+    if value >= 100:  # one format from 100 up, so 999.7 rounds to "1,000" like 1000.2 does
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
 
 
-def _level_text(mode: str, level: int) -> str:
+def format_estimate(est: Estimate | None, fmt: Callable[[float], str] = format_rps) -> str:
+    """``"median [low–high]"`` with ``fmt`` for each figure, the median alone without an
+    interval, ``"—"`` for ``None``.
+
+    :param est: a :class:`serverlab.stats.Estimate` (in the unit ``fmt`` expects: RPS by default).
+    :param fmt: formats one figure (:func:`format_rps` by default).
+    """
+    if est is None:
+        return "—"
+    if est.has_ci:
+        return f"{fmt(est.median)} [{fmt(est.low)}–{fmt(est.high)}]"  # type: ignore[arg-type]
+    return fmt(est.median)
+
+
+def level_text(mode: str, level: int) -> str:
     """A load level with its unit, e.g. ``"64 users"``, ``"500 target RPS"`` (``"level"`` for an unknown mode)."""
     return f"{level} {LEVEL_NAMES[Mode(mode)].unit if mode in LEVEL_NAMES else 'level'}"
 
 
-def _model(row: Any) -> str:
+def worker_model(row: Any) -> str:
     """A row's worker model (``config["model"]``), ``"unknown"`` when not recorded."""
     return str(row.config.get("model", "unknown"))
 
 
-def _int(value: Any, default: int = 1) -> int:
+def as_int(value: Any, default: int = 1) -> int:
+    """``value`` as an ``int`` (a count from a variant's configuration), ``default`` when it is none."""
     try:
         return int(value)
     except (TypeError, ValueError):
         return default
 
 
-def _slots(config: dict[str, Any]) -> str:
-    """Concurrent requests a variant can hold: ``config["slots"]`` or derived from its model."""
-    if config.get("slots") is not None:
-        return str(config["slots"])
-    workers, threads = _int(config.get("workers")), _int(config.get("threads"))
-    if config.get("model") == WorkerModel.GEVENT and config.get("connections"):
-        return str(workers * _int(config["connections"]))
-    if threads == 0:
-        return "unbounded"
-    return str(workers * threads)
+def slots_text(config: dict[str, Any]) -> str:
+    """Concurrent requests a variant can hold, as a table shows them: the ``slots`` its
+    configuration recorded (:attr:`labapp.variants.Variant.slots`; ``"unbounded"`` for ``None``).
+
+    Results written before slots were recorded have no ``slots`` key: the same
+    :func:`labapp.variants.slots_of` that ``Variant.slots`` uses derives them from the model,
+    workers, threads and connections there.
+    """
+    if "slots" in config:
+        slots = config["slots"]
+    else:
+        slots = slots_of(str(config.get("model")), as_int(config.get("workers")), as_int(config.get("threads")),
+                         as_int(config.get("connections"), 0) or None)
+    return "unbounded" if slots is None else str(slots)
 
 
-def _fmt_ms(us: float | None) -> str:
+def fmt_ms(us: float | None) -> str:
     """Microseconds as milliseconds: rounded like RPS from 1 ms up (``1,234``, ``156``, ``19.4``,
     ``1.53``), three decimals below (``0.153``); ``"—"`` for ``None``."""
     if us is None:
@@ -69,15 +84,19 @@ def _fmt_ms(us: float | None) -> str:
     return format_rps(ms) if ms >= 1 else f"{ms:.3f}"
 
 
-def _fmt_s(seconds: float) -> str:
+def fmt_s(seconds: float) -> str:
+    """Seconds with three significant figures (``1.23``, ``45.6``), thousands separated from 100 s up (``1,234``)."""
     return f"{seconds:.3g}" if seconds < 100 else f"{seconds:,.0f}"
 
 
-def _fmt_params(params: dict[str, Any]) -> str:
+def fmt_params(params: dict[str, Any]) -> str:
+    """A workload's parameters as ``"ms=50, n=1000"`` (sorted by name), ``"no parameters"`` when empty."""
     return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "no parameters"
 
 
-def _workers_threads(config: dict[str, Any]) -> str:
+def workers_threads(config: dict[str, Any]) -> str:
+    """A variant's workers × threads (``"2×4"``), × greenlets for gevent (``"1×1000 greenlets"``),
+    ``"1×(thread per conn.)"`` for a thread per connection; ``"?"`` for a count not recorded."""
     workers = config.get("workers", "?")
     if config.get("model") == WorkerModel.GEVENT:
         return f"{workers}×{config.get('connections', '?')} greenlets"
@@ -87,5 +106,6 @@ def _workers_threads(config: dict[str, Any]) -> str:
     return f"{workers}×{threads}"
 
 
-def _yes_no(value: Any) -> str:
+def yes_no(value: Any) -> str:
+    """``"yes"``/``"no"`` for a recorded flag (e.g. ``keep_alive``), ``"—"`` when not recorded."""
     return "—" if value is None else ("yes" if value else "no")

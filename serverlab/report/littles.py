@@ -1,6 +1,6 @@
 """Little's law, row by row: the throughput a variant's slots predict for an I/O workload.
 
-A closed-model row of an I/O workload (:class:`~serverlab.terms.Character` ``io``: it waits
+A closed-model row of an I/O workload (:class:`~serverlab.workloadspec.Character` ``io``: it waits
 ``ms`` milliseconds and does almost no CPU work) on a variant that holds ``slots`` requests
 at once (``config["slots"]``: workers × threads, greenlets, or the adapter's threads) has
 ``min(users, slots)`` requests in service, each for the wait. Little's law (L = λW, Little
@@ -19,10 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from serverlab.report.formatting import _level_text, _slots
+from serverlab.report.formatting import format_estimate, format_rps, level_text, slots_text
 from serverlab.report.rows import Row
-from serverlab.stats import format_estimate, format_rps
-from serverlab.terms import MS_PER_S, WORKLOADS, Bottleneck, Character, Mode, WorkerModel
+from serverlab.terms import MS_PER_S, WORKLOADS, Bottleneck, Mode, WorkerModel
+from serverlab.workloadspec import Character
 
 if TYPE_CHECKING:  # model imports answers, which imports verdicts, which imports this module
     from serverlab.report.model import Table
@@ -88,13 +88,13 @@ def littles_law(row: Row) -> LittlesLaw | None:
     :return: the prediction and the measured/predicted ratio.
     """
     spec = WORKLOADS.get(row.workload)
-    slots_text = _slots(row.config)  # the recorded slots, or derived from workers, threads, greenlets
+    slots_shown = slots_text(row.config)  # the recorded slots (derived for results from before they were recorded)
     wait_ms = row.workload_params.get("ms")
     if (spec is None or spec.character != Character.IO or row.mode != Mode.CLOSED or row.rps is None
-            or not slots_text.isdigit() or int(slots_text) < 1
+            or not slots_shown.isdigit() or int(slots_shown) < 1
             or not isinstance(wait_ms, int) or isinstance(wait_ms, bool) or wait_ms <= 0):
         return None
-    slots = int(slots_text)
+    slots = int(slots_shown)
     predicted = min(row.users, slots) * MS_PER_S / wait_ms
     return LittlesLaw(row, slots, wait_ms, predicted, row.rps.median / predicted)
 
@@ -138,7 +138,7 @@ def littles_sentence(rows: Sequence[Row]) -> str:
     off = [law for law in laws if not law.within]
     if not off:
         return f"{head}: all {len(laws)} rows within {LITTLE_TOLERANCE:.0%}, so the slots explain every figure."
-    parts = [f"{law.row.variant} at {_level_text(law.row.mode, law.row.level)} did {format_rps(law.row.rps.median)} "  # type: ignore[union-attr]
+    parts = [f"{law.row.variant} at {level_text(law.row.mode, law.row.level)} did {format_rps(law.row.rps.median)} "  # type: ignore[union-attr]
              f"vs {format_rps(law.predicted_rps)} predicted ({law.slots} slots; {law.ratio:.2f}×, bounded by {law.bound})"
              for law in off]
     return (f"{head}: {len(laws) - len(off)} of {len(laws)} rows within {LITTLE_TOLERANCE:.0%}; off it: "
@@ -171,12 +171,12 @@ def async_sentence(workload: str, rows: Sequence[Row]) -> str:
         if async_row.failures or sync_row.failures:
             bad = async_row if async_row.failures else sync_row
             failing.append(f"{variant} ({bad.failure_ratio:.0%} of its {bad.workload} requests failed at "
-                           f"{_level_text(bad.mode, bad.level)})")
+                           f"{level_text(bad.mode, bad.level)})")
             continue
         ratio = async_row.rps.median / sync_row.rps.median  # type: ignore[union-attr]
-        parts.append(f"{variant} at {_level_text(async_row.mode, async_row.level)} {ratio:.2f}× "
+        parts.append(f"{variant} at {level_text(async_row.mode, async_row.level)} {ratio:.2f}× "
                      f"({format_rps(async_row.rps.median)} vs {format_rps(sync_row.rps.median)} RPS; "  # type: ignore[union-attr]
-                     f"slots: {_slots(async_row.config)})")
+                     f"slots: {slots_text(async_row.config)})")
         if abs(ratio - 1.0) > LITTLE_TOLERANCE:
             differ.append(variant)
     failed = f"requests failed (errors, not answers; see the warnings): {'; '.join(failing)}."

@@ -34,19 +34,19 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any, Sequence
 
-from serverlab.stats import Estimate, format_estimate, median_ci
+from serverlab.report.formatting import format_estimate
+from serverlab.stats import Estimate, median_ci
 from serverlab.terms import CALIBRATION_WORKLOAD, Bottleneck, calibrated_workload
 
 #: A "cannot tell" verdict explains at most this many unresolved pairs (the leader against
 #: the next ones) and counts the rest: 13 tied variants make 78 pairs, a page of text.
 MAX_EXPLAINED_PAIRS = 3
 #: wrk's ceiling and the CPU-cost capacity of one variant "disagree" beyond this
-#: relative difference. measuring-here.md: they agreed within 2% for three variants,
-#: were 16% apart for uwsgi-threads and 33% for werkzeug-single (a serial server waits
-#: on each connection, so it cannot use its whole budget).
+#: relative difference: on the README's quiet machine they were 17% apart for granian and
+#: 30% for uwsgi-threads (the two its verdict names), within a few per cent for most others.
 CAPACITY_AGREEMENT = 0.15
 #: Classes whose measured RPS is not limited by the generator.
-_RPS_CLASSES = (Bottleneck.SERVER_BOUND, Bottleneck.BELOW_SATURATION)
+RPS_CLASSES = (Bottleneck.SERVER_BOUND, Bottleneck.BELOW_SATURATION)
 #: The evidence kinds, as :attr:`Evidence.source` names them.
 SOURCES = ("measured RPS", "wrk", "CPU cost")
 
@@ -75,11 +75,7 @@ def separated(a: Estimate | None, b: Estimate | None) -> int:
     """
     if a is None or b is None or not a.has_ci or not b.has_ci:
         return 0
-    if a.low > b.high:  # type: ignore[operator]
-        return 1
-    if a.high < b.low:  # type: ignore[operator]
-        return -1
-    return 0
+    return int(a.low > b.high) - int(a.high < b.low)  # type: ignore[operator]
 
 
 def wrk_estimate(row: Any, workload: str) -> Estimate | None:
@@ -125,7 +121,8 @@ class PairDecision:
         return tuple(e for e in self.evidence if self.sign and e.sign == self.sign)
 
 
-def _generator_bound(row: Any) -> bool:
+def is_generator_bound(row: Any) -> bool:
+    """Whether a row's class (:func:`row_class`) is generator-bound: its RPS is the generator's floor, not the server's."""
     return row_class(row) == Bottleneck.GENERATOR_BOUND
 
 
@@ -144,7 +141,7 @@ def compare_pair(a: Any, b: Any, workload: str) -> PairDecision:
         intervals do not overlap and no evidence's intervals point the other way.
     """
     evidence: list[Evidence] = []
-    ga, gb = _generator_bound(a), _generator_bound(b)
+    ga, gb = is_generator_bound(a), is_generator_bound(b)
     if a.rps is not None and b.rps is not None:
         if not ga and not gb:
             evidence.append(_evidence("measured RPS", a.rps, b.rps, "Locust"))
@@ -186,7 +183,7 @@ def best_figure(row: Any, workload: str) -> float:
     wrk = wrk_estimate(row, workload)
     if wrk is not None:
         return wrk.median
-    if _generator_bound(row) and getattr(row, "cost_capacity_rps", None) is not None:
+    if is_generator_bound(row) and getattr(row, "cost_capacity_rps", None) is not None:
         return row.cost_capacity_rps.median
     return row.rps.median if row.rps is not None else 0.0
 
@@ -316,7 +313,7 @@ def rank(rows: Sequence[Any], workload: str, mode: str = "closed", level: int = 
         following = groups[number] if number < len(groups) else []
         ahead = tuple((a.variant, b.variant, decisions[(a.variant, b.variant)].decisive) for a in group for b in following)
         places.append(Place(number, tuple(group), {r.variant: intervals_of(r, workload) for r in group},
-                            tuple(r.variant for r in group if _generator_bound(r)), ahead))
+                            tuple(r.variant for r in group if is_generator_bound(r)), ahead))
     return Ranking(workload, str(mode), level, tuple(places), decisions, dict(left_out or {}))
 
 

@@ -12,18 +12,19 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from serverlab import bottleneck as _bottleneck
+from serverlab.report.formatting import format_estimate, format_rps
 from serverlab.report.ranking import (
-    _RPS_CLASSES,
+    RPS_CLASSES,
     MAX_EXPLAINED_PAIRS,
     CAPACITY_AGREEMENT,
     PairDecision,
-    _generator_bound,
+    is_generator_bound,
     interval_text,
     rank_level,
     row_class,
     wrk_estimate,
 )
-from serverlab.stats import compare_samples, format_estimate, format_rps
+from serverlab.stats import compare_samples
 from serverlab.terms import Bottleneck
 
 
@@ -76,11 +77,11 @@ def capacity_disagreement(row: Any, workload: str) -> str | None:
 def _what_would_tell(unresolved: list[tuple[Any, Any]], decisions: dict[tuple[str, str], PairDecision]) -> list[str]:
     out = []
     rows = [x for pair in unresolved for x in pair]
-    if any(_generator_bound(x) for x in rows):
+    if any(is_generator_bound(x) for x in rows):
         out.append("more CPUs for the load generator (a larger budget.loadgen_cpuset, with loadgen_processes = "
                    "\"auto\") or a smaller server budget (e.g. budget.server_cpus = 0.5), so that the servers, "
                    "not Locust, reach their limit")
-    if any(not _generator_bound(x) for x in rows):
+    if any(not is_generator_bound(x) for x in rows):
         out.append("more repetitions (repetitions, or target_ci = 0.05 with max_repetitions) or longer cells "
                    "(duration), to narrow the confidence intervals")
     singles = {e.source for a, b in unresolved for e in decisions[(a.variant, b.variant)].evidence
@@ -173,7 +174,7 @@ def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable
         order = "; ".join(f"{p.number}. {', '.join(p.variants)}" for p in places)
         parts.append(f"Order on the evidence (variants sharing a place cannot be told apart; each place is ahead of "
                      f"the next on non-overlapping 95% CIs): {order}.")
-    generator_bound = [r for r in candidates if _generator_bound(r)]
+    generator_bound = [r for r in candidates if is_generator_bound(r)]
     if generator_bound:
         parts.append(f"Locust was the bottleneck for {', '.join(r.variant for r in generator_bound)} (generator-bound: "
                      f"its RPS is only a floor), so their places rest on wrk's ceiling and CPU-cost capacity "
@@ -188,7 +189,7 @@ def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable
     if what_would_tell:
         parts.append("What would tell: " + "; or ".join(what_would_tell) + ".")
     parts.extend(tail)
-    measured = [r for r in candidates if row_class(r) in _RPS_CLASSES or row_class(r) is None]
+    measured = [r for r in candidates if row_class(r) in RPS_CLASSES or row_class(r) is None]
     text = reason(workload, measured, [r.variant for r in candidates if r not in measured])
     if text:
         parts.append(text)

@@ -4,8 +4,9 @@ Every report format and chart is drawn from these rows. Only cells with status
 ``ok`` are combined (median with a 95% bootstrap CI; latency percentiles also from
 the merged HDR histograms); the others are kept as :class:`FailedCell`. A row's
 findings — its cells' (with their repetition) and its own (instability, saturation,
-calibration, interference) — are data (:class:`RowFinding`); :attr:`Row.warnings`
-words them through :mod:`serverlab.report.sentences`.
+calibration, interference) — are data (:class:`RowFinding`);
+:func:`serverlab.report.sentences.row_warnings` words them (this module holds no words, so
+the sentences can import the rows and not the other way round).
 
 Units: latency in microseconds (``_us``), times in seconds (``_s``), CPU per request
 in milliseconds (``_ms``), memory in bytes, rates in RPS.
@@ -20,8 +21,8 @@ from typing import Any, Iterable, Sequence
 
 from serverlab import LabError
 from serverlab import bottleneck as _bottleneck
+from serverlab.calibration import Calibration
 from serverlab.findings import (
-    Calibration,
     CalibrationFailed,
     CalibrationLow,
     Finding,
@@ -31,14 +32,14 @@ from serverlab.findings import (
     RepetitionsLeftOut,
     Unstable,
 )
-from serverlab.report.formatting import _level_text
+from serverlab.report.formatting import level_text
 from serverlab.report.ranking import cost_capacity
-from serverlab.report.sentences import warning
 from serverlab.results import Cell, RunHeader
-from serverlab.histograms import StatsError, latency_summary, merge_histograms, percentile_distribution
+from serverlab.histograms import latency_summary, merge_histograms, percentile_distribution
 from serverlab.stats import (
     INSTABILITY_THRESHOLD,
     Estimate,
+    StatsError,
     median_ci,
     spread,
 )
@@ -173,11 +174,6 @@ class Row:
         return (self.variant, self.workload, self.mode, self.level)
 
     @property
-    def warnings(self) -> tuple[str, ...]:
-        """The findings as plain-language warnings, each naming this row (and repetition), without repeats."""
-        return tuple(dict.fromkeys(warning(self.label, f) for f in self.findings))
-
-    @property
     def failed(self) -> bool:
         """No repetition of this key was measured."""
         return self.repetitions_ok == 0
@@ -190,7 +186,7 @@ class Row:
     @property
     def label(self) -> str:
         """E.g. ``"gunicorn-sync / hello / closed / 64 users"``."""
-        return f"{self.variant} / {self.workload} / {self.mode} / {_level_text(self.mode, self.level)}"
+        return f"{self.variant} / {self.workload} / {self.mode} / {level_text(self.mode, self.level)}"
 
 
 def _estimate(values: Sequence[float]) -> Estimate | None:

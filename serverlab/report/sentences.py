@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from serverlab.findings import Finding, FindingKind, GeneratorSaturated, Interference
-from serverlab.report.formatting import _level_text
+from serverlab.report.formatting import level_text
 from serverlab.terms import Bottleneck
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def grouped_findings(rows: Sequence[Row]) -> list[str]:
             places.setdefault(row.key, [])
             if item.repetition is not None:
                 places[row.key].append(item.repetition)
-        where = [" ".join(x for x in ((f"{workload} {_level_text(mode, level)}" if several else ""),
+        where = [" ".join(x for x in ((f"{workload} {level_text(mode, level)}" if several else ""),
                                       _repetitions_text(reps)) if x) for (_, workload, mode, level), reps in places.items()]
         where = [w for w in where if w]
         lines.append(f"{variant}: {SHORT[finding.kind](finding)}" + (f": {', '.join(where)}" if where else ""))
@@ -183,3 +183,9 @@ def warning(label: str, item: RowFinding) -> str:
         return f"{label}: {sentence(item.finding, about_one_cell=False)}"
     return f"{label} (repetition {item.repetition}): {sentence(item.finding)}"
 
+
+
+def row_warnings(row: Row) -> tuple[str, ...]:
+    """A row's findings as plain-language warnings (:func:`warning`), each naming the row (and
+    repetition), without repeats, in the row's order."""
+    return tuple(dict.fromkeys(warning(row.label, item) for item in row.findings))

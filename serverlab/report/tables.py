@@ -12,15 +12,16 @@ from typing import Any, Sequence
 
 from serverlab import bottleneck as _bottleneck
 from serverlab.report.formatting import (
-    LEVEL_NAMES,
-    _fmt_ms,
-    _fmt_params,
-    _fmt_s,
-    _level_text,
-    _model,
-    _slots,
-    _workers_threads,
-    _yes_no,
+    fmt_ms,
+    fmt_params,
+    fmt_s,
+    format_estimate,
+    format_rps,
+    level_text,
+    slots_text,
+    worker_model,
+    workers_threads,
+    yes_no,
 )
 from serverlab.report.answer_data import SOURCE_LABELS, Answer
 from serverlab.report.model import Table
@@ -28,8 +29,7 @@ from serverlab.report.rows import CALIBRATION_MIN_RATIO, Row
 from serverlab.report.sentences import NOTES
 from serverlab.report.verdicts import proxy_pairs, sustainable_throughput
 from serverlab.results import RunHeader
-from serverlab.stats import format_estimate, format_rps
-from serverlab.terms import Mode, WorkerModel
+from serverlab.terms import LEVEL_NAMES, Mode, WorkerModel
 
 #: Percentiles shown from the merged HDR histograms in tables.
 TABLE_PERCENTILES = ("p50", "p99", "p99.9")
@@ -57,7 +57,9 @@ def _row_notes(row: Row) -> str:
     return "; ".join(notes)
 
 
-def _main_table(rows: list[Row], mode: str) -> Table:
+def main_table(rows: list[Row], mode: str) -> Table:
+    """The section's main table, one line per row of one mode: server, model, workers×threads, keep-alive,
+    level, RPS [95% CI], p50/p99/p99.9 (ms), failures, CPU ms/request, bottleneck, notes."""
     level_name = LEVEL_NAMES[Mode(mode)].column
     headers = ["server", "model", "workers×threads", "keep-alive", level_name, "RPS [95% CI]",
                "p50 ms", "p99 ms", "p99.9 ms", "failures", "CPU ms/req", "bottleneck", "notes"]
@@ -73,14 +75,14 @@ def _main_table(rows: list[Row], mode: str) -> Table:
         if row.failed:
             table.failed_rows.add(len(table.rows))
         table.rows.append([
-            row.variant, _model(row), _workers_threads(row.config), _yes_no(row.config.get("keep_alive")),
-            level, rps, *(_fmt_ms(row.hdr_us.get(p)) for p in TABLE_PERCENTILES), failures, cpu,
+            row.variant, worker_model(row), workers_threads(row.config), yes_no(row.config.get("keep_alive")),
+            level, rps, *(fmt_ms(row.hdr_us.get(p)) for p in TABLE_PERCENTILES), failures, cpu,
             _bottleneck.describe(row.bottleneck), _row_notes(row),
         ])
     return table
 
 
-def _answer_table(answer: Answer) -> Table:
+def answer_table(answer: Answer) -> Table:
     """The compact table under an answer: place, server, model, RPS [CI], p99, CPU ms/req, bottleneck, evidence used."""
     table = Table(["place", "server", "model", "RPS [95% CI]", "p99 ms", "CPU ms/req", "bottleneck", "evidence used"], [])
     for placed in answer.placed:
@@ -97,8 +99,8 @@ def _answer_table(answer: Answer) -> Table:
             tried = ", ".join(SOURCE_LABELS.get(f.source, f.source) for f in placed.figures)
             evidence = "none separates it" + (f" ({tried})" if tried else "")
         table.rows.append([
-            placed.place_text, placed.variant, f"{_model(row)} {_workers_threads(row.config)}",
-            format_estimate(row.rps, format_rps) + floor, _fmt_ms(row.hdr_us.get("p99")),
+            placed.place_text, placed.variant, f"{worker_model(row)} {workers_threads(row.config)}",
+            format_estimate(row.rps, format_rps) + floor, fmt_ms(row.hdr_us.get("p99")),
             f"{row.cpu_ms_per_request.median:.3g}" if row.cpu_ms_per_request else "—",
             _bottleneck.describe(row.bottleneck), evidence,
         ])
@@ -107,13 +109,14 @@ def _answer_table(answer: Answer) -> Table:
     return table
 
 
-def _reasons_table(answer: Answer) -> Table | None:
+def reasons_table(answer: Answer) -> Table | None:
     """The reasoning behind an answer, one row per variant that has any: server, place, why."""
     rows = [[p.variant, p.place_text, "\n".join(p.reasons)] for p in answer.placed if p.reasons]
     return Table(["server", "place", "why"], rows, list_columns={2}) if rows else None
 
 
-def _requests_table(rows: list[Row], header: RunHeader) -> Table:
+def requests_table(rows: list[Row], header: RunHeader) -> Table:
+    """Requests mode: the total time (seconds) each variant took to complete each request count."""
     variants = list(dict.fromkeys(r.variant for r in rows))
     levels = sorted({r.level for r in rows})
     by_key = {(r.variant, r.level): r for r in rows}
@@ -127,7 +130,7 @@ def _requests_table(rows: list[Row], header: RunHeader) -> Table:
             elif row.failed or row.total_time_s is None:
                 line.append("failed" if row.failed else "—")
             else:
-                line.append(format_estimate(row.total_time_s, _fmt_s))
+                line.append(format_estimate(row.total_time_s, fmt_s))
         table.rows.append(line)
     first = rows[0]
     users = sorted({r.users for r in rows})
@@ -138,14 +141,14 @@ def _requests_table(rows: list[Row], header: RunHeader) -> Table:
         cpus = memory = "not enforced"
     table.intro.append(
         f"Each cell is the median wall time in seconds to complete that many requests to the "
-        f"{first.workload} endpoint ({_fmt_params(first.workload_params)}) with "
+        f"{first.workload} endpoint ({fmt_params(first.workload_params)}) with "
         f"{'/'.join(map(str, users))} concurrent Locust users, over {reps} repetition(s), with its 95% "
         f"bootstrap confidence interval in brackets. Server limits: server_cpus={cpus}, "
         f"server_memory={memory}; backend {header.metadata.get('backend', '?')}.")
     top = levels[-1]
     finished = [by_key[(v, top)] for v in variants if (v, top) in by_key and by_key[(v, top)].total_time_s]
     if finished:
-        pieces = [f"{r.variant} took {_fmt_s(r.total_time_s.median)} s" for r in finished]  # type: ignore[union-attr]
+        pieces = [f"{r.variant} took {fmt_s(r.total_time_s.median)} s" for r in finished]  # type: ignore[union-attr]
         table.intro.append(f"For {top} requests: " + ", ".join(pieces) + ".")
     return table
 
@@ -153,14 +156,14 @@ def _requests_table(rows: list[Row], header: RunHeader) -> Table:
 #: The figures Flask threading articles quote: total seconds for N requests to "an app that
 #: generated a Fibonacci sequence of 1000 numbers", non-threaded Flask vs Gunicorn
 #: "multi-threaded" (no hardware, concurrency or server settings given).
-#: Source: the widely copied article summarized in shared/notes/servers-and-load.md.
+#: Source: the widely copied Flask threading article that ``experiments/threading.toml`` reproduces.
 ARTICLE_TOTAL_TIME_S = {10: (3.25, 2.52), 100: (35.89, 11.61), 1000: (343.74, 96.02)}
 _SINGLE_MODELS = (WorkerModel.SINGLE,)
 _THREAD_MODELS = (WorkerModel.THREADED, WorkerModel.GEVENT)
 _PROCESS_MODELS = (WorkerModel.MULTI_PROCESS, WorkerModel.PROCESS_THREAD)
 
 
-def _article_table(rows: list[Row]) -> Table | None:
+def article_table(rows: list[Row]) -> Table | None:
     """The Flask-threading-article claims next to this run's measurements (requests mode, cpu)."""
     by_key = {(r.variant, r.level): r for r in rows if not r.failed and r.total_time_s}
     singles = sorted({r.variant for r in rows if r.config.get("model") in _SINGLE_MODELS})
@@ -176,7 +179,7 @@ def _article_table(rows: list[Row]) -> Table | None:
         article = ARTICLE_TOTAL_TIME_S.get(level)
         line = [str(level)]
         line += [f"{article[0]:.2f}", f"{article[1]:.2f}", f"{article[0] / article[1]:.2f}×"] if article else ["—"] * 3
-        line.append(_fmt_s(base.total_time_s.median) if base else "—")  # type: ignore[union-attr]
+        line.append(fmt_s(base.total_time_s.median) if base else "—")  # type: ignore[union-attr]
         for models, label in ((_THREAD_MODELS, "threads"), (_PROCESS_MODELS, "processes")):
             candidates = [r for (v, lvl), r in by_key.items() if lvl == level and r.config.get("model") in models]
             best = min(candidates, key=lambda r: r.total_time_s.median, default=None)  # type: ignore[union-attr]
@@ -205,7 +208,9 @@ def _article_table(rows: list[Row]) -> Table | None:
     return table
 
 
-def _open_tables(rows: list[Row], bound_ms: float) -> list[Table]:
+def open_tables(rows: list[Row], bound_ms: float) -> list[Table]:
+    """Open mode: target vs achieved rate (RPS), p99 (ms), late sends and max lag (ms) per row, then each
+    variant's sustainable throughput: the highest target rate whose p99 stayed under ``bound_ms`` (ms)."""
     table = Table(["server", "target RPS", "achieved RPS [95% CI]", "p99 ms", "late sends", "max lag ms",
                    "fell behind", "failures"], [], title="Target vs achieved rate")
     for row in rows:
@@ -214,9 +219,9 @@ def _open_tables(rows: list[Row], bound_ms: float) -> list[Table]:
             table.failed_rows.add(len(table.rows))
         table.rows.append([
             row.variant, str(row.level), "failed" if row.failed else format_estimate(row.rps, format_rps),
-            _fmt_ms(row.hdr_us.get("p99")), str(load.get("late_sends", "—")),
+            fmt_ms(row.hdr_us.get("p99")), str(load.get("late_sends", "—")),
             f"{load['max_lag_ms']:.1f}" if "max_lag_ms" in load else "—",
-            _yes_no(load.get("fell_behind")) if load else "—", str(row.failures),
+            yes_no(load.get("fell_behind")) if load else "—", str(row.failures),
         ])
     sustained = sustainable_throughput(rows, bound_ms)
     summary = Table(["server", "sustainable RPS"], [], title="Sustainable throughput")
@@ -234,7 +239,10 @@ def _cpu_pair(row: Row) -> str:
     return f"{ms(row.cpu_ms_per_request)} / {ms(row.wrk_cpu_ms_per_request)}"
 
 
-def _calibration_table(rows: list[Row]) -> Table | None:
+def calibration_table(rows: list[Row]) -> Table | None:
+    """The rows wrk calibrated: Locust RPS, wrk RPS [CI], their ratio (⚠ below
+    :data:`~serverlab.report.rows.CALIBRATION_MIN_RATIO`), CPU-cost capacity and CPU ms/request under
+    each generator; ``None`` when no row was calibrated."""
     calibrated = [r for r in rows if r.calibration]
     if not calibrated:
         return None
@@ -250,7 +258,7 @@ def _calibration_table(rows: list[Row]) -> Table | None:
     for row in calibrated:
         cal = row.calibration or {}
         low = cal["ratio"] < CALIBRATION_MIN_RATIO
-        table.rows.append([row.variant, row.workload, _level_text(row.mode, row.level),
+        table.rows.append([row.variant, row.workload, level_text(row.mode, row.level),
                            format_rps(cal["locust_rps"]),
                            format_estimate(row.wrk_rps) if row.wrk_rps is not None else format_rps(cal["wrk_rps"]),
                            f"{cal['ratio']:.2f}", format_estimate(row.cost_capacity_rps, format_rps),
@@ -259,7 +267,9 @@ def _calibration_table(rows: list[Row]) -> Table | None:
     return table
 
 
-def _config_table(rows: list[Row]) -> Table:
+def config_table(rows: list[Row]) -> Table:
+    """Each variant's configuration once: server, model, workers, threads, slots, keep-alive, server CPUs
+    and memory ("not enforced" on the local backend), and proxy, settings, description, command where any has them."""
     seen: dict[str, dict[str, Any]] = {}
     for row in rows:
         if row.variant not in seen or (not seen[row.variant] and row.config):
@@ -270,8 +280,8 @@ def _config_table(rows: list[Row]) -> Table:
     for variant, config in seen.items():
         line = [
             variant, str(config.get("server", "—")), str(config.get("model", "—")),
-            str(config.get("workers", "—")), str(config.get("threads", "—")), _slots(config),
-            _yes_no(config.get("keep_alive")),
+            str(config.get("workers", "—")), str(config.get("threads", "—")), slots_text(config),
+            yes_no(config.get("keep_alive")),
             *(["not enforced", "not enforced"] if config.get("backend") == "local"  # no cgroup: pinning only
               else [str(config.get("server_cpus", "—")), str(config.get("server_memory", "—"))]),
         ]
@@ -286,7 +296,9 @@ def _config_table(rows: list[Row]) -> Table:
     return table
 
 
-def _proxy_table(rows: Sequence[Row]) -> Table | None:
+def proxy_table(rows: Sequence[Row]) -> Table | None:
+    """Proxied variants next to their direct twins (:func:`~serverlab.report.verdicts.proxy_pairs`): RPS,
+    p99 (ms), CPU ms/request and bottleneck of each; ``None`` when the run has no such pair."""
     pairs = proxy_pairs(rows)
     if not pairs:
         return None
@@ -295,9 +307,9 @@ def _proxy_table(rows: Sequence[Row]) -> Table | None:
                   title="Proxied vs direct (same app-server settings, same CPU budget)")
     for proxied, direct in pairs:
         table.rows.append([
-            proxied.workload, _level_text(proxied.mode, proxied.level), proxied.variant, direct.variant,
+            proxied.workload, level_text(proxied.mode, proxied.level), proxied.variant, direct.variant,
             format_estimate(proxied.rps, format_rps), format_estimate(direct.rps, format_rps),
-            format_estimate(proxied.p99_us, _fmt_ms), format_estimate(direct.p99_us, _fmt_ms),
+            format_estimate(proxied.p99_us, fmt_ms), format_estimate(direct.p99_us, fmt_ms),
             format_estimate(proxied.cpu_ms_per_request, lambda v: f"{v:.3f}"),
             format_estimate(direct.cpu_ms_per_request, lambda v: f"{v:.3f}"),
             _bottleneck.describe(proxied.bottleneck), _bottleneck.describe(direct.bottleneck),

@@ -11,6 +11,7 @@ from serverlab import __version__
 from serverlab.report.document import build_document
 from serverlab.report.model import Document
 from serverlab.report.rows import Row
+from serverlab.report.sentences import row_warnings
 from serverlab.report.verdicts import rankings
 from serverlab.results import RunHeader
 
@@ -30,7 +31,7 @@ def _row_dict(row: Row) -> dict[str, Any]:
     """A row as report.json holds it: its fields, the findings as their warnings."""
     data = asdict(row)
     del data["findings"]
-    data["warnings"] = list(row.warnings)
+    data["warnings"] = list(row_warnings(row))
     return data
 
 

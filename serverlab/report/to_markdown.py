@@ -1,6 +1,6 @@
 """``summary.md``: the report document as Markdown, and the one Markdown table function.
 
-:func:`_md_table` renders every table of the reports and of ``serverlab compare``, so
+:func:`md_table` renders every table of the reports and of ``serverlab compare``, so
 they escape and lay out cells the same way.
 """
 
@@ -19,7 +19,7 @@ def _md_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("\r", " ")
 
 
-def _md_table(table: Table) -> list[str]:
+def md_table(table: Table) -> list[str]:
     """A table's lines: its title (``###``), intro paragraphs, header, rule, rows, and a blank line."""
     lines: list[str] = []
     if table.title:
@@ -48,7 +48,7 @@ def markdown(doc: Document) -> str:
     for block in doc.blocks:
         if len(doc.blocks) > 1:
             lines += [f"### {block.workload} ({block.where})", ""]
-        lines += _md_table(block.table)
+        lines += md_table(block.table)
     reasons = [b for b in doc.blocks if b.reasons or b.principle]
     if reasons:
         lines += ["## Why this order", ""]
@@ -57,19 +57,19 @@ def markdown(doc: Document) -> str:
             if block.principle:
                 lines += [block.principle, ""]
             if block.reasons:
-                lines += _md_table(block.reasons)
+                lines += md_table(block.reasons)
     lines += ["## Run", ""]
     lines += [f"- **{label}**: {_md_escape(value)}" for label, value in doc.metadata]
     lines.append("")
     if doc.settings:
-        lines += _md_table(Table(["setting", "value"], [[s.name, ", ".join(s.items) if s.items else s.text]
+        lines += md_table(Table(["setting", "value"], [[s.name, ", ".join(s.items) if s.items else s.text]
                                                          for s in doc.settings], title="Settings"))
     for section in doc.sections:
         lines += [f"## {section.title}", ""]
         for paragraph in section.paragraphs:
             lines += [paragraph, ""]
         for table in section.tables:
-            lines += _md_table(table)
+            lines += md_table(table)
     lines += ["## Findings", ""]
     lines += [f"- {_md_escape(f)}" for f in doc.findings] or ["- none"]
     lines.append("")

@@ -3,7 +3,7 @@
 Closed and requests modes rank variants on the evidence valid for their bottleneck
 class (:func:`serverlab.report.rate_verdict.rate_verdict`); open mode names the variant with
 the highest :func:`sustainable_throughput`. Each verdict ends with the workload's
-principle (keyed by its :class:`~serverlab.terms.Character`), ratios from the measured
+principle (keyed by its :class:`~serverlab.workloadspec.Character`), ratios from the measured
 rows, what a proxy in front of an app server did (:func:`proxy_sentence`), Little's law
 for I/O workloads and an async workload against its sync twin
 (:mod:`serverlab.report.littles`).
@@ -17,13 +17,13 @@ import math
 from typing import Callable, Iterable, Sequence
 
 from serverlab import bottleneck as _bottleneck
-from serverlab.report.formatting import _fmt_ms, _int, _level_text, _model
+from serverlab.report.formatting import as_int, fmt_ms, format_rps, level_text, worker_model
 from serverlab.report.littles import async_sentence, littles_sentence
 from serverlab.report.rate_verdict import rate_verdict
 from serverlab.report.ranking import LevelRanking, rank_level
 from serverlab.report.rows import Row
-from serverlab.stats import format_rps
-from serverlab.terms import WORKLOADS, Bottleneck, Character, Mode, WorkerModel
+from serverlab.terms import WORKLOADS, Bottleneck, Mode, WorkerModel
+from serverlab.workloadspec import Character
 
 #: Default latency bound of open-mode "sustainable throughput" (ms); an experiment may set ``p99_bound_ms``.
 DEFAULT_P99_BOUND_MS = 100.0
@@ -94,9 +94,9 @@ def check_facts(workload: str, rows: list[Row]) -> list[tuple[str, str]]:
                                       f"{ratio:.2f}× {base.variant} ({format_rps(base.rps.median)} RPS)"))
         return ratio
 
-    one_process = lambda r: _int(r.config.get("workers")) <= 1  # noqa: E731
-    single = _best(rows, lambda r: _model(r) == WorkerModel.SINGLE)
-    concurrent = _best(rows, lambda r: one_process(r) and _model(r) in _CONCURRENT_MODELS)
+    one_process = lambda r: as_int(r.config.get("workers")) <= 1  # noqa: E731
+    single = _best(rows, lambda r: worker_model(r) == WorkerModel.SINGLE)
+    concurrent = _best(rows, lambda r: one_process(r) and worker_model(r) in _CONCURRENT_MODELS)
     thread_ratio = ratio_fact(concurrent, single, "threads/greenlets in one process vs one thread")
     multi = _best(rows, lambda r: not one_process(r))
     best_one = _best(rows, one_process)
@@ -178,12 +178,12 @@ def proxy_facts(rows: Sequence[Row]) -> list[tuple[str, str]]:
         elif proxied.rps and direct.rps and direct.rps.median:
             ratio = proxied.rps.median / direct.rps.median
             facts.append(f"did {ratio:.2f}× the RPS ({format_rps(proxied.rps.median)} vs {format_rps(direct.rps.median)})"
-                         + (f" at p99 {_fmt_ms(proxied.p99_us.median)} vs {_fmt_ms(direct.p99_us.median)} ms"
+                         + (f" at p99 {fmt_ms(proxied.p99_us.median)} vs {fmt_ms(direct.p99_us.median)} ms"
                             if proxied.p99_us and direct.p99_us else "")
                          + f", so the proxy {'cost' if ratio < 1 else 'gained'} {abs(1 - ratio):.0%} of throughput")
         if facts:
             out.append((proxied.variant, f"{name} ({proxied.variant} vs {direct.variant}, "
-                                         f"{_level_text(proxied.mode, proxied.level)}) " + " and ".join(facts)))
+                                         f"{level_text(proxied.mode, proxied.level)}) " + " and ".join(facts)))
     return out
 
 
@@ -197,7 +197,7 @@ def proxy_sentence(rows: Sequence[Row]) -> str:
 
 def _verdict_rate(workload: str, mode: str, rows: list[Row]) -> str:
     """Closed/requests mode: the physics-aware verdict of :func:`serverlab.report.rate_verdict.rate_verdict`."""
-    return rate_verdict(workload, mode, rows, _reason, _level_text)
+    return rate_verdict(workload, mode, rows, _reason, level_text)
 
 
 def sustainable_throughput(rows: Iterable[Row], p99_bound_ms: float = DEFAULT_P99_BOUND_MS) -> dict[tuple[str, str], int | None]:

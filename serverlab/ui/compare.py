@@ -100,8 +100,9 @@ class CollectorDriver:
 
 
 @dataclass
-class Comparison:
-    """One comparison: its experiment, run folder, state (running/done/stopped/failed) and message."""
+class CompareRun:
+    """One Compare started from the web UI (:class:`CompareRunner` runs it): its experiment, run folder,
+    state (running/done/stopped/failed), message and start/finish times (Unix seconds)."""
 
     experiment: Experiment
     state: str = "running"
@@ -132,7 +133,7 @@ class CompareRunner:
         self.reports_dir = Path(reports_dir)
         self.driver = CollectorDriver(environment, collector, workload_classes,
                                       {target_url(name): name for name in variants})
-        self.comparison: Comparison | None = None
+        self.comparison: CompareRun | None = None
         self.backend: LabBackend | None = None
         self._greenlet: gevent.Greenlet | None = None
 
@@ -151,7 +152,7 @@ class CompareRunner:
                           "in reports/, make it writable for uid 10001, or start the lab as yourself with "
                           "SERVERLAB_UID=$(id -u) SERVERLAB_GID=$(id -g) docker compose up (make up does).")
 
-    def start(self, req: CompareRequest) -> Comparison:
+    def start(self, req: CompareRequest) -> CompareRun:
         """Start a checked comparison in the background; return it (rows fill in as servers finish).
 
         :raises UIRefused: (409) when a comparison or a load test is running or no worker is
@@ -179,12 +180,12 @@ class CompareRunner:
             raise UIRefused(str(err), status=400) from None
         except SelfReportError as err:
             raise UIRefused(f"cannot read the server's CPU: {err}", status=502) from None
-        self.comparison = Comparison(experiment, started_at=time.time())
+        self.comparison = CompareRun(experiment, started_at=time.time())
         self.backend = LabBackend(self.driver, self.target_url, {"loadgen_processes_connected": processes})
         self._greenlet = gevent.spawn(self._run, self.comparison, self.backend)
         return self.comparison
 
-    def _run(self, comparison: Comparison, backend: LabBackend) -> None:
+    def _run(self, comparison: CompareRun, backend: LabBackend) -> None:
         env = self.environment
         saved = (env.host, list(env.user_classes), dict(vars(env.parsed_options)) if env.parsed_options else None)
         reports_dir, note = self._where()
