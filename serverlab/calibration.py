@@ -16,23 +16,23 @@ with the cell's under Locust (the two generators should send the same work).
 
 An experiment of declared requests (an app's own ``[[requests]]``) calibrates on its
 first GET request instead of hello, standalone, and records that request's name
-(:attr:`Calibration.workload`) so that the verdict weighs wrk only there.
+(:attr:`serverlab.results.Calibration.workload`) so that the verdict weighs wrk only there.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from serverlab.loadgen import LoadError, LoadPlan, parse_wrk, read_outcome, wrk_args
+from serverlab.results import Calibration
 from serverlab.runfolders import write_text
 from serverlab.terms import CALIBRATION_CONNECTIONS, CALIBRATION_WORKLOAD, WORKLOADS, Mode
 from serverlab.workloads import calibration_target
 
-if TYPE_CHECKING:  # annotations only: results files (and the report) read Calibration without Docker's code
+if TYPE_CHECKING:
     from serverlab.backends import Backend, RunningServer
     from serverlab.experiment import Experiment
 
@@ -40,62 +40,6 @@ if TYPE_CHECKING:  # annotations only: results files (and the report) read Calib
 WRK_OVERHEAD_S = 1.5
 
 _WRK_REQUESTS = re.compile(r"^\s*(\d+) requests in ", re.MULTILINE)
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """A variant's hello ceiling measured with wrk and with Locust at the same concurrency.
-
-    :param wrk_rps: wrk's RPS; ``None`` when wrk failed.
-    :param locust_rps: Locust's RPS; ``None`` when Locust (or wrk before it) failed.
-    :param ratio: ``locust_rps / wrk_rps``; ``None`` when either failed.
-    :param connections: wrk connections and Locust users.
-    :param duration_s: each tool's run (seconds).
-    :param note: which tool failed and why; ``None`` when both ran.
-    :param repetition: the repetition this wrk run belongs to (wrk runs in every repetition,
-        so a row's wrk figures have an interval); ``None`` in results from before that, where
-        one calibration per variant was copied into every cell (it counts once).
-    :param wrk_cpu_ms_per_request: server CPU milliseconds per request during wrk's run
-        (compare with the cell's :attr:`~serverlab.results.Cell.cpu_ms_per_request` under Locust);
-        ``None`` when not measured.
-    :param workload: the workload both tools sent (``hello``, or an app's first GET request);
-        ``None`` in results files written before it was recorded (then ``hello``).
-    """
-
-    wrk_rps: float | None = None
-    locust_rps: float | None = None
-    ratio: float | None = None
-    connections: int | None = None
-    duration_s: float | None = None
-    note: str | None = None
-    repetition: int | None = None
-    wrk_cpu_ms_per_request: float | None = None
-    workload: str | None = None
-
-    @property
-    def measured(self) -> bool:
-        """Both tools ran: the ratio is known."""
-        return self.wrk_rps is not None and self.ratio is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, the fields that are ``None`` left out (the layout of results files before version 3)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
-        """Read a results file's ``calibration`` object (any schema version; unknown keys ignored).
-
-        :raises ValueError: a field is not a number (or the note not text).
-        """
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        for key, value in values.items():
-            if key in ("note", "workload"):
-                if value is not None and not isinstance(value, str):
-                    raise ValueError(f"calibration {key} {value!r} is not text")
-            elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ValueError(f"calibration {key} {value!r} is not a number")
-        return cls(**values)
 
 
 def wrk_duration(experiment: Experiment) -> float:
@@ -156,7 +100,7 @@ def wrk_after_cell(backend: Backend, server: RunningServer, cell_dir: Path, expe
     """wrk on the same server right after the hello cell's Locust window.
 
     :param locust_rps: the cell's Locust RPS (its Locust half).
-    :return: the :class:`Calibration` of this repetition; on failure one
+    :return: the :class:`~serverlab.results.Calibration` of this repetition; on failure one
         whose ``note`` says why.
     """
     duration = wrk_duration(experiment)
@@ -176,7 +120,7 @@ def calibrate_standalone(backend: Backend, server: RunningServer, cell_dir: Path
     cell of another workload or level.
 
     :return: wrk's and Locust's RPS and their ratio; when wrk or Locust fails, a
-        :class:`Calibration` whose ``note`` says which and why, and no ratio.
+        :class:`~serverlab.results.Calibration` whose ``note`` says which and why, and no ratio.
     """
     duration = wrk_duration(experiment)
     target = calibration_target(experiment.requests)

@@ -181,7 +181,7 @@ class Unstable(Finding):
 class CalibrationFailed(Finding):
     """The calibration against wrk did not produce a ratio.
 
-    :param note: which tool failed and why, as :class:`serverlab.calibration.Calibration` recorded it.
+    :param note: which tool failed and why, as :class:`serverlab.results.Calibration` recorded it.
     """
 
     kind: ClassVar[FindingKind] = FindingKind.CALIBRATION_FAILED

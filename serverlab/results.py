@@ -26,7 +26,6 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from serverlab import LabError
 from serverlab.fieldtypes import check_field_types
-from serverlab.calibration import Calibration
 from serverlab.findings import Finding, Note, finding_from_dict
 from serverlab.terms import MODES, CellStatus
 
@@ -77,6 +76,62 @@ class RunHeader:
     metadata: dict[str, Any]
     kind: str = "run"
     version: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A variant's hello ceiling measured with wrk and with Locust at the same concurrency.
+
+    :param wrk_rps: wrk's RPS; ``None`` when wrk failed.
+    :param locust_rps: Locust's RPS; ``None`` when Locust (or wrk before it) failed.
+    :param ratio: ``locust_rps / wrk_rps``; ``None`` when either failed.
+    :param connections: wrk connections and Locust users.
+    :param duration_s: each tool's run (seconds).
+    :param note: which tool failed and why; ``None`` when both ran.
+    :param repetition: the repetition this wrk run belongs to (wrk runs in every repetition,
+        so a row's wrk figures have an interval); ``None`` in results from before that, where
+        one calibration per variant was copied into every cell (it counts once).
+    :param wrk_cpu_ms_per_request: server CPU milliseconds per request during wrk's run
+        (compare with the cell's :attr:`~serverlab.results.Cell.cpu_ms_per_request` under Locust);
+        ``None`` when not measured.
+    :param workload: the workload both tools sent (``hello``, or an app's first GET request);
+        ``None`` in results files written before it was recorded (then ``hello``).
+    """
+
+    wrk_rps: float | None = None
+    locust_rps: float | None = None
+    ratio: float | None = None
+    connections: int | None = None
+    duration_s: float | None = None
+    note: str | None = None
+    repetition: int | None = None
+    wrk_cpu_ms_per_request: float | None = None
+    workload: str | None = None
+
+    @property
+    def measured(self) -> bool:
+        """Both tools ran: the ratio is known."""
+        return self.wrk_rps is not None and self.ratio is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, the fields that are ``None`` left out (the layout of results files before version 3)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        """Read a results file's ``calibration`` object (any schema version; unknown keys ignored).
+
+        :raises ValueError: a field is not a number (or the note not text).
+        """
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key, value in values.items():
+            if key in ("note", "workload"):
+                if value is not None and not isinstance(value, str):
+                    raise ValueError(f"calibration {key} {value!r} is not text")
+            elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"calibration {key} {value!r} is not a number")
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -141,7 +196,7 @@ class Cell:
     :param total_time_s: requests mode: wall time to complete all requests (seconds).
     :param open_load: open mode: ``{"target_rps", "sent", "late_sends", "max_lag_ms",
         "fell_behind"}``; ``None`` otherwise.
-    :param calibration: the variant's calibration against wrk (:class:`~serverlab.calibration.Calibration`),
+    :param calibration: the variant's calibration against wrk (:class:`Calibration`),
         when it was calibrated.
     :param config: the effective configuration: the variant's record (workers,
         threads, keep_alive, command, ...) plus ``server_cpus``, ``server_memory``,

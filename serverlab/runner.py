@@ -36,14 +36,13 @@ from serverlab.cpulock import CpuLock
 from serverlab.cpuwatch import CpuWatch, ProcStatWatch
 from serverlab.budget import parse_cpuset
 from serverlab.experiment import Experiment, check_machine
-from serverlab.calibration import Calibration
 from serverlab.findings import cell_findings
 from serverlab.hostspeed import HostSpeedWatch
 from serverlab.interference import describe_probe, interference_figures
 from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadOutcome, LoadPlan, read_outcome
 from serverlab.planning import PlannedCell, check_unchanged, new_run_id, plan_cells, run_metadata
 from serverlab.progress import Progress
-from serverlab.results import Cell, ResultsDiskFull, ResultsWriter, RunHeader, read_results
+from serverlab.results import Calibration, Cell, ResultsDiskFull, ResultsWriter, RunHeader, read_results
 from serverlab.runfolders import DiskFullError, disk_full_message, list_runs, new_attempt_dir, resume_command, write_text
 from serverlab.terms import CellStatus, Mode
 from serverlab.workloads import VerificationError, verify_workload

@@ -13,7 +13,6 @@ from dataclasses import asdict, replace
 import pytest
 
 from report_factories import make_cell, make_header, write_results
-from serverlab.calibration import Calibration
 from serverlab.findings import (
     FINDING_TYPES,
     WARMUP_TREND_THRESHOLD,
@@ -38,7 +37,7 @@ from serverlab.findings import (
 from serverlab.loadgen import LoadOutcome
 from serverlab.report import aggregate, sentence, write_report
 from serverlab.report.sentences import row_warnings
-from serverlab.results import SCHEMA_VERSION, ResultsError, read_results
+from serverlab.results import SCHEMA_VERSION, Calibration, ResultsError, read_results
 
 #: (findings of a v3 cell, the warnings a v2 runner wrote for the same facts)
 RECORDED = [

@@ -21,7 +21,6 @@ from typing import Any, Iterable, Sequence
 
 from serverlab import LabError
 from serverlab import bottleneck as _bottleneck
-from serverlab.calibration import Calibration
 from serverlab.findings import (
     CalibrationFailed,
     CalibrationLow,
@@ -34,7 +33,7 @@ from serverlab.findings import (
 )
 from serverlab.report.formatting import level_text
 from serverlab.report.ranking import cost_capacity
-from serverlab.results import Cell, RunHeader
+from serverlab.results import Calibration, Cell, RunHeader
 from serverlab.histograms import latency_summary, merge_histograms, percentile_distribution
 from serverlab.stats import (
     INSTABILITY_THRESHOLD,
