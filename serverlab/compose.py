@@ -53,6 +53,12 @@ HEALTH_PAUSE_S = 30
 _NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
 
+def is_service_name(name: str) -> bool:
+    """Whether a variant's name can name its compose (or stack) service: lower-case letters and digits,
+    words joined by single ``-``, and not one of :data:`OTHER_SERVICES`."""
+    return bool(_NAME.fullmatch(name)) and name not in OTHER_SERVICES
+
+
 class ComposeError(LabError):
     """The declarations cannot make a compose file (a missing or reserved ``host_port``,
     a name compose cannot use, an invalid declaration); the message names the file."""
@@ -220,7 +226,7 @@ def _environment() -> jinja2.Environment:
 def _service(variant: Variant, servers_dir: Path) -> dict[str, object]:
     """The template's view of one variant, after the checks only a compose file needs."""
     path = servers_dir / f"{variant.name}.toml"
-    if not _NAME.fullmatch(variant.name) or variant.name in OTHER_SERVICES:
+    if not is_service_name(variant.name):
         raise ComposeError(f"{path}: {variant.name!r} cannot name a compose service; use lower-case "
                            f"letters, digits and single '-' (not {', '.join(OTHER_SERVICES)})")
     if variant.host_port in RESERVED_PORTS:

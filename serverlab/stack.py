@@ -29,7 +29,7 @@ from typing import Mapping
 import jinja2
 
 from labapp.variants import SERVERS_DIR, Variant, VariantError, load_variants
-from serverlab.compose import _NAME, HEALTH_INTERVAL, HEALTH_PAUSE_S, OTHER_SERVICES, ComposeError
+from serverlab.compose import HEALTH_INTERVAL, HEALTH_PAUSE_S, OTHER_SERVICES, ComposeError, is_service_name
 
 #: The repository's stack file, the default ``--output``.
 STACK_FILE = Path(__file__).resolve().parents[1] / "docker-stack.yml"
@@ -195,7 +195,7 @@ def _environment() -> jinja2.Environment:
 
 def _service(variant: Variant, servers_dir: Path) -> dict[str, object]:
     """The template's view of one variant."""
-    if not _NAME.fullmatch(variant.name) or variant.name in OTHER_SERVICES:
+    if not is_service_name(variant.name):
         raise StackError(f"{servers_dir / (variant.name + '.toml')}: {variant.name!r} cannot name a stack service; "
                          f"use lower-case letters, digits and single '-' (not {', '.join(OTHER_SERVICES)})")
     prefix = variant.name.upper().replace("-", "_")

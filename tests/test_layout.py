@@ -1,4 +1,6 @@
-"""Where names live: no import cycle among serverlab's modules, and no module over ~400 lines.
+"""Where names live: no import cycle among serverlab's modules, no module over ~400 lines, and no
+underscore-private name imported from another module (a helper used across modules is public,
+with a docstring, in the module it belongs to).
 
 Both are read from the source text (``ast``), not by importing anything, so a test fails on
 the layout alone and names the modules to look at.
@@ -127,3 +129,13 @@ def test_no_module_over_the_size_limit() -> None:
              for path in PACKAGE.rglob("*.py")}
     over = {name: lines for name, lines in sizes.items() if lines > MAX_LINES and name not in OVER_LIMIT_FOR_NOW}
     assert not over, f"modules over {MAX_LINES} lines (split them along one job per module): {over}"
+
+
+def test_no_private_name_is_imported_from_another_module() -> None:
+    imported = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("serverlab", "labapp"):
+                imported += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.module}.{alias.name}"
+                             for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert not imported, "private names imported across modules (make them public in their home):\n" + "\n".join(imported)
