@@ -167,7 +167,7 @@ services:
     <<: *loadgen
     # One Locust process per replica, each with the LOADGEN_CPUS quota (Swarm cannot pin it
     # to CPUs, so a count of the cpuset's CPUs would count the whole node). A worker that
-    # starts before the master exits and is restarted until it connects.
+    # starts before the master retries for up to 5 min (Locust's 60 x 5 s), then Swarm restarts it.
     command: ["locust", "-f", "/srv/locustfiles/locustfile.py", "--worker", "--master-host", "locust-master"]
     volumes:
       - {type: tmpfs, target: /tmp, tmpfs: {size: 67108864}}
