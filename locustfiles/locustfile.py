@@ -67,11 +67,19 @@ from serverlab.terms import (APP_PORT, DEFAULT_OPEN_MAX_IN_FLIGHT, DEFAULT_WORKL
                              OPEN_RATE_OPTION, REQUEST_HEADERS, REQUESTS_ENV, REQUESTS_USER_CLASS, SERVER_CLOSES_ENV,
                              US_PER_S, WARMUP_OPTION, WORKLOADS, WorkloadSpec)
 from serverlab.ui import LabUI  # noqa: E402  (web UI: Host = server, bounds, Compare and Reports tabs)
+from serverlab.workerhosts import lab_version  # noqa: E402  (workers of another lab version are refused)
 
-#: How a server name becomes a URL; compose services answer on port 8000 by name.
+#: How a server name becomes a URL; compose services answer on port 8000 by name. A worker on
+#: another host (docker-compose.loadgen.yml) reaches them on the lab machine's published ports:
+#: ``http://<lab host>:{port}``, ``{port}`` being the variant's ``host_port``.
 TARGET_URL_TEMPLATE = os.environ.get("SERVERLAB_TARGET_URL_TEMPLATE", f"http://{{name}}:{APP_PORT}")
 VARIANTS = load_variants()
 VARIANT_NAMES = list(VARIANTS)
+
+
+def target_url(name: str) -> str:
+    """The URL of the server variant ``name`` as this process reaches it (:data:`TARGET_URL_TEMPLATE`)."""
+    return TARGET_URL_TEMPLATE.format(name=name, port=VARIANTS[name].host_port)
 
 
 @events.init_command_line_parser.add_listener
@@ -253,8 +261,8 @@ _ENV = {}
 def _on_init(environment, **_kwargs) -> None:
     _ENV["environment"] = environment
     allow = getattr(environment.parsed_options, "allow_host", "") or ""
-    LabUI(environment, dict(USER_CLASSES), RECORDER, VARIANTS, lambda name: TARGET_URL_TEMPLATE.format(name=name),
-          allow_hosts=allow.split(",")).install()
+    LabUI(environment, dict(USER_CLASSES), RECORDER, VARIANTS, target_url, allow_hosts=allow.split(","),
+          lab_version=lab_version(Path(__file__))).install()
     # The event loop's clock was last read when gevent started, before imports and set-up
     # that can take seconds on a busy machine; Locust's --run-time timer is set right after
     # this event, relative to that clock, and would fire that much early (a 3 s run measured
@@ -316,7 +324,7 @@ class LabUser(FastHttpUser):
         options = environment.parsed_options
         # --host (the web UI's Host) is a URL or a server's name; empty: --server's
         host = environment.host or getattr(options, "server", None) or VARIANT_NAMES[0]
-        self.host = resolve_once(TARGET_URL_TEMPLATE.format(name=host) if host in VARIANTS else host)
+        self.host = resolve_once(target_url(host) if host in VARIANTS else host)
         # The options are fixed for the run: the path is built once per user, not per request.
         self.request_path = self.spec.url_path(self.spec.option_values(options))
         self.open_rate = getattr(options, "open_rate", 0.0) or 0.0

@@ -5,7 +5,7 @@
     serverlab run --list
     serverlab report RESULTS.jsonl... [--out DIR]
     serverlab compare OLD NEW
-    serverlab compose [--check] [--output PATH] [--servers DIR]
+    serverlab compose [--check] [--output PATH] [--servers DIR]   (also docker-compose.loadgen.yml beside it)
     serverlab stack [--check] [--output PATH] [--servers DIR]
 
 Every failure ends as one ``error: ...`` line. Exit statuses (also in ``--help``):
@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Write docker-compose.yml from the server declarations (servers/*.toml): one hardened "
                     "service per variant, published on 127.0.0.1:<its host_port>, plus the Locust master, "
-                    "workers and the headless loadgen. The file is generated: commit it, never edit it by hand.",
+                    "workers and the headless loadgen; and beside it docker-compose.loadgen.yml, Locust workers "
+                    "only, for other hosts. The files are generated: commit them, never edit them by hand.",
         epilog="examples:\n  serverlab compose            # after adding servers/<name>.toml (give it a free host_port)\n"
                "  serverlab compose --check    # in CI: is the committed file current?\n\n"
                "exit status:\n  0    written (or already current); with --check: current\n"
@@ -258,18 +259,26 @@ def cmd_compose(args: argparse.Namespace) -> int:
     """``serverlab compose``: write the compose file, or with ``--check`` diff it (0 current, 1 differs)."""
     from serverlab import compose
 
-    text = compose.generate(args.servers)
+    from serverlab import loadgencompose
+
+    # the lab's file, and beside it the workers-only file for other hosts (docker-compose.loadgen.yml)
+    files = [(args.output, compose.generate(args.servers)),
+             (args.output.with_name(loadgencompose.LOADGEN_FILE.name), loadgencompose.render())]
     if args.check:
-        diff = compose.difference(args.output, text)
-        if diff:
-            print(diff, end="")
-            print(f"{args.output} differs from what `{compose.COMMAND}` writes from the server declarations; "
-                  f"run `{compose.COMMAND}` (or `make compose`) and commit the result", file=sys.stderr)
-            return 1
-        print(f"{args.output} is current")
-        return 0
-    changed = compose.write(args.output, text)
-    print(f"{'wrote' if changed else 'unchanged:'} {args.output}")
+        stale = 0
+        for path, text in files:
+            diff = compose.difference(path, text)
+            if diff:
+                stale += 1
+                print(diff, end="")
+                print(f"{path} differs from what `{compose.COMMAND}` writes; "
+                      f"run `{compose.COMMAND}` (or `make compose`) and commit the result", file=sys.stderr)
+            else:
+                print(f"{path} is current")
+        return 1 if stale else 0
+    for path, text in files:
+        changed = compose.write(path, text)
+        print(f"{'wrote' if changed else 'unchanged:'} {path}")
     return 0
 
 

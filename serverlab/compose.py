@@ -77,9 +77,11 @@ TEMPLATE = """\
 #
 #   docker compose up                               # http://localhost:8089
 #   docker compose up --scale locust-worker=2
+#   LOCUST_MASTER_BIND=10.0.0.5 docker compose up     # + workers on other hosts: docker-compose.loadgen.yml
 #
-# Ports are published on 127.0.0.1 only. Budgets and CPU placement come from the
-# environment (or .env): SERVER_CPUS, SERVER_CPUSET, SERVER_MEMORY, SERVER_PIDS,
+# Ports are published on 127.0.0.1 only, unless LOCUST_MASTER_BIND names another interface: then
+# the servers' ports and the master's 5557 are published there (the web UI stays on 127.0.0.1).
+# Budgets and CPU placement come from the environment (or .env): SERVER_CPUS, SERVER_CPUSET, SERVER_MEMORY, SERVER_PIDS,
 # LOADGEN_CPUS, LOADGEN_CPUSET, LOADGEN_MEMORY, LOADGEN_PIDS (give the generator more
 # CPUs with both, e.g. LOADGEN_CPUSET=1-3 LOADGEN_CPUS=3: each locust-worker container
 # then runs one Locust process per CPU of its cpuset).
@@ -152,7 +154,7 @@ services:
   {{ s.name }}:
     <<: *server
     command: [{{ s.name | q }}]
-    ports: ["127.0.0.1:{{ s.host_port }}:{{ container_port }}"]
+    ports: ["${LOCUST_MASTER_BIND:-127.0.0.1}:{{ s.host_port }}:{{ container_port }}"]
     environment:
       SERVERLAB_WORKERS: {{ s.workers_var }}
       SERVERLAB_THREADS: {{ s.threads_var }}
@@ -164,7 +166,10 @@ services:
     # The web UI's Host field is the server; --workload (Custom parameters) picks the workload.
     command: ["locust", "-f", "/srv/locustfiles/locustfile.py", "--master",
               "--web-host", "0.0.0.0", "--web-port", "8089"]
-    ports: ["127.0.0.1:${LOCUST_WEB_PORT:-8089}:8089"]
+    # The web UI stays on 127.0.0.1 (it has no login). Locust's worker port 5557 is published on
+    # LOCUST_MASTER_BIND, 127.0.0.1 unless you name an interface other hosts reach: workers there
+    # (docker-compose.loadgen.yml) then connect to it and load the servers, which are published there too.
+    ports: ["127.0.0.1:${LOCUST_WEB_PORT:-8089}:8089", "${LOCUST_MASTER_BIND:-127.0.0.1}:${LOCUST_MASTER_PORT:-5557}:5557"]
     # the Reports tab lists the runs under reports/, and each Compare writes its run there.
     # Non-root always; SERVERLAB_UID/SERVERLAB_GID (`make up` sets your own ids) make the
     # files yours, else reports/ must be writable by uid 10001 (the UI says so if not).
@@ -192,6 +197,7 @@ services:
               --processes $${LOCUST_WORKER_PROCESSES:-$$(python -c 'import os; print(len(os.sched_getaffinity(0)))')}"]
     environment:
       LOCUST_WORKER_PROCESSES: ${LOCUST_WORKER_PROCESSES:-}
+      SERVERLAB_WORKER_HOST: ${SERVERLAB_WORKER_HOST:-lab}
     depends_on:
       - locust-master
 

@@ -95,12 +95,19 @@ def test_each_server_runs_its_own_variant(servers):
 
 
 def test_every_published_port_is_loopback_only(services):
+    """By default: only LOCUST_MASTER_BIND (the user's named interface for other hosts' workers) may
+    move a port off 127.0.0.1, and never the web UI's."""
     published = 0
     for name, service in services.items():
         for host_ip, raw in published_ports(service):
-            assert host_ip == "127.0.0.1", f"{name} publishes {raw} beyond localhost"
+            assert host_ip in ("127.0.0.1", "VAR"), f"{name} publishes {raw} beyond localhost"
+            if host_ip == "VAR":
+                assert raw.startswith("${LOCUST_MASTER_BIND:-127.0.0.1}:"), f"{name}: {raw}"
+                assert interpolated_default(raw).startswith("127.0.0.1:"), raw
             published += 1
-    assert published >= len(SERVER_NAMES) + 1
+    assert published >= len(SERVER_NAMES) + 2
+    ui = [port for port in services["locust-master"]["ports"] if port.endswith(":8089")]
+    assert ui == ["127.0.0.1:${LOCUST_WEB_PORT:-8089}:8089"]
 
 
 def test_server_host_ports_are_distinct(servers):
@@ -442,7 +449,7 @@ def test_adding_a_variant_adds_its_service_port_and_dependency(servers_copy):
     service = generated["gunicorn-pair"]
     assert service["command"] == ["gunicorn-pair"]
     assert service["entrypoint"] == ["python", "-m", "labapp.serve"]  # the x-server block: hardening, budget, healthcheck
-    assert service["ports"] == ["127.0.0.1:8016:8000"]
+    assert service["ports"] == ["${LOCUST_MASTER_BIND:-127.0.0.1}:8016:8000"]
     assert service["environment"] == {"SERVERLAB_WORKERS": "${GUNICORN_PAIR_WORKERS:-}",
                                       "SERVERLAB_THREADS": "${GUNICORN_PAIR_THREADS:-}"}
     assert service["cap_drop"] == ["ALL"] and service["read_only"] is True
@@ -467,7 +474,7 @@ def test_cli_writes_checks_and_shows_the_diff(servers_copy, tmp_path, capsys):
     (servers_copy / "gunicorn-pair.toml").write_text(NEW_VARIANT, encoding="utf-8")
     assert main(["compose", "--check", "--servers", str(servers_copy), "--output", str(output)]) == 1
     out, err = capsys.readouterr()
-    assert "+  gunicorn-pair:\n" in out and '+    ports: ["127.0.0.1:8016:8000"]' in out
+    assert "+  gunicorn-pair:\n" in out and '+    ports: ["${LOCUST_MASTER_BIND:-127.0.0.1}:8016:8000"]' in out
     assert "run `serverlab compose` (or `make compose`)" in err
     assert output.read_text(encoding="utf-8") == COMPOSE_FILE.read_text(encoding="utf-8")  # --check writes nothing
     assert main(["compose", "--servers", str(servers_copy), "--output", str(output)]) == 0

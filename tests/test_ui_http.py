@@ -163,7 +163,7 @@ def test_compare_start_refuses_with_a_4xx_and_starts_nothing(ui, case, body, con
 def test_a_good_start_runs_names_its_host_and_reads_0_rps_after_stop(ui, app_server):
     args = template_args(ui)
     assert args["host"] == "gunicorn-sync"  # --server's default: the Host field and the header
-    assert [t["key"] for t in args["extended_tabs"]] == ["lab-compare", "lab-live", "lab-reports"]
+    assert [t["key"] for t in args["extended_tabs"]] == ["lab-compare", "lab-live", "lab-reports", "lab-workers"]
     assert "workload" in args["extra_options"] and "server" not in args["extra_options"]
     code, answer = post(ui + "/swarm", {"user_count": "2", "spawn_rate": "2", "host": app_server, "workload": "json"})
     assert code == 200 and answer["success"] is True, answer
@@ -173,7 +173,7 @@ def test_a_good_start_runs_names_its_host_and_reads_0_rps_after_stop(ui, app_ser
             time.sleep(0.5)
         assert stats["state"] == "running" and stats["user_count"] == 2, stats
         assert [s["name"] for s in stats["stats"]] == ["/json", "Aggregated"]  # the one workload chosen
-        assert {e["key"] for e in stats["extended_stats"]} == {"lab-compare", "lab-live", "lab-reports"}
+        assert {e["key"] for e in stats["extended_stats"]} == {"lab-compare", "lab-live", "lab-reports", "lab-workers"}
         reloaded = template_args(ui)  # a reload keeps the server and the workload the test runs
         assert reloaded["host"] == app_server and reloaded["extra_options"]["workload"]["default_value"] == "json"
         assert get_json(ui + "/serverlab/state")["server"] == app_server

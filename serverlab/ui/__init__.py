@@ -12,6 +12,8 @@ One module per job:
   ``extended_csv_files`` template arguments and an ``extended_stats`` key on
   ``/stats/requests``;
 * :mod:`serverlab.ui.collect` — master/worker messages gathering every process's HDR recorder;
+* :mod:`serverlab.workerhosts` — which workers are connected, from which hosts, and refusing a
+  worker of another lab version (shown in the **Worker hosts** tab);
 * :mod:`serverlab.ui.compare` — the Compare runner: serverlab's own runner through the lab
   backend (:mod:`serverlab.backends.lab`), each comparison a run folder under ``reports/``;
   and the live server CPU and bottleneck of an ordinary test.
@@ -44,12 +46,16 @@ class LabUI:
     :param variants: server variant name -> its ``labapp.variants.Variant`` (read from servers/).
     :param target_url: server name -> URL (e.g. ``http://gunicorn-sync:8000``).
     :param allow_hosts: further URLs the Host field may name (the user's opt-in, given at start).
+    :param lab_version: this process's :func:`serverlab.workerhosts.lab_version` (default: computed here).
     """
 
     def __init__(self, environment: Any, workload_classes: dict[str, type], recorder: Any,
-                 variants: dict[str, Any], target_url: Callable[[str], str], allow_hosts: Iterable[str] = ()) -> None:
+                 variants: dict[str, Any], target_url: Callable[[str], str], allow_hosts: Iterable[str] = (),
+                 lab_version: str = "") -> None:
         from serverlab.ui.collect import Collector
         from serverlab.ui.compare import CompareRunner, LiveCpu
+        from serverlab.workerhosts import WorkerHosts
+        from serverlab.workerhosts import lab_version as version_of_this_lab
 
         self.environment = environment
         self.workload_classes = workload_classes
@@ -60,6 +66,8 @@ class LabUI:
         from serverlab.ui.web import REPORTS_DIR
 
         self.collector = Collector(environment, recorder)
+        #: Locust's workers as they introduced themselves (hosts, CPUs, lab version).
+        self.hosts = WorkerHosts(environment, lab_version or version_of_this_lab())
         self.compare = CompareRunner(environment, self.collector, workload_classes, variants, target_url, REPORTS_DIR)
         self.live = LiveCpu(environment, self.collector, self.server, target_url, self.compare.running)
         #: The Host value the next (or current) test loads (a server name, or an opted-in URL):
@@ -69,6 +77,7 @@ class LabUI:
     def install(self) -> None:
         """Register the master/worker messages, and (where a web UI exists) the guard and the pages."""
         self.collector.install()
+        self.hosts.install(self.collector)
         web_ui = self.environment.web_ui
         if web_ui is None:
             return

@@ -40,9 +40,9 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent
 #: Where ``docker compose`` mounts the repository's ``reports/`` (the Compare writes its runs there).
 REPORTS_DIR = Path(os.environ.get("SERVERLAB_REPORTS_DIR", str(HERE.parents[1] / "reports")))
-COMPARE_TAB, REPORTS_TAB, LIVE_TAB = "lab-compare", "lab-reports", "lab-live"
+COMPARE_TAB, REPORTS_TAB, LIVE_TAB, WORKERS_TAB = "lab-compare", "lab-reports", "lab-live", "lab-workers"
 EXTENDED_TABS = [{"title": "Compare servers", "key": COMPARE_TAB}, {"title": "Server CPU", "key": LIVE_TAB},
-                 {"title": "Reports", "key": REPORTS_TAB}]
+                 {"title": "Reports", "key": REPORTS_TAB}, {"title": "Worker hosts", "key": WORKERS_TAB}]
 #: The columns both the Compare table and the live Server CPU table share with the report.
 CPU_COLUMNS = [
     {"key": "cpu_ms", "title": "CPU ms/req"}, {"key": "server_busy", "title": "Server CPU of budget"},
@@ -60,6 +60,10 @@ EXTENDED_TABLES = [
         {"key": "name", "title": "Run"}, {"key": "experiment", "title": "Experiment"},
         {"key": "cells", "title": "Cells"}, {"key": "written", "title": "Started (UTC)"},
         {"key": "report", "title": "Report (open from Download Data → Reports)"}]},
+    {"key": WORKERS_TAB, "structure": [
+        {"key": "host", "title": "Host"}, {"key": "where", "title": "Where"},
+        {"key": "processes", "title": "Locust workers"}, {"key": "cpus", "title": "CPUs"},
+        {"key": "status", "title": "Status"}]},
 ]
 EXTENDED_CSV_FILES = [
     {"href": "./serverlab/compare", "title": "Compare servers: tick servers, start a comparison (serverlab)"},
@@ -112,6 +116,32 @@ def compare_table_rows(status: dict[str, Any]) -> list[dict[str, Any]]:
             **(cpu_cells(r) if ok else {"cpu_ms": "—", "server_busy": "—", "bottleneck": "—", "other": "—"}),
         })
     return out
+
+
+def worker_table_rows(status: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The Worker hosts tab's rows: one per host with connected workers, one per refused worker,
+    one for workers that have not introduced themselves (yet).
+
+    :param status: :meth:`serverlab.workerhosts.WorkerHosts.status`; ``None`` on a process without workers.
+    :return: ``[{"host", "where", "processes", "cpus", "status"}]``, all strings.
+    """
+    if not status:
+        return [{"host": "this process", "where": "local", "processes": "0", "cpus": "—",
+                 "status": "no workers: Locust runs here (start it with --master for workers)"}]
+    rows = [{"host": h["host"], "where": "another host (docker-compose.loadgen.yml)" if h["remote"] else "this lab",
+             "processes": str(h["processes"]), "cpus": str(h["cpus"]), "status": f"connected, lab {status['lab_version']}"}
+            for h in status.get("hosts") or []]
+    if status.get("unintroduced"):
+        rows.append({"host": "?", "where": "?", "processes": str(status["unintroduced"]), "cpus": "—",
+                     "status": "connected, not introduced (yet): not a serverlab locustfile?"})
+    rows += [{"host": str(r.get("host")), "where": "another host" if r.get("remote") else "this lab",
+              "processes": "1", "cpus": str(r.get("cpus", "—")), "status": f"refused: {r['reason']}"}
+             for r in status.get("refused") or []]
+    if not rows:
+        rows.append({"host": "—", "where": "—", "processes": "0", "cpus": "—",
+                     "status": "no worker connected: docker compose up --scale locust-worker=N, or workers on other "
+                               "hosts (README: More load than one machine)"})
+    return rows
 
 
 def live_table_rows(live: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -203,6 +233,7 @@ class LabWeb:
             {"key": COMPARE_TAB, "data": compare_table_rows(self.lab.compare.status())},
             {"key": LIVE_TAB, "data": live_table_rows(self.lab.live.status())},
             {"key": REPORTS_TAB, "data": reports_table_rows(self.reports_dir)},
+            {"key": WORKERS_TAB, "data": worker_table_rows(self.workers())},
         ]
         response.set_data(json.dumps(data))
         return response
@@ -217,9 +248,14 @@ class LabWeb:
             "state": self._busy_state(runner.state), "server": self.lab.server(), "url": self.lab.url(),
             "workload": self.lab.workload(), "user_classes": sorted(c.__name__ for c in env.user_classes),
             "workers": runner.worker_count if self.lab.collector.is_master() else 0,
+            "worker_hosts": self.workers(),
             "comparing": self.lab.compare.running(), "current": self.lab.compare.status().get("current"),
             "live": self.lab.live.status(),
         }
+
+    def workers(self) -> dict[str, Any] | None:
+        """The master's :meth:`~serverlab.workerhosts.WorkerHosts.status` (workers by host); ``None`` elsewhere."""
+        return self.lab.hosts.status() if self.lab.collector.is_master() else None
 
     def compare_status(self) -> dict[str, Any]:
         """The Compare page's live data: choices, limits, state and one row per server."""
