@@ -62,8 +62,10 @@ from locust.exception import StopUser
 # After Locust (which monkey-patches with gevent). labapp and serverlab are installed packages
 # (the venv; PYTHONPATH=/srv/app:/srv in the image).
 from labapp.variants import load_variants  # noqa: E402
-from serverlab.terms import (APP_PORT, DEFAULT_OPEN_MAX_IN_FLIGHT, DEFAULT_WORKLOAD, HDR, HDR_DIR_ENV,  # noqa: E402
-                             HDR_FILE_PREFIX, LATE_SEND_S, LATENCY_UNIT, MAX_REQUESTS_OPTION, OPEN_MAX_IN_FLIGHT_ENV,
+from serverlab.hdrdump import ProcessDump, ProcessTimeline  # noqa: E402
+from serverlab.load import LOAD_ENV, Load  # noqa: E402
+from serverlab.terms import (APP_PORT, DEFAULT_WORKLOAD, HDR, HDR_DIR_ENV,  # noqa: E402
+                             LATE_SEND_S, LATENCY_UNIT, MAX_REQUESTS_OPTION, Mode,
                              OPEN_RATE_OPTION, REQUEST_HEADERS, REQUESTS_ENV, REQUESTS_USER_CLASS, SERVER_CLOSES_ENV,
                              US_PER_S, WARMUP_OPTION, WORKLOADS, WorkloadSpec)
 from serverlab.ui import LabUI  # noqa: E402  (web UI: Host = server, bounds, Compare and Reports tabs)
@@ -102,6 +104,16 @@ def _add_arguments(parser) -> None:
                         help="requests mode: stop after this many responses (per process)")
     parser.add_argument(OPEN_RATE_OPTION, type=float, default=0.0, include_in_web_ui=False,
                         help="open model: target requests per second across all users (0: closed model)")
+
+
+def process_load(open_rate: float) -> Load:
+    """The :class:`~serverlab.load.Load` this process runs: the runner's (:data:`~serverlab.load.LOAD_ENV`),
+    or without it (``locust`` run by hand) the open model at ``open_rate`` RPS with its default users.
+
+    :raises ValueError: when :data:`~serverlab.load.LOAD_ENV` holds no load.
+    """
+    text = os.environ.get(LOAD_ENV)
+    return Load.from_json(text) if text else Load.of(Mode.OPEN, max(1, int(open_rate)))
 
 
 _RESOLVED: dict[str, str] = {}
@@ -177,13 +189,12 @@ class Recorder:
         self.timeline_counts[self._second] += 1  # a late response counts in the current second
         self._second_hist.record_value(us)
 
-    def timeline(self) -> dict:
-        """The timeline so far: ``{"start_at", "warmup_end_at", "responses", "histograms"}`` (one entry per second)."""
+    def timeline(self) -> ProcessTimeline:
+        """The timeline so far, one entry per second (:class:`serverlab.hdrdump.ProcessTimeline`)."""
         hdrs = list(self.timeline_hdrs)
         if self._second_hist.get_total_count():
             hdrs.append(self._second_hist.encode().decode("ascii"))
-        return {"start_at": self.timeline_start, "warmup_end_at": self.warmup_end,
-                "responses": list(self.timeline_counts), "histograms": hdrs}
+        return ProcessTimeline(self.timeline_start, self.warmup_end, tuple(self.timeline_counts), tuple(hdrs))
 
     def reset(self) -> None:
         """Forget everything recorded; the measured window starts now."""
@@ -224,33 +235,20 @@ class Recorder:
             self.late_sends += 1
         self.max_lag_s = max(self.max_lag_s, lag_s)
 
-    def to_dict(self) -> dict:
-        """Everything recorded, as ``hdr-*.json`` holds it (units: seconds, µs in the histogram);
-        ``"process"`` names this process (``<host>-<pid>``)."""
-        return {
-            "process": f"{socket.gethostname()}-{os.getpid()}",
-            "requests": self.requests,
-            "failures": self.failures,
-            "sent": self.sent,
-            "unanswered": self.in_flight,
-            "late_sends": self.late_sends,
-            "max_lag_ms": self.max_lag_s * 1000.0,
-            "first_send_at": self.first_send,
-            "last_response_at": self.last_response,
-            "window_start_at": self.window_start,
-            "window_end_at": time.time(),
-            "cpu_seconds": time.process_time() - self.cpu_start,
-            "responses_per_second": self.per_second,
-            "histogram": self.histogram.encode().decode("ascii"),
-            "timeline": self.timeline(),
-            "unit": LATENCY_UNIT,
-        }
+    def snapshot(self) -> ProcessDump:
+        """Everything recorded so far, as ``hdr-*.json`` holds it (:class:`serverlab.hdrdump.ProcessDump`:
+        seconds, µs in the histograms); its ``process`` names this process (``<host>-<pid>``)."""
+        return ProcessDump(
+            process=f"{socket.gethostname()}-{os.getpid()}", requests=self.requests, failures=self.failures,
+            sent=self.sent, unanswered=self.in_flight, late_sends=self.late_sends, max_lag_ms=self.max_lag_s * 1000.0,
+            first_send_at=self.first_send, last_response_at=self.last_response, window_start_at=self.window_start,
+            window_end_at=time.time(), cpu_seconds=time.process_time() - self.cpu_start,
+            responses_per_second=tuple(self.per_second), histogram=self.histogram.encode().decode("ascii"),
+            timeline=self.timeline(), unit=LATENCY_UNIT)
 
     def dump(self, directory: str) -> Path:
-        """Write :meth:`to_dict` as ``hdr-<host>-<pid>.json`` into ``directory``; return its path."""
-        path = Path(directory) / f"{HDR_FILE_PREFIX}{socket.gethostname()}-{os.getpid()}.json"
-        path.write_text(json.dumps(self.to_dict(), sort_keys=True))
-        return path
+        """Write :meth:`snapshot` as ``hdr-<host>-<pid>.json`` into ``directory``; return its path."""
+        return self.snapshot().write(directory)
 
 
 RECORDER = Recorder()
@@ -329,8 +327,9 @@ class LabUser(FastHttpUser):
         self.request_path = self.spec.url_path(self.spec.option_values(options))
         self.open_rate = getattr(options, "open_rate", 0.0) or 0.0
         if self.open_rate > 0:
-            # Each open-model user keeps up to this many requests in flight.
-            self.concurrency = int(os.environ.get(OPEN_MAX_IN_FLIGHT_ENV, str(DEFAULT_OPEN_MAX_IN_FLIGHT)))
+            # Each open-model user (one per process) keeps up to this many requests in flight:
+            # the runner's Load (SERVERLAB_LOAD), or the default Load of this rate on one process.
+            self.concurrency = process_load(self.open_rate).max_in_flight_per_process
         super().__init__(environment)
 
     def send(self, context: dict | None = None) -> None:

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from serverlab.load import Load
 from serverlab.loadgen import LoadError, LoadPlan, parse_wrk, read_outcome, wrk_args
 from serverlab.results import Calibration
 from serverlab.runfolders import write_text
@@ -137,8 +138,8 @@ def calibrate_standalone(backend: Backend, server: RunningServer, cell_dir: Path
         wrk_rps, cpu_ms = _run_wrk(backend, server, duration, calib_dir / "wrk.log", path, headers)
     except LoadError as err:
         return Calibration(note=f"wrk failed: {err}", repetition=repetition, workload=named)
-    plan = LoadPlan(workload, {}, Mode.CLOSED, CALIBRATION_CONNECTIONS, CALIBRATION_CONNECTIONS,
-                    duration, 1.0, experiment.budget.loadgen_processes, not server.variant.keep_alive)
+    plan = LoadPlan(workload, {}, Load.of(Mode.CLOSED, CALIBRATION_CONNECTIONS, processes=experiment.budget.loadgen_processes),
+                    duration, 1.0, not server.variant.keep_alive)
     paths = backend.locust_paths(server, calib_dir)
     result = backend.run_locust(plan.locust_args(paths.locustfile, paths.host, paths.out_dir),
                                 plan.environment(paths.out_dir), calib_dir, plan.run_time_s + 120)

@@ -51,6 +51,7 @@ from serverlab.budget import (
     usable_cpus,
 )
 from serverlab.appspec import AppSpec, load_app_keys, with_app
+from serverlab.load import DEFAULT_USERS, Load
 from serverlab.requestmix import RequestSpec, RequestWorkload, request_workloads
 from serverlab.terms import DEFAULT_WORKLOAD, MODES, WORKLOADS, Mode
 from serverlab.workloadspec import WorkloadParameterError, WorkloadSpec
@@ -75,7 +76,8 @@ class Experiment:
     :param name: the file's stem.
     :param mode: the load model.
     :param levels: load levels: users (closed), target RPS (open) or request counts (requests).
-    :param users: concurrent users for open/requests modes (open: requests in flight at most).
+    :param users: concurrent users for open/requests modes (open: requests in flight at most);
+        closed mode records the largest level here. A cell's users come from :meth:`load`.
     :param duration: measured seconds per cell (closed, open); a time cap in requests mode.
     :param warmup: discarded seconds before each measured period.
     :param params: workload -> full parameter dict (defaults applied).
@@ -115,6 +117,11 @@ class Experiment:
     def workload_spec(self, name: str) -> WorkloadSpec | RequestWorkload:
         """The workload called ``name``: a declared requests' one, else the demo's (:data:`~serverlab.terms.WORKLOADS`)."""
         return request_workloads(self.requests)[name] if self.requests else WORKLOADS[name]
+
+    def load(self, level: int) -> Load:
+        """The :class:`~serverlab.load.Load` of one of this experiment's levels (its users derived
+        there, once), shared by the budget's Locust processes."""
+        return Load.of(self.mode, level, self.users, self.budget.loadgen_processes)
 
     def variants(self, declared: Mapping[str, Variant] | None = None) -> dict[str, Variant]:
         """Return the experiment's variants with their overrides applied, by name."""
@@ -395,11 +402,8 @@ def load_experiment(name_or_path: str, directory: Path | None = None, variants_d
     if level_key not in data:
         raise ExperimentError(f"{path}: mode {mode.value!r} needs key {level_key!r} (its load levels)")
     levels = check.int_list(level_key, data[level_key], *mode.level_range)
-    if mode == Mode.CLOSED:
-        users = max(levels)
-    else:
-        default_users = 100 if mode == Mode.OPEN else 10
-        users = check.integer("users", data.get("users", default_users), 1, 10_000)
+    # closed mode: each level is its users (Load.of); the header records the largest
+    users = max(levels) if mode == Mode.CLOSED else check.integer("users", data.get("users", DEFAULT_USERS[mode]), 1, 10_000)
 
     duration = check.number("duration", data.get("duration", 10), 1, 3600)
     warmup = check.number("warmup", data.get("warmup", 0 if mode == Mode.REQUESTS else 2), 0, 600)

@@ -10,7 +10,6 @@ figures for comparison (its percentiles are rounded to whole milliseconds below
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -18,11 +17,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from serverlab import LabError
+from serverlab.hdrdump import DumpError, ProcessDump, read_dumps
 from serverlab.histograms import latency_summary, merge_histograms
+from serverlab.load import LOAD_ENV, Load
 from serverlab.requestmix import RequestWorkload
 from serverlab.stats import StatsError
-from serverlab.terms import (HDR_DIR_ENV, HDR_FILE_PREFIX, MAX_REQUESTS_OPTION, OPEN_MAX_IN_FLIGHT_ENV,
-                             OPEN_RATE_OPTION, REQUEST_HEADERS, SERVER_CLOSES_ENV, WARMUP_OPTION, Mode, WorkloadSpec)
+from serverlab.terms import (HDR_DIR_ENV, MAX_REQUESTS_OPTION, OPEN_RATE_OPTION, REQUEST_HEADERS,
+                             SERVER_CLOSES_ENV, WARMUP_OPTION, Mode, WorkloadSpec)
 
 #: Locust's own warning when a process is CPU-bound (its figures then measure Locust).
 LOCUST_CPU_WARNING = re.compile(r"CPU usage above \d+%")
@@ -45,12 +46,9 @@ class LoadPlan:
 
     :param workload: the workload (its user class and parameter options), or declared requests.
     :param params: the workload's parameters.
-    :param mode: the load model (a :class:`~serverlab.terms.Mode` or its string).
-    :param level: users (closed), target RPS (open) or request count (requests).
-    :param users: Locust users for open/requests modes.
+    :param load: the mode, level, users and Locust processes (:class:`~serverlab.load.Load`).
     :param duration_s: measured seconds (closed/open) or time cap (requests).
     :param warmup_s: discarded seconds before the measured period.
-    :param processes: Locust processes (``--processes``); 1 runs a single process.
     :param server_closes: the server closes every connection after its response (no
         keep-alive): declared requests then send ``Connection: close`` (see
         :data:`serverlab.terms.SERVER_CLOSES_ENV`).
@@ -58,22 +56,15 @@ class LoadPlan:
 
     workload: WorkloadSpec | RequestWorkload
     params: dict[str, int]
-    mode: Mode
-    level: int
-    users: int
+    load: Load
     duration_s: float
     warmup_s: float
-    processes: int = 1
     server_closes: bool = False
 
     @property
-    def locust_users(self) -> int:
-        """The ``-u`` Locust gets: the level (closed), users (requests), one per process (open)."""
-        if self.mode == Mode.CLOSED:
-            return self.level
-        if self.mode == Mode.OPEN:
-            return self.processes
-        return self.users
+    def mode(self) -> Mode:
+        """The load model (the :attr:`load`'s)."""
+        return self.load.mode
 
     @property
     def run_time_s(self) -> int:
@@ -87,32 +78,32 @@ class LoadPlan:
         :param host: base URL of the server as the generator sees it.
         :param out_dir: folder (as the generator sees it) for CSV/HTML output.
         """
-        users = self.locust_users
+        load = self.load
+        users = load.locust_users
         args = [
             "locust", "-f", locustfile, "--headless", "--only-summary",
             "-u", str(users), "-r", str(users), "--run-time", f"{self.run_time_s}s",
             "--stop-timeout", "5", "--host", host,
             "--csv", f"{out_dir}/locust", "--html", f"{out_dir}/locust.html",
         ]
-        if self.processes > 1:
-            args += ["--processes", str(self.processes)]
+        if load.processes > 1:
+            args += ["--processes", str(load.processes)]
         if self.warmup_s > 0:
             args += [WARMUP_OPTION, str(self.warmup_s)]
-        if self.mode == Mode.REQUESTS:
-            args += [MAX_REQUESTS_OPTION, str(self.level)]
-        if self.mode == Mode.OPEN:
-            args += [OPEN_RATE_OPTION, str(self.level)]
+        if load.max_requests:
+            args += [MAX_REQUESTS_OPTION, str(load.max_requests)]
+        if load.open_rate:
+            args += [OPEN_RATE_OPTION, str(load.level)]
         return args + self.workload.locust_args(self.params)
 
     def environment(self, hdr_dir: str) -> dict[str, str]:
-        """Environment variables for the Locust process(es)."""
-        env = {HDR_DIR_ENV: hdr_dir}
+        """Environment variables for the Locust process(es): the dump folder, the load
+        (:data:`~serverlab.load.LOAD_ENV`), and declared requests' settings."""
+        env = {HDR_DIR_ENV: hdr_dir, LOAD_ENV: self.load.to_json()}
         if isinstance(self.workload, RequestWorkload):
             env.update(self.workload.environment())  # the declared requests this cell sends
             if self.server_closes:
                 env[SERVER_CLOSES_ENV] = "1"
-        if self.mode == Mode.OPEN:
-            env[OPEN_MAX_IN_FLIGHT_ENV] = str(max(1, self.users // self.processes))
         return env
 
 
@@ -180,7 +171,7 @@ def throughput_trend(per_second: list[int]) -> float | None:
     return (last - first) / first if first > 0 else None
 
 
-def merge_timelines(dumps: list[dict[str, Any]]) -> dict[str, Any] | None:
+def merge_timelines(dumps: Sequence[ProcessDump]) -> dict[str, Any] | None:
     """Merge the per-second timelines of several Locust processes.
 
     Each process counts responses and keeps a small HDR histogram per second from
@@ -188,7 +179,7 @@ def merge_timelines(dumps: list[dict[str, Any]]) -> dict[str, Any] | None:
     start (to the nearest second); counts add up and histograms merge exactly, so the
     p99 of a second is the p99 of every response that ended in it.
 
-    :param dumps: the processes' ``hdr-*.json`` contents (their ``timeline`` entries).
+    :param dumps: the processes' dumps (their :attr:`~serverlab.hdrdump.ProcessDump.timeline`).
     :return: ``{"interval_s": 1.0, "warmup_s": s, "rps": [responses/s, ...],
         "p99_us": [µs or None, ...]}``, index 0 = the first second of the warm-up;
         ``None`` when no process recorded a timeline.
@@ -196,18 +187,18 @@ def merge_timelines(dumps: list[dict[str, Any]]) -> dict[str, Any] | None:
     """
     from hdrh.histogram import HdrHistogram
 
-    timelines = [d["timeline"] for d in dumps if isinstance(d.get("timeline"), dict) and d["timeline"].get("responses")]
+    timelines = [d.timeline for d in dumps if d.timeline is not None and d.timeline.responses]
     if not timelines:
         return None
-    t0 = min(float(t["start_at"]) for t in timelines)
-    length = max(int(round(float(t["start_at"]) - t0)) + len(t["responses"]) for t in timelines)
+    t0 = min(t.start_at for t in timelines)
+    length = max(int(round(t.start_at - t0)) + len(t.responses) for t in timelines)
     counts = [0] * length
     hists: list[Any] = [None] * length
     for t in timelines:
-        offset = int(round(float(t["start_at"]) - t0))
-        for i, count in enumerate(t["responses"]):
-            counts[offset + i] += int(count)
-        for i, text in enumerate(t.get("histograms") or []):
+        offset = int(round(t.start_at - t0))
+        for i, count in enumerate(t.responses):
+            counts[offset + i] += count
+        for i, text in enumerate(t.histograms):
             if not text or offset + i >= length:
                 continue
             try:
@@ -218,7 +209,7 @@ def merge_timelines(dumps: list[dict[str, Any]]) -> dict[str, Any] | None:
                 hists[offset + i] = hist
             else:
                 hists[offset + i].add(hist)
-    ends = [float(t["warmup_end_at"]) for t in timelines if t.get("warmup_end_at")]
+    ends = [t.warmup_end_at for t in timelines if t.warmup_end_at]
     return {
         "interval_s": 1.0,
         "warmup_s": round(min(ends) - t0, 3) if ends else 0.0,
@@ -255,47 +246,48 @@ def parse_locust_csv(path: Path) -> dict[str, float]:
 
 
 def read_outcome(out_dir: Path, plan: LoadPlan, log_text: str = "") -> LoadOutcome:
-    """Merge the ``hdr-*.json`` files Locust left in ``out_dir`` into one outcome.
+    """Merge the ``hdr-*.json`` files Locust left in ``out_dir`` (:func:`serverlab.hdrdump.read_dumps`) into one outcome.
 
-    :raises LoadError: if no process recorded anything (the server never answered).
+    :raises LoadError: if no process recorded anything (the server never answered), or a dump is unreadable.
     """
-    files = sorted(Path(out_dir).glob(f"{HDR_FILE_PREFIX}*.json"))
-    dumps = [json.loads(path.read_text()) for path in files]
+    try:
+        dumps = read_dumps(out_dir)
+    except DumpError as err:
+        raise LoadError(f"a Locust process left an unreadable dump: {err}") from None
     if not dumps:
         tail = "\n".join(log_text.strip().splitlines()[-5:])
         raise LoadError(f"Locust recorded no requests{': ' + tail if tail else ''}")
     try:
-        merged = merge_histograms(dump["histogram"] for dump in dumps)
+        merged = merge_histograms(dump.histogram for dump in dumps)
     except StatsError as err:
         raise LoadError(f"a Locust process left an unreadable histogram: {err}") from None
-    requests = sum(d["requests"] for d in dumps)
-    failures = sum(d["failures"] for d in dumps)
-    start = min(d["window_start_at"] for d in dumps)
-    ends = [d["last_response_at"] or d["window_end_at"] for d in dumps]
-    end = max(ends)
+    requests = sum(d.requests for d in dumps)
+    failures = sum(d.failures for d in dumps)
+    start = min(d.window_start_at for d in dumps)
+    end = max(d.last_response_at or d.window_end_at for d in dumps)
     duration = max(end - start, 1e-9)
-    cpu = sum(d["cpu_seconds"] for d in dumps)
-    share = max(d["cpu_seconds"] / max(d["window_end_at"] - d["window_start_at"], 1e-9) for d in dumps)
+    cpu = sum(d.cpu_seconds for d in dumps)
+    share = max(d.cpu_seconds / max(d.window_end_at - d.window_start_at, 1e-9) for d in dumps)
     total_time = None
     if plan.mode == Mode.REQUESTS:
-        first = min(d["first_send_at"] for d in dumps if d["first_send_at"])
+        first = min(d.first_send_at for d in dumps if d.first_send_at)
         total_time = end - first
     open_load = None
     if plan.mode == Mode.OPEN:
-        sent = sum(d["sent"] for d in dumps)
-        late = sum(d["late_sends"] for d in dumps)
+        sent = sum(d.sent for d in dumps)
+        late = sum(d.late_sends for d in dumps)
         open_load = {
-            "target_rps": plan.level, "sent": sent, "late_sends": late,
-            "max_lag_ms": max(d["max_lag_ms"] for d in dumps),
+            "target_rps": plan.load.level, "sent": sent, "late_sends": late,
+            "max_lag_ms": max(d.max_lag_ms for d in dumps),
             "achieved_send_rps": sent / duration,
             "fell_behind": bool(sent and late / sent > FELL_BEHIND_LATE_SHARE),
         }
-    seconds = max((len(d.get("responses_per_second", [])) for d in dumps), default=0)
-    per_second = [sum(d.get("responses_per_second", [])[i] if i < len(d.get("responses_per_second", [])) else 0
-                      for d in dumps) for i in range(seconds)]
+    seconds = max((len(d.responses_per_second) for d in dumps), default=0)
+    per_second = [sum(d.responses_per_second[i] if i < len(d.responses_per_second) else 0 for d in dumps)
+                  for i in range(seconds)]
     return LoadOutcome(
-        rps_trend=throughput_trend(per_second), unanswered=sum(int(d.get("unanswered", 0)) for d in dumps),
-        window_end=max(d["window_end_at"] for d in dumps),
+        rps_trend=throughput_trend(per_second), unanswered=sum(d.unanswered for d in dumps),
+        window_end=max(d.window_end_at for d in dumps),
         timeline=merge_timelines(dumps),
         requests=requests, failures=failures, duration_s=duration, window=(start, end),
         histogram=merged.encode().decode("ascii") if requests else None,

@@ -39,6 +39,7 @@ from serverlab.experiment import Experiment, check_machine
 from serverlab.findings import cell_findings
 from serverlab.hostspeed import HostSpeedWatch
 from serverlab.interference import describe_probe, interference_figures
+from serverlab.load import Load
 from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadOutcome, LoadPlan, read_outcome
 from serverlab.planning import PlannedCell, check_unchanged, new_run_id, plan_cells, run_metadata
 from serverlab.progress import Progress
@@ -257,7 +258,7 @@ class Runner:
 
     # -- one cell -----------------------------------------------------------------
 
-    def _base_cell(self, planned: PlannedCell, run_dir: Path, variant: Variant) -> dict[str, object]:
+    def _base_cell(self, planned: PlannedCell, run_dir: Path, variant: Variant, load: Load) -> dict[str, object]:
         experiment = self.experiment
         budget = experiment.budget
         config = {**variant.record(), "server_cpus": budget.server_cpus, "server_memory": budget.server_memory,
@@ -266,7 +267,7 @@ class Runner:
         return dict(
             run_id=run_dir.name, cell_id=planned.cell_id, variant=planned.variant, workload=planned.workload,
             workload_params=experiment.params[planned.workload], mode=experiment.mode, level=planned.level,
-            users=planned.level if experiment.mode == Mode.CLOSED else experiment.users,
+            users=load.users,
             repetition=planned.repetition, order=planned.order, config=config, warmup_s=experiment.warmup,
             loadgen_cpu_budget=float(min(budget.loadgen_processes, budget.loadgen_cores)),
         )
@@ -303,7 +304,8 @@ class Runner:
 
     def _measure_server(self, planned: PlannedCell, run_dir: Path) -> Cell:
         variant = self.variants[planned.variant]
-        base = self._base_cell(planned, run_dir, variant)
+        load = self.experiment.load(planned.level)
+        base = self._base_cell(planned, run_dir, variant, load)
         cell_dir = new_attempt_dir(run_dir / "cells" / planned.cell_id.replace("/", "_"))
         try:
             server = self.backend.start(variant)
@@ -315,7 +317,7 @@ class Runner:
                 self.calibration[key] = calibration.calibrate_standalone(self.backend, server, cell_dir, self.experiment,
                                                                          planned.repetition, self.write)
             base["calibration"] = self.calibration.get(key)
-            cell = self._load(planned, server, base, cell_dir)
+            cell = self._load(planned, load, server, base, cell_dir)
             if cell.status == CellStatus.OK and calibration.is_calibration_cell(self.experiment, planned.workload,
                                                                                 planned.level):
                 cell = replace(cell, calibration=calibration.wrk_after_cell(
@@ -324,7 +326,7 @@ class Runner:
         finally:
             self.backend.stop(server)
 
-    def _load(self, planned: PlannedCell, server: RunningServer, base: dict, cell_dir: Path) -> Cell:
+    def _load(self, planned: PlannedCell, load: Load, server: RunningServer, base: dict, cell_dir: Path) -> Cell:
         experiment = self.experiment
         workload = experiment.workload_spec(planned.workload)
         params = experiment.params[planned.workload]
@@ -332,8 +334,8 @@ class Runner:
             verify_workload(server.url_for_host, workload, params)
         except VerificationError as err:
             return Cell(**base, status=CellStatus.UNVERIFIED, error=f"failed verification before load: {err}")
-        plan = LoadPlan(workload, params, experiment.mode, planned.level, experiment.users, experiment.duration,
-                        experiment.warmup, experiment.budget.loadgen_processes, not server.variant.keep_alive)
+        plan = LoadPlan(workload, params, load, experiment.duration, experiment.warmup,
+                        not server.variant.keep_alive)
         paths = self.backend.locust_paths(server, cell_dir)
         timeout = plan.run_time_s + 120
         with self.cpu_watch.monitor() as monitor:

@@ -204,10 +204,6 @@ APP_PORT = 8000
 HDR_DIR_ENV = "SERVERLAB_HDR_DIR"
 #: File-name prefix of those per-process dumps (``hdr-<host>-<pid>.json``).
 HDR_FILE_PREFIX = "hdr-"
-#: Environment variable: requests in flight at most per open-model Locust user.
-OPEN_MAX_IN_FLIGHT_ENV = "SERVERLAB_OPEN_MAX_IN_FLIGHT"
-#: Its default when unset.
-DEFAULT_OPEN_MAX_IN_FLIGHT = 100
 #: An open-model send this much later than scheduled counts as late (seconds).
 LATE_SEND_S = 0.005
 #: The locustfile's own options (besides one per workload parameter).

@@ -26,6 +26,7 @@ from werkzeug.serving import make_server
 
 from labapp import create_app, workload_params
 from report_factories import make_cell, make_header, write_results
+from serverlab.load import Load
 from serverlab import terms
 from serverlab.experiment import ExperimentError, load_experiment
 from serverlab.loadgen import LoadPlan, read_outcome
@@ -137,7 +138,7 @@ def test_the_locustfile_generates_its_user_class_and_option(tmp_path, server, sq
 
     out = tmp_path / "out"
     out.mkdir()
-    plan = LoadPlan(square, square.params({"n": 7}), Mode.REQUESTS, level=20, users=2, duration_s=60, warmup_s=0)
+    plan = LoadPlan(square, square.params({"n": 7}), Load.of(Mode.REQUESTS, 20, 2), duration_s=60, warmup_s=0)
     argv = plan.locust_args(str(locustfile), base, str(out))
     assert argv[-3:] == ["--square-n", "7", "SquareUser"]
     run = subprocess.run([str(VENV_BIN / argv[0]), *argv[1:]], capture_output=True, text=True, timeout=120,

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from hdrh.histogram import HdrHistogram
 
+from serverlab.hdrdump import DumpError, ProcessDump, read_dumps
+from serverlab.load import Load
 from serverlab.loadgen import (
     LOCUST_CPU_WARNING,
     LoadError,
@@ -28,7 +30,7 @@ from serverlab.loadgen import (
     wrk_args,
 )
 from serverlab.histograms import latency_summary
-from serverlab.terms import PERCENTILES, WORKLOADS, percentile_key
+from serverlab.terms import PERCENTILES, WORKLOADS, Mode, percentile_key
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = REPO_ROOT / "locustfiles" / "locustfile.py"
@@ -54,8 +56,8 @@ Transfer/sec:    476.80KB
 
 def plan(mode: str = "closed", workload: str = "hello", params: dict | None = None, level: int = 8, users: int = 8,
          duration_s: float = 5, warmup_s: float = 2, processes: int = 1) -> LoadPlan:
-    return LoadPlan(WORKLOADS[workload], WORKLOADS[workload].params(params), mode, level, users, duration_s, warmup_s,
-                    processes)
+    return LoadPlan(WORKLOADS[workload], WORKLOADS[workload].params(params), Load.of(mode, level, users, processes),
+                    duration_s, warmup_s)
 
 
 def option(args: list[str], name: str) -> str:
@@ -100,16 +102,34 @@ def test_open_locust_args_and_environment():
     assert option(args, "--run-time") == "11s"
     assert "--max-requests" not in args
     assert args[-5:] == ["--mixed-n", "10", "--mixed-ms", "3", "MixedUser"]
-    assert p.environment("/out") == {"SERVERLAB_HDR_DIR": "/out", "SERVERLAB_OPEN_MAX_IN_FLIGHT": "50"}
+    env = p.environment("/out")
+    assert env.keys() == {"SERVERLAB_HDR_DIR", "SERVERLAB_LOAD"} and env["SERVERLAB_HDR_DIR"] == "/out"
+    # every process reads the same Load: 100 in flight at most, 50 per process
+    assert Load.from_json(env["SERVERLAB_LOAD"]) == p.load and p.load.max_in_flight_per_process == 50
 
 
 @pytest.mark.parametrize("mode", ["closed", "requests"])
 def test_environment_outside_open_mode(mode):
-    assert plan(mode, warmup_s=0).environment("/x/y") == {"SERVERLAB_HDR_DIR": "/x/y"}
+    env = plan(mode, level=20, users=4, warmup_s=0).environment("/x/y")
+    assert env["SERVERLAB_HDR_DIR"] == "/x/y" and env.keys() == {"SERVERLAB_HDR_DIR", "SERVERLAB_LOAD"}
+    # closed: the level is the users (the users setting is not used); requests: the users setting
+    assert Load.from_json(env["SERVERLAB_LOAD"]).users == (20 if mode == "closed" else 4)
 
 
 def test_open_in_flight_at_least_one():
-    assert plan("open", users=1, processes=4).environment("/o")["SERVERLAB_OPEN_MAX_IN_FLIGHT"] == "1"
+    assert plan("open", users=1, processes=4).load.max_in_flight_per_process == 1
+
+
+def test_load_derives_users_once_and_refuses_bad_values():
+    assert Load.of("closed", 32, users=999) == Load(Mode.CLOSED, 32, 32, 1)
+    assert Load.of("open", 500).users == 100 and Load.of("requests", 1000).users == 10  # DEFAULT_USERS
+    open_load = Load.of(Mode.OPEN, 500, 64, 2)
+    assert (open_load.locust_users, open_load.max_in_flight, open_load.open_rate, open_load.max_requests) == (2, 64, 500.0, 0)
+    assert Load.of(Mode.REQUESTS, 100, 5).max_requests == 100 and Load.from_json(open_load.to_json()) == open_load
+    with pytest.raises(ValueError, match="load users must be an integer of at least 1, got 0"):
+        Load.of(Mode.OPEN, 10, 0)
+    with pytest.raises(ValueError, match="SERVERLAB_LOAD is not JSON"):
+        Load.from_json("{")
 
 
 def test_processes_only_when_more_than_one():
@@ -130,9 +150,9 @@ def test_run_time_never_cuts_the_measured_period():
 
 
 def test_locust_users():
-    assert plan("closed", level=64, users=3).locust_users == 64
-    assert plan("requests", level=1000, users=10, warmup_s=0).locust_users == 10
-    assert plan("open", level=1000, users=10, processes=2).locust_users == 2
+    assert plan("closed", level=64, users=3).load.locust_users == 64
+    assert plan("requests", level=1000, users=10, warmup_s=0).load.locust_users == 10
+    assert plan("open", level=1000, users=10, processes=2).load.locust_users == 2
 
 
 def test_the_locustfile_has_one_user_class_per_workload():
@@ -271,6 +291,24 @@ def test_recorder_dumps_have_the_documented_fields(dumps):
     assert [data["failures"] for data in files] == [0, 7]
 
 
+def test_a_dump_is_one_typed_record_written_and_read_in_one_place(dumps, tmp_path):
+    read = read_dumps(dumps["behind"])
+    assert len(read) == 2 and all(d.process for d in read)  # "<host>-<pid>" of the recording process
+    assert [(d.requests, d.sent, d.failures) for d in read] == [(500, 600, 0), (500, 600, 7)]
+    first = read[0]
+    assert ProcessDump.from_dict(json.loads(json.dumps(first.to_dict()))) == first
+    assert first.timeline is not None and first.timeline.start_at > 0
+    assert first.write(tmp_path) == tmp_path / f"hdr-{first.process}.json" and read_dumps(tmp_path) == [first]
+    unnamed = dict(first.to_dict(), process="")  # a dump without its process's name takes its file's
+    (tmp_path / f"hdr-{first.process}.json").write_text(json.dumps(unnamed))
+    assert read_dumps(tmp_path)[0].process == first.process
+    (tmp_path / "hdr-broken.json").write_text(json.dumps({"requests": 1}))
+    with pytest.raises(DumpError, match="hdr-broken.json: a Locust process's dump is incomplete"):
+        read_dumps(tmp_path)
+    with pytest.raises(LoadError, match="unreadable dump"):
+        read_outcome(tmp_path, plan("closed"))
+
+
 def test_closed_outcome_merges_both_processes(dumps):
     outcome = read_outcome(dumps["behind"], plan("closed"))
     assert outcome.requests == 1000
@@ -382,7 +420,7 @@ def test_real_locust_run_against_gunicorn_gthread(tmp_path, start_local_server):
     # closed: 4 users, 20 ms each, 8 threads -> Little's law: 4 / 0.020 s = 200 RPS at most
     closed_dir = tmp_path / "closed"
     closed_dir.mkdir()
-    closed = LoadPlan(WORKLOADS["io"], {"ms": 20}, "closed", 4, 4, 3, 1)
+    closed = LoadPlan(WORKLOADS["io"], {"ms": 20}, Load.of("closed", 4), 3, 1)
     result, log = run_locust(closed, host, closed_dir)
     assert result.returncode == 0, log[-3000:]
     outcome = read_outcome(closed_dir, closed, log)
@@ -413,7 +451,7 @@ def test_real_locust_run_against_gunicorn_gthread(tmp_path, start_local_server):
     # requests mode: 50 requests by 5 users, then Locust quits
     requests_dir = tmp_path / "requests"
     requests_dir.mkdir()
-    counted = LoadPlan(WORKLOADS["cpu"], {"n": 1000}, "requests", 50, 5, 30, 0)
+    counted = LoadPlan(WORKLOADS["cpu"], {"n": 1000}, Load.of("requests", 50, 5), 30, 0)
     started = time.monotonic()
     result, log = run_locust(counted, host, requests_dir)
     assert result.returncode == 0, log[-3000:]

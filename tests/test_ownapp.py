@@ -14,6 +14,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from labapp import appshim
+from serverlab.load import Load
 from serverlab import LabError, cli
 from serverlab.appspec import AppError, app_digest, check_services, find_wsgi, load_app
 from serverlab.experiment import load_experiment
@@ -147,7 +148,7 @@ def test_a_request_workload_travels_to_locust_in_the_environment_and_calibrates_
         {"name": "page", "path": "/", "headers": {"Accept": "text/html"}},
     ])
     mix = request_workloads(requests)[MIX_WORKLOAD]
-    plan = LoadPlan(mix, {}, Mode.CLOSED, 8, 8, 2.0, 1.0)
+    plan = LoadPlan(mix, {}, Load.of(Mode.CLOSED, 8), 2.0, 1.0)
     assert plan.locust_args("/l.py", "http://x:8000", "/out")[-1] == "RequestsUser"
     sent = json.loads(plan.environment("/out")[REQUESTS_ENV])
     assert [r["name"] for r in sent] == ["create", "page"] and sent[0]["status"] == 201

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from serverlab.load import Load
 from serverlab.loadgen import LoadPlan, wrk_args
 from serverlab.terms import REQUEST_HEADERS, WORKLOADS
 
@@ -108,7 +109,7 @@ def capture(run) -> dict[str, object]:
 
 
 def run_locust(url: str, out: Path) -> None:
-    plan = LoadPlan(WORKLOADS["hello"], {}, "closed", 2, 2, 1, 0, 1)
+    plan = LoadPlan(WORKLOADS["hello"], {}, Load.of("closed", 2), 1, 0)
     args = plan.locust_args(str(LOCUSTFILE), url, str(out))
     args[0] = str(VENV_BIN / "locust")
     result = subprocess.run(args, cwd=out, env={**os.environ, **plan.environment(str(out))}, capture_output=True,

@@ -21,6 +21,8 @@ from werkzeug.serving import make_server
 
 import labapp
 from labapp.variants import load_variants
+from serverlab.hdrdump import ProcessDump
+from serverlab.load import Load
 from serverlab.backends.lab import LabBackend, LabLoad, LabWatch, parse_locust_args
 from serverlab.histograms import new_histogram
 from serverlab.loadgen import LoadPlan
@@ -65,10 +67,9 @@ class RequestDriver:
             urllib.request.urlopen(path).read()
             hist.record_value(max(1, int((time.perf_counter() - sent) * 1e6)))
             count, last = count + 1, time.time()
-        dump = {"process": "test-1", "requests": count, "failures": 0, "sent": count, "unanswered": 0,
-                "late_sends": 0, "max_lag_ms": 0.0, "first_send_at": start, "last_response_at": last,
-                "window_start_at": start, "window_end_at": time.time(), "cpu_seconds": time.process_time() - cpu0,
-                "responses_per_second": [], "histogram": hist.encode().decode("ascii"), "timeline": None}
+        dump = ProcessDump(process="test-1", requests=count, failures=0, sent=count, first_send_at=start,
+                           last_response_at=last, window_start_at=start, window_end_at=time.time(),
+                           cpu_seconds=time.process_time() - cpu0, histogram=hist.encode().decode("ascii"))
         window_end()
         return [dump]
 
@@ -95,9 +96,11 @@ def test_self_report_sampler_interpolates_like_the_docker_sampler():
 @pytest.mark.parametrize("workload", list(WORKLOADS))
 def test_the_lab_backend_reads_back_the_runners_locust_command_line(workload):
     spec = WORKLOADS[workload]
-    plan = LoadPlan(spec, spec.default_params(), Mode.CLOSED, 16, 16, 4.0, 1.5, 1)
-    load = parse_locust_args(plan.locust_args("/x/locustfile.py", "http://gunicorn-sync:8000", "/out"))
+    plan = LoadPlan(spec, spec.default_params(), Load.of(Mode.CLOSED, 16), 4.0, 1.5)
+    load = parse_locust_args(plan.locust_args("/x/locustfile.py", "http://gunicorn-sync:8000", "/out"),
+                             plan.environment("/out"))
     assert (load.workload, load.params, load.users, load.host) == (spec, spec.default_params(), 16, "http://gunicorn-sync:8000")
+    assert load.load == plan.load  # the runner's Load itself, not re-derived from -u
     assert load.warmup_s == 1.5 and load.warmup_s + load.duration_s == plan.run_time_s
 
 

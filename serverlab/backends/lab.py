@@ -25,17 +25,18 @@ with a fake one.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Mapping, Protocol, Sequence
 
 from labapp.variants import Variant
 from serverlab.backends.base import BackendError, CommandResult, LocustPaths, RunningServer, wait_healthy
+from serverlab.hdrdump import DumpError, ProcessDump
 from serverlab.interference import CpuMonitor, interference_figures
+from serverlab.load import LOAD_ENV, Load
 from serverlab.selfreport import SelfReport, SelfReportError, SelfReportSampler, read_self_report
-from serverlab.terms import HDR_FILE_PREFIX, MAX_REQUESTS_OPTION, OPEN_RATE_OPTION, WARMUP_OPTION, WORKLOADS
+from serverlab.terms import MAX_REQUESTS_OPTION, OPEN_RATE_OPTION, WARMUP_OPTION, WORKLOADS, Mode
 from serverlab.workloadspec import WorkloadSpec
 
 #: Seconds between the quietness probe's two readings of a server's ``/lab/cpu``.
@@ -48,27 +49,33 @@ class LabLoad:
 
     :param workload: the workload (its user class and parameter options).
     :param params: its request parameters, e.g. ``{"n": 1000}``.
-    :param users: concurrent users; :param host: the server's base URL.
+    :param load: the runner's :class:`~serverlab.load.Load` (closed model: its users are the level).
+    :param host: the server's base URL.
     :param warmup_s: discarded seconds; :param duration_s: measured seconds after them.
     """
 
     workload: WorkloadSpec
     params: dict[str, int]
-    users: int
+    load: Load
     host: str
     warmup_s: float
     duration_s: float
+
+    @property
+    def users(self) -> int:
+        """Concurrent users across the lab's workers (the :attr:`load`'s)."""
+        return self.load.users
 
 
 class LoadDriver(Protocol):
     """Runs a :class:`LabLoad` on the lab's Locust processes (the web UI's master and its workers)."""
 
-    def run(self, load: LabLoad, window_start: Callable[[], None], window_end: Callable[[], None]) -> list[dict]:
+    def run(self, load: LabLoad, window_start: Callable[[], None], window_end: Callable[[], None]) -> list[ProcessDump]:
         """Start the load; after the warm-up call ``window_start()`` and then reset every process's
-        recorder; after the measured seconds take every process's recorder (as ``Recorder.to_dict``
+        recorder; after the measured seconds take every process's recorder (as ``Recorder.snapshot``
         gives it, the ``hdr-*.json`` content), call ``window_end()``, stop the load.
 
-        :return: one recorder dict per Locust process (``"process"`` names it).
+        :return: one :class:`~serverlab.hdrdump.ProcessDump` per Locust process (``process`` names it).
         :raises BackendError: when no process answers or the load cannot start.
         """
 
@@ -76,9 +83,12 @@ class LoadDriver(Protocol):
         """Stop any load it started (idempotent)."""
 
 
-def parse_locust_args(args: Sequence[str]) -> LabLoad:
-    """The :class:`LabLoad` of a command line built by :meth:`serverlab.loadgen.LoadPlan.locust_args`.
+def parse_locust_args(args: Sequence[str], env: Mapping[str, str] | None = None) -> LabLoad:
+    """The :class:`LabLoad` of a command line and environment built by
+    :meth:`serverlab.loadgen.LoadPlan.locust_args` and :meth:`~serverlab.loadgen.LoadPlan.environment`.
 
+    :param env: the Locust environment; its :data:`~serverlab.load.LOAD_ENV` is the load (without
+        it, a closed load of ``-u`` users).
     :raises BackendError: for what the lab's workers cannot run from the UI (the open
         and requests models, ``--processes`` other than the workers'), or an unknown user class.
     """
@@ -96,7 +106,11 @@ def parse_locust_args(args: Sequence[str]) -> LabLoad:
             parser.add_argument(option, dest=dest, type=int)
             options[dest] = (spec, name)
     known, rest = parser.parse_known_args(list(args))
-    if known.max_requests or known.open_rate:
+    try:
+        load = Load.from_json(env[LOAD_ENV]) if env and env.get(LOAD_ENV) else Load.of(Mode.CLOSED, known.u)
+    except ValueError as err:
+        raise BackendError(str(err)) from None
+    if known.max_requests or known.open_rate or load.mode != Mode.CLOSED:
         raise BackendError("the lab's workers run the closed model only (no --max-requests, no --open-rate)")
     by_class = {spec.user_class: spec for spec in WORKLOADS.values()}
     classes = [word for word in rest if word in by_class]
@@ -109,7 +123,7 @@ def parse_locust_args(args: Sequence[str]) -> LabLoad:
         if owner is spec and value is not None:
             params[name] = value
     run_time = float(str(known.run_time).rstrip("s"))
-    return LabLoad(spec, params, known.u, known.host, known.warmup, max(0.0, run_time - known.warmup))
+    return LabLoad(spec, params, load, known.host, known.warmup, max(0.0, run_time - known.warmup))
 
 
 class LabMonitor(CpuMonitor):
@@ -236,16 +250,16 @@ class LabBackend:
         :return: status 0 and a log naming the processes, or 1 and why nothing was measured.
         """
         try:
-            load = parse_locust_args(args)
+            load = parse_locust_args(args, env)
             dumps = self.driver.run(load, self._report, self._report)
-        except (BackendError, SelfReportError) as err:
+        except (BackendError, SelfReportError, DumpError) as err:
             return CommandResult(1, f"[serverlab] {err}")
         out_dir.mkdir(parents=True, exist_ok=True)
         names = []
         for index, dump in enumerate(dumps):
-            name = str(dump.get("process") or index).replace("/", "_")
-            (out_dir / f"{HDR_FILE_PREFIX}{name}.json").write_text(json.dumps(dump, sort_keys=True))
-            names.append(name)
+            dump = dump if dump.process else replace(dump, process=str(index))
+            dump.write(out_dir)
+            names.append(dump.process)
         return CommandResult(0, f"[serverlab] {load.users} users of {load.workload.user_class} on {load.host}: "
                                 f"{load.warmup_s:g} s warm-up, {load.duration_s:g} s measured, "
                                 f"Locust processes {', '.join(names) or 'none'}")

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import gevent
+
+from serverlab.hdrdump import ProcessDump
 
 #: How long the master waits for every worker's histogram (seconds).
 COLLECT_TIMEOUT_S = 10.0
@@ -24,7 +27,7 @@ class Collector:
     """Gathers recorder snapshots from every Locust process of a test.
 
     :param environment: Locust's environment (master, worker or local).
-    :param recorder: this process's recorder (``locustfile.Recorder``: ``to_dict()``, ``reset()``,
+    :param recorder: this process's recorder (``locustfile.Recorder``: ``snapshot()``, ``reset()``,
         ``warmup_end``).
     """
 
@@ -52,15 +55,15 @@ class Collector:
 
         return isinstance(self.environment.runner, MasterRunner)
 
-    def snapshot(self) -> dict[str, Any]:
-        """This process's recorder now, while the load runs: ``Recorder.to_dict()``, the content of
-        the ``hdr-*.json`` a headless Locust writes (so :func:`serverlab.loadgen.read_outcome` merges it).
+    def snapshot(self) -> ProcessDump:
+        """This process's recorder now, while the load runs: the :class:`~serverlab.hdrdump.ProcessDump`
+        a headless Locust writes as ``hdr-*.json`` (so :func:`serverlab.loadgen.read_outcome` merges it).
 
         ``unanswered`` is 0: the requests in flight at this cut are being answered, not left
         unanswered by a stopped Locust (a server that stops answering shows as a measured
         window cut short: its last response comes early).
         """
-        return {**self.recorder.to_dict(), "unanswered": 0}
+        return replace(self.recorder.snapshot(), unanswered=0)
 
     def end_warmup(self) -> None:
         """This process forgets what it recorded; its timeline marks the warm-up's end."""
@@ -75,11 +78,14 @@ class Collector:
         self.end_warmup()
         runner.stats.reset_all()
 
-    def collect(self) -> list[dict[str, Any]]:
-        """Every process's :meth:`snapshot` (the master waits up to :data:`COLLECT_TIMEOUT_S`)."""
+    def collect(self) -> list[ProcessDump]:
+        """Every process's :meth:`snapshot` (the master waits up to :data:`COLLECT_TIMEOUT_S`).
+
+        :raises serverlab.hdrdump.DumpError: when a worker's reply is not a dump.
+        """
         if not self.is_master():
             return [self.snapshot()]
-        return self._ask("serverlab_collect", COLLECT_TIMEOUT_S)
+        return [ProcessDump.from_dict(reply) for reply in self._ask("serverlab_collect", COLLECT_TIMEOUT_S)]
 
     def cpu_times(self, timeout_s: float = 2.0) -> list[dict[str, Any]]:
         """Every process's own CPU seconds now, a small message (the live meter's generator figure):
@@ -107,7 +113,7 @@ class Collector:
         self.environment.runner.send_message("serverlab_cpu_reply", {"token": msg.data["token"], **self._cpu()})
 
     def _on_collect(self, msg: Any, **_kw: Any) -> None:
-        self.environment.runner.send_message("serverlab_hdr", {"token": msg.data["token"], **self.snapshot()})
+        self.environment.runner.send_message("serverlab_hdr", {"token": msg.data["token"], **self.snapshot().to_dict()})
 
     def _on_hdr(self, msg: Any, **_kw: Any) -> None:
         data = msg.data or {}

@@ -34,6 +34,7 @@ from serverlab.backends import BackendError
 from serverlab.backends.lab import LabBackend, LabLoad
 from serverlab.budget import Budget
 from serverlab.experiment import Experiment
+from serverlab.hdrdump import ProcessDump
 from serverlab.selfreport import SelfReportError, read_self_report
 from serverlab.terms import WORKLOADS
 from serverlab.ui.collect import Collector
@@ -62,7 +63,7 @@ class CollectorDriver:
         self.workload_classes = workload_classes
         self.names = dict(names or {})
 
-    def run(self, load: LabLoad, window_start: Callable[[], None], window_end: Callable[[], None]) -> list[dict]:
+    def run(self, load: LabLoad, window_start: Callable[[], None], window_end: Callable[[], None]) -> list[ProcessDump]:
         """See :meth:`serverlab.backends.lab.LoadDriver.run`.
 
         :raises BackendError: when no worker is connected or none answered.
@@ -74,7 +75,8 @@ class CollectorDriver:
         env.host = self.names.get(load.host, load.host)  # the header names the server under load
         for name, option in load.workload.locust_options.items():
             setattr(env.parsed_options, load.workload.option_dest(option), load.params[name])
-        runner.start(load.users, spawn_rate=load.users)
+        users = load.load.locust_users  # the runner's Load: closed model, its level's users
+        runner.start(users, spawn_rate=users)
         try:
             gevent.sleep(load.warmup_s)
             window_start()
@@ -243,7 +245,7 @@ class CompareRunner:
                     row["status"] = "not run"
         return {"state": c.state, "message": c.message, "current": current,
                 "compare_id": c.run_dir.name if c.run_dir else None, "run_dir": str(c.run_dir) if c.run_dir else None,
-                "workload": exp.workloads[0], "users": exp.levels[0], "seconds": exp.duration,
+                "workload": exp.workloads[0], "users": exp.load(exp.levels[0]).users, "seconds": exp.duration,
                 "warmup_s": exp.warmup, "seed": exp.seed, "rows": rows,
                 "has_report": bool(c.run_dir and (c.run_dir / "index.html").is_file())}
 
