@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from serverlab.terms import Bottleneck, calibrated_workload
+from serverlab.terms import BottleneckClass, calibrated_workload
 
 if TYPE_CHECKING:  # the statistics (SciPy) load only where figures are computed, not with every experiment
     from serverlab.stats import Estimate
@@ -115,7 +115,7 @@ def row_width(row: Any) -> float:
     widths = [relative_half_width(row.rps)]
     if row.workload == calibrated_workload(row.calibration) and getattr(row, "wrk_rps", None) is not None:
         widths.append(relative_half_width(row.wrk_rps))
-    if (row.bottleneck or {}).get("class") == Bottleneck.GENERATOR_BOUND and row.cost_capacity_rps is not None:
+    if row.bottleneck_class == BottleneckClass.GENERATOR_BOUND and row.cost_capacity_rps is not None:
         widths.append(relative_half_width(row.cost_capacity_rps))
     return max(widths)
 

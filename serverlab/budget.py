@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Mapping
 
 from serverlab.terms import Mode
 
@@ -44,6 +45,23 @@ class Budget:
     def loadgen_cores(self) -> int:
         """How many CPUs the load generator's cpuset holds."""
         return len(parse_cpuset(self.loadgen_cpuset))
+
+    def to_dict(self) -> dict[str, object]:
+        """``{"server_cpus", "server_memory", "server_cpuset", "loadgen_cpuset", "loadgen_processes",
+        "loadgen_auto"}`` (JSON-ready; an experiment record's ``budget``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Budget:
+        """The budget of :meth:`to_dict`'s mapping; keys it lacks take the defaults, unknown keys are ignored.
+
+        :raises ValueError: naming a CPU count or process count that is not a number.
+        """
+        values = {f.name: data[f.name] for f in fields(cls) if data.get(f.name) is not None}
+        for key in ("server_cpus", "loadgen_processes"):
+            if key in values and (isinstance(values[key], bool) or not isinstance(values[key], (int, float))):
+                raise ValueError(f"budget {key} must be a number, got {values[key]!r}")
+        return cls(**values)  # type: ignore[arg-type]
 
 
 def auto_loadgen_processes(loadgen_cpuset: str, mode: str = Mode.CLOSED) -> int:

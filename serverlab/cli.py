@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="show the change per cell between two runs")
     compare.add_argument("old", type=Path, help="results.jsonl (or run folder) of the baseline")
     compare.add_argument("new", type=Path, help="results.jsonl (or run folder) of the new run")
+    compare.add_argument("--compare", action="append", default=[], metavar="WHAT", dest="on",
+                         help="what the comparison is about, so the runs may differ there: image, budget or "
+                              "variants (repeatable); by default runs that disagree on any of them are refused")
 
     from serverlab.compose import COMPOSE_FILE
 
@@ -251,7 +254,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """``serverlab compare``: print the per-cell change as Markdown."""
     from serverlab.report import compare
 
-    print(compare(_results_path(args.old), _results_path(args.new)))
+    print(compare(_results_path(args.old), _results_path(args.new), args.on))
     return 0
 
 

@@ -24,6 +24,7 @@ from serverlab.terms import Mode
 
 if TYPE_CHECKING:  # loadgen imports stats, which imports results, which imports this module
     from serverlab.loadgen import LoadOutcome
+    from serverlab.records import Interference as InterferenceFigures
 
 #: Relative change of throughput from the first to the last third of the measured
 #: period above which a cell is reported as still warming up (or degrading).
@@ -269,14 +270,14 @@ def finding_from_dict(data: Mapping[str, Any]) -> Finding:
         raise ValueError(f"finding {data.get('kind')!r}: {err}") from None
 
 
-def cell_findings(outcome: LoadOutcome, *, saturated: bool, interference: Mapping[str, Any] | None,
+def cell_findings(outcome: LoadOutcome, *, saturated: bool, interference: InterferenceFigures | None,
                   mode: str) -> list[Finding]:
     """What a measured window says about itself, in the order a report lists it.
 
     :param outcome: the load generator's outcome (:class:`serverlab.loadgen.LoadOutcome`).
     :param saturated: the generator was at its CPU limit (the runner's judgement, also
         stored as :attr:`serverlab.results.Cell.loadgen_saturated`).
-    :param interference: :func:`serverlab.interference.interference_figures` of the window, or ``None``.
+    :param interference: the window's :class:`serverlab.records.Interference`, or ``None``.
     :param mode: the load mode (``closed``, ``open``, ``requests``); unanswered requests are
         a finding in open mode (elsewhere they fail the cell).
     :return: findings: saturation, warm-up trend, interference, unanswered, failed requests, fell behind.
@@ -286,12 +287,12 @@ def cell_findings(outcome: LoadOutcome, *, saturated: bool, interference: Mappin
         found.append(GeneratorSaturated(outcome.busiest_process_share, bool(outcome.cpu_warning)))
     if outcome.rps_trend is not None and abs(outcome.rps_trend) > WARMUP_TREND_THRESHOLD:
         found.append(WarmupTrend(outcome.rps_trend))
-    if interference and interference.get("flagged"):
-        found.append(Interference(float(interference["share"]), float(interference["threshold"])))
+    if interference is not None and interference.flagged:
+        found.append(Interference(interference.share, interference.threshold))
     if outcome.unanswered and mode == Mode.OPEN:
         found.append(Unanswered(int(outcome.unanswered)))
     if outcome.failures:
         found.append(FailedRequests(int(outcome.failures), int(outcome.requests)))
-    if outcome.open_load and outcome.open_load.get("fell_behind"):
-        found.append(FellBehind(int(outcome.open_load["late_sends"]), float(outcome.open_load["max_lag_ms"])))
+    if outcome.open_load is not None and outcome.open_load.fell_behind:
+        found.append(FellBehind(outcome.open_load.late_sends, outcome.open_load.max_lag_ms))
     return found

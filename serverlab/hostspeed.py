@@ -269,11 +269,13 @@ class HostSpeedWatch:
 
     :param backend: the run's backend; without :meth:`HostSpeedProbe.probe_host_speed` nothing is measured.
     :param write: progress output.
+    :param budget: the run's :class:`~serverlab.budget.Budget` (a flagged cell is re-classified with it).
     """
 
-    def __init__(self, backend: object, write: Callable[[str], None] = print) -> None:
+    def __init__(self, backend: object, write: Callable[[str], None] = print, budget: Any = None) -> None:
         self.backend = backend if isinstance(backend, HostSpeedProbe) else None
         self.write = write
+        self.budget = budget
         self.reference: dict[str, Any] | None = None
         #: the cells' probes' ms this run (each cell's before and after, in order)
         self.readings: list[float] = []
@@ -332,7 +334,7 @@ class HostSpeedWatch:
             finding = HostSpeedChanged(figures["deviation"], figures["threshold"], before_ms, after_ms,
                                        figures["median_ms"])
             cell = replace(cell, findings=(*cell.findings, finding))
-            cell = replace(cell, bottleneck=classify(cell))
+            cell = replace(cell, bottleneck=classify(cell, self.budget))
         return cell
 
 

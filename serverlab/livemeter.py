@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from serverlab.bottleneck import classify
+from serverlab.budget import Budget
 from serverlab.interference import interference_figures
 from serverlab.results import Cell
 from serverlab.selfreport import SelfReport, SelfReportError, read_self_report
@@ -92,18 +93,17 @@ class LiveMeter:
         loadgen_cpu = end.loadgen_cpu_rate * window if end.loadgen_cpu_rate is not None else None
         interference = interference_figures(before.sample(), after.sample(), after.cpuset, self.loadgen_cpus,
                                             server_cpu, loadgen_cpu)
-        cell = Cell(run_id="live", cell_id=f"{server}/live", variant=server, workload="live", workload_params={},
+        cell = Cell(run_id="live", cell_id=f"{server}/live", variant=server, workload="live",
                     mode=Mode.CLOSED, level=0, users=0, repetition=1, order=0, status=CellStatus.OK,
                     duration_s=window, requests=requests, failures=min(requests, max(0, end.failures - start.failures)),
                     rps=requests / window if window > 0 else 0.0, server_cpu_s=server_cpu,
                     cpu_ms_per_request=server_cpu * 1000 / requests if server_cpu is not None and requests else None,
-                    loadgen_cpu_s=loadgen_cpu, loadgen_busiest_share=end.busiest_share, interference=interference,
-                    config={"server_cpus": after.quota_cpus or float(len(after.cpuset) or 1)})
-        bottleneck = classify(cell) or {}
+                    loadgen_cpu_s=loadgen_cpu, loadgen_busiest_share=end.busiest_share, interference=interference)
+        bottleneck = classify(cell, Budget(server_cpus=after.quota_cpus or float(len(after.cpuset) or 1)))
         return {"server": server, "window_s": round(window, 3), "rps": round(cell.rps, 1),
                 "cpu_ms_per_request": None if cell.cpu_ms_per_request is None else round(cell.cpu_ms_per_request, 4),
-                "server_utilization": bottleneck.get("server_utilization"),
-                "generator_utilization": bottleneck.get("generator_utilization"),
-                "bottleneck": bottleneck.get("class"), "reason": bottleneck.get("reason"),
-                "other_share": (interference or {}).get("server_share"),
-                "interference_flagged": bool((interference or {}).get("flagged"))}
+                "server_utilization": bottleneck.server_utilization if bottleneck else None,
+                "generator_utilization": bottleneck.generator_utilization if bottleneck else None,
+                "bottleneck": bottleneck.kind if bottleneck else None, "reason": bottleneck.reason if bottleneck else None,
+                "other_share": cell.interference.server_share if cell.interference else None,
+                "interference_flagged": bool(cell.interference and cell.interference.flagged)}

@@ -20,6 +20,7 @@ from serverlab import LabError
 from serverlab.hdrdump import DumpError, ProcessDump, read_dumps
 from serverlab.histograms import latency_summary, merge_histograms
 from serverlab.load import LOAD_ENV, Load
+from serverlab.records import LocustFigures, OpenLoad, Timeline
 from serverlab.requestmix import RequestWorkload
 from serverlab.stats import StatsError
 from serverlab.terms import (HDR_DIR_ENV, MAX_REQUESTS_OPTION, OPEN_RATE_OPTION, REQUEST_HEADERS,
@@ -120,8 +121,8 @@ class LoadOutcome:
     :param busiest_process_share: the highest CPU share of one core any process used.
     :param cpu_warning: Locust printed its "CPU usage above 90%" warning.
     :param total_time_s: requests mode: first send to last response (seconds).
-    :param open_load: open mode: sent, late sends, max lag (ms), whether it fell behind.
-    :param locust: Locust's own aggregate row (``rps``, ``p50_ms`` ...), ``{}`` if absent.
+    :param open_load: open mode: sent, late sends, max lag (ms), whether it fell behind (:class:`~serverlab.records.OpenLoad`).
+    :param locust: Locust's own aggregate row (:class:`~serverlab.records.LocustFigures`), ``None`` if absent.
     :param window_end: Unix seconds the last Locust process stopped recording (its test
         stop): well after the last response when the server stopped answering.
     :param unanswered: requests sent (warm-up included) that had no answer when Locust
@@ -130,7 +131,7 @@ class LoadOutcome:
         of the measured period (``0.15`` = 15% higher at the end), ``None`` if under 6 s;
         a large value means the warm-up was too short (or the server degraded).
     :param timeline: per second from the start of the warm-up, merged over processes
-        (see :func:`merge_timelines`), or ``None`` when no process recorded one.
+        (:class:`~serverlab.records.Timeline`, see :func:`merge_timelines`), or ``None`` when no process recorded one.
     """
 
     requests: int
@@ -143,12 +144,12 @@ class LoadOutcome:
     busiest_process_share: float
     cpu_warning: bool
     total_time_s: float | None
-    open_load: dict[str, Any] | None
-    locust: dict[str, float]
+    open_load: OpenLoad | None
+    locust: LocustFigures | None
     rps_trend: float | None = None
     unanswered: int = 0
     window_end: float = 0.0
-    timeline: dict[str, Any] | None = None
+    timeline: Timeline | None = None
 
     @property
     def rps(self) -> float:
@@ -171,7 +172,7 @@ def throughput_trend(per_second: list[int]) -> float | None:
     return (last - first) / first if first > 0 else None
 
 
-def merge_timelines(dumps: Sequence[ProcessDump]) -> dict[str, Any] | None:
+def merge_timelines(dumps: Sequence[ProcessDump]) -> Timeline | None:
     """Merge the per-second timelines of several Locust processes.
 
     Each process counts responses and keeps a small HDR histogram per second from
@@ -180,9 +181,8 @@ def merge_timelines(dumps: Sequence[ProcessDump]) -> dict[str, Any] | None:
     p99 of a second is the p99 of every response that ended in it.
 
     :param dumps: the processes' dumps (their :attr:`~serverlab.hdrdump.ProcessDump.timeline`).
-    :return: ``{"interval_s": 1.0, "warmup_s": s, "rps": [responses/s, ...],
-        "p99_us": [µs or None, ...]}``, index 0 = the first second of the warm-up;
-        ``None`` when no process recorded a timeline.
+    :return: the merged :class:`~serverlab.records.Timeline` (1 s intervals, index 0 = the first
+        second of the warm-up), or ``None`` when no process recorded a timeline.
     :raises LoadError: if a per-second histogram cannot be decoded.
     """
     from hdrh.histogram import HdrHistogram
@@ -210,26 +210,23 @@ def merge_timelines(dumps: Sequence[ProcessDump]) -> dict[str, Any] | None:
             else:
                 hists[offset + i].add(hist)
     ends = [t.warmup_end_at for t in timelines if t.warmup_end_at]
-    return {
-        "interval_s": 1.0,
-        "warmup_s": round(min(ends) - t0, 3) if ends else 0.0,
-        "rps": counts,
-        "p99_us": [float(h.get_value_at_percentile(99.0)) if h is not None and h.get_total_count() else None
-                   for h in hists],
-    }
+    return Timeline(
+        interval_s=1.0, warmup_s=round(min(ends) - t0, 3) if ends else 0.0, rps=tuple(counts),
+        p99_us=tuple(float(h.get_value_at_percentile(99.0)) if h is not None and h.get_total_count() else None
+                     for h in hists))
 
 
-def parse_locust_csv(path: Path) -> dict[str, float]:
+def parse_locust_csv(path: Path) -> LocustFigures | None:
     """Read the ``Aggregated`` row of Locust's ``*_stats.csv``.
 
-    :return: ``{"requests", "failures", "rps", "avg_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms"}``,
-        or ``{}`` when the file is missing or has no aggregated row.
+    :return: its :class:`~serverlab.records.LocustFigures` (counts, RPS, ms), or ``None`` when the
+        file is missing or has no aggregated row.
     """
     try:
         with Path(path).open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
     except OSError:
-        return {}
+        return None
     for row in rows:
         if row.get("Name") == "Aggregated":
             def num(key: str) -> float:
@@ -237,12 +234,11 @@ def parse_locust_csv(path: Path) -> dict[str, float]:
                     return float(row.get(key) or 0)
                 except ValueError:
                     return 0.0
-            return {
-                "requests": num("Request Count"), "failures": num("Failure Count"), "rps": num("Requests/s"),
-                "avg_ms": num("Average Response Time"), "p50_ms": num("50%"), "p95_ms": num("95%"),
-                "p99_ms": num("99%"), "max_ms": num("Max Response Time"),
-            }
-    return {}
+            return LocustFigures(
+                requests=num("Request Count"), failures=num("Failure Count"), rps=num("Requests/s"),
+                avg_ms=num("Average Response Time"), p50_ms=num("50%"), p95_ms=num("95%"), p99_ms=num("99%"),
+                max_ms=num("Max Response Time"))
+    return None
 
 
 def read_outcome(out_dir: Path, plan: LoadPlan, log_text: str = "") -> LoadOutcome:
@@ -276,12 +272,9 @@ def read_outcome(out_dir: Path, plan: LoadPlan, log_text: str = "") -> LoadOutco
     if plan.mode == Mode.OPEN:
         sent = sum(d.sent for d in dumps)
         late = sum(d.late_sends for d in dumps)
-        open_load = {
-            "target_rps": plan.load.level, "sent": sent, "late_sends": late,
-            "max_lag_ms": max(d.max_lag_ms for d in dumps),
-            "achieved_send_rps": sent / duration,
-            "fell_behind": bool(sent and late / sent > FELL_BEHIND_LATE_SHARE),
-        }
+        open_load = OpenLoad(
+            target_rps=plan.load.level, sent=sent, late_sends=late, max_lag_ms=max(d.max_lag_ms for d in dumps),
+            fell_behind=bool(sent and late / sent > FELL_BEHIND_LATE_SHARE), achieved_send_rps=sent / duration)
     seconds = max((len(d.responses_per_second) for d in dumps), default=0)
     per_second = [sum(d.responses_per_second[i] if i < len(d.responses_per_second) else 0 for d in dumps)
                   for i in range(seconds)]

@@ -125,7 +125,8 @@ def check_unchanged(experiment: Experiment, header: RunHeader) -> None:
 
 
 def run_metadata(experiment: Experiment, backend: Backend, seed: int) -> dict[str, object]:
-    """The facts stored once per run: host, versions, limits, commit, seed."""
+    """The facts stored once per run: host, versions, the backend's limits, commit, seed (the budget is
+    the experiment record's, :attr:`serverlab.results.RunHeader.budget`)."""
     return {
         "packages": package_versions(),  # this environment's; the Docker backend replaces them with the image's
         "python": platform.python_version(),
@@ -136,11 +137,7 @@ def run_metadata(experiment: Experiment, backend: Backend, seed: int) -> dict[st
         "started_at": time.time(),
         "seed": seed,
         "experiment_digest": experiment_digest(experiment),
-        "server_cpus": experiment.budget.server_cpus,
-        "server_memory": experiment.budget.server_memory,
-        "server_cpuset": experiment.budget.server_cpuset,
-        "loadgen_cpuset": experiment.budget.loadgen_cpuset,
-        "loadgen_processes": experiment.budget.loadgen_processes,
+        # the budget itself is the experiment record's (stored once: RunHeader.budget)
         "loadgen_processes_chosen": (
             f"{experiment.budget.loadgen_processes} Locust process(es)"
             + (f" (auto: one per CPU of loadgen_cpuset {experiment.budget.loadgen_cpuset!r} on this machine)"

@@ -41,8 +41,8 @@ class Progress:
             what = f"{cell.rps:,.0f} RPS, p99 {p99:.2f} ms, {cell.failures} failures"
             if cell.total_time_s is not None:
                 what += f", {cell.total_time_s:.2f} s total"
-            if cell.bottleneck:
-                what += f", {cell.bottleneck['class']} ({cell.bottleneck['reason']})"
+            if cell.bottleneck is not None:
+                what += f", {cell.bottleneck.kind} ({cell.bottleneck.reason})"
         else:
             what = f"{cell.status.upper()}: {cell.error}"
         self.write(f"    {what}  ({self.done}/{self.total} done, ~{left / 60:.1f} min left)")

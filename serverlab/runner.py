@@ -23,7 +23,6 @@ import random
 import signal
 import threading
 import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -35,33 +34,21 @@ from serverlab.bottleneck import classify, disturbed_by
 from serverlab.cpulock import CpuLock
 from serverlab.cpuwatch import CpuWatch, ProcStatWatch
 from serverlab.budget import parse_cpuset
+from serverlab.cellwindow import hung_after_load, window_problems
 from serverlab.experiment import Experiment, check_machine
 from serverlab.findings import cell_findings
 from serverlab.hostspeed import HostSpeedWatch
 from serverlab.interference import describe_probe, interference_figures
 from serverlab.load import Load
-from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadOutcome, LoadPlan, read_outcome
+from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadPlan, read_outcome
 from serverlab.planning import PlannedCell, check_unchanged, new_run_id, plan_cells, run_metadata
 from serverlab.progress import Progress
+from serverlab.records import Interference, VariantRecord
 from serverlab.results import Calibration, Cell, ResultsDiskFull, ResultsWriter, RunHeader, read_results
 from serverlab.runfolders import DiskFullError, disk_full_message, list_runs, new_attempt_dir, resume_command, write_text
 from serverlab.terms import CellStatus, Mode
 from serverlab.workloads import VerificationError, verify_workload
 
-#: A measured window (warm-up end to last response) shorter than planned by more than
-#: this share, or by more than :data:`SHORT_WINDOW_SLACK_S` if that is larger, fails the
-#: cell: the server stopped answering (hung, stopped, overloaded) before the end, so the
-#: figures cover less than the planned period. A healthy window comes out within a few
-#: hundredths of a second of the plan (up to ~0.4 s short on a busy machine); a hung server
-#: cut an 8 s window to 5 s, and Locust's early timers (fixed in the locustfile) cut 3 s to 0.4 s.
-SHORT_WINDOW_TOLERANCE = 0.10
-#: The absolute floor of the shortfall allowed (seconds): covers Locust's start-up skew on 1-3 s cells.
-SHORT_WINDOW_SLACK_S = 0.5
-#: After the load, the server must answer ``/healthz`` within this many seconds, or the
-#: cell fails as hung. Long enough to drain a full backlog (64 queued 50 ms requests on a
-#: single-threaded server take 3.2 s); a hung server is thus named at most this long
-#: after Locust's own end (its run time plus its 5 s stop timeout).
-HUNG_AFTER_S = 10.0
 #: Seconds to wait before re-measuring a cell flagged for interference (``--retry-busy``).
 RETRY_PAUSE_S = 2.0
 
@@ -123,7 +110,7 @@ class Runner:
         self.retry_busy = max(0, int(retry_busy))
         self.server_cpus = parse_cpuset(experiment.budget.server_cpuset)
         self.loadgen_cpus = parse_cpuset(experiment.budget.loadgen_cpuset)
-        self.host_speed = HostSpeedWatch(backend, write)
+        self.host_speed = HostSpeedWatch(backend, write, experiment.budget)
         self._resumed: RunHeader | None = None
 
     def run(self, resume: str | None = None) -> Path:
@@ -200,7 +187,8 @@ class Runner:
         host_speed = self.host_speed.start(self._resumed.metadata.get("host_speed") if self._resumed else None)
         header = RunHeader(run_id=run_dir.name, experiment=experiment.record(),
                            metadata={**run_metadata(experiment, self.backend, seed), "quietness_probe": probe,
-                                     "host_speed": host_speed})
+                                     "host_speed": host_speed},
+                           variants={name: VariantRecord.from_dict(name, v.record()) for name, v in self.variants.items()})
         writer = ResultsWriter(run_dir / "results.jsonl", header, resume=resume)
         unit = Mode(experiment.mode).level_unit
         self.write(f"run {run_dir.name}: {len(plan)} cells ({experiment.cell_count} planned), backend {self.backend.name}, "
@@ -258,17 +246,15 @@ class Runner:
 
     # -- one cell -----------------------------------------------------------------
 
-    def _base_cell(self, planned: PlannedCell, run_dir: Path, variant: Variant, load: Load) -> dict[str, object]:
+    def _base_cell(self, planned: PlannedCell, run_dir: Path, load: Load) -> dict[str, object]:
+        """The fields every outcome of ``planned`` shares; its variant, budget and workload parameters
+        are the run header's (stored once there)."""
         experiment = self.experiment
         budget = experiment.budget
-        config = {**variant.record(), "server_cpus": budget.server_cpus, "server_memory": budget.server_memory,
-                  "server_cpuset": budget.server_cpuset, "loadgen_cpuset": budget.loadgen_cpuset,
-                  "loadgen_processes": budget.loadgen_processes, "backend": self.backend.name}
         return dict(
             run_id=run_dir.name, cell_id=planned.cell_id, variant=planned.variant, workload=planned.workload,
-            workload_params=experiment.params[planned.workload], mode=experiment.mode, level=planned.level,
-            users=load.users,
-            repetition=planned.repetition, order=planned.order, config=config, warmup_s=experiment.warmup,
+            mode=experiment.mode, level=planned.level, users=load.users, repetition=planned.repetition,
+            order=planned.order, warmup_s=experiment.warmup,
             loadgen_cpu_budget=float(min(budget.loadgen_processes, budget.loadgen_cores)),
         )
 
@@ -305,7 +291,7 @@ class Runner:
     def _measure_server(self, planned: PlannedCell, run_dir: Path) -> Cell:
         variant = self.variants[planned.variant]
         load = self.experiment.load(planned.level)
-        base = self._base_cell(planned, run_dir, variant, load)
+        base = self._base_cell(planned, run_dir, load)
         cell_dir = new_attempt_dir(run_dir / "cells" / planned.cell_id.replace("/", "_"))
         try:
             server = self.backend.start(variant)
@@ -343,7 +329,7 @@ class Runner:
                                              plan.environment(paths.out_dir), cell_dir, timeout)
         write_text(cell_dir / "locust.log", result.output)
         died = self.backend.exit_status(server)
-        hung = None if died else self._hung(server)
+        hung = None if died else hung_after_load(server)
         try:
             outcome = read_outcome(cell_dir, plan, result.output)
         except LoadError as err:
@@ -352,15 +338,16 @@ class Runner:
         sampler = server.sampler
         server_cpu = sampler.cpu_between(*outcome.window) if sampler else None
         saturated = outcome.busiest_process_share >= SATURATION_SHARE or outcome.cpu_warning
-        interference = None
+        interference: Interference | None = None
         window = monitor.between(*outcome.window)
         if window is not None:
             loadgen_rate = outcome.loadgen_cpu_s / outcome.duration_s if outcome.duration_s > 0 else 0.0
-            interference = interference_figures(window[0], window[1], self.server_cpus, self.loadgen_cpus,
-                                                server_cpu, loadgen_rate * (window[1].at - window[0].at))
+            figures = interference_figures(window[0], window[1], self.server_cpus, self.loadgen_cpus,
+                                           server_cpu, loadgen_rate * (window[1].at - window[0].at))
+            interference = Interference.from_dict(figures) if figures is not None else None
         findings = cell_findings(outcome, saturated=saturated, interference=interference, mode=experiment.mode)
         status, error = CellStatus.OK, None
-        problems = self._window_problems(outcome)
+        problems = window_problems(outcome, experiment.mode, experiment.duration)
         if died:
             status, error = CellStatus.FAILED, f"{died} during the load"
         elif experiment.mode == Mode.REQUESTS and outcome.requests < planned.level:
@@ -380,32 +367,4 @@ class Runner:
             loadgen_busiest_share=round(outcome.busiest_process_share, 4), interference=interference,
             timeline=outcome.timeline,
         )
-        return replace(cell, bottleneck=classify(cell)) if cell.status == CellStatus.OK else cell
-
-    def _hung(self, server: RunningServer) -> str | None:
-        """``None`` if the server answers ``/healthz`` within :data:`HUNG_AFTER_S`, else why not."""
-        if not server.url_for_host:
-            return None
-        try:
-            with urllib.request.urlopen(server.url_for_host + "/healthz", timeout=HUNG_AFTER_S) as response:
-                if response.status == 200:
-                    return None
-                return f"server hung: /healthz answered {response.status} after the load"
-        except OSError as err:
-            return (f"server hung: it did not answer /healthz within {HUNG_AFTER_S:g} s after the load "
-                    f"({getattr(err, 'reason', err)}; stopped, deadlocked or overloaded)")
-
-    def _window_problems(self, outcome: LoadOutcome) -> list[str]:
-        """Why a measured window is not trustworthy: cut short, or requests left unanswered."""
-        experiment = self.experiment
-        problems = []
-        allowed = max(experiment.duration * SHORT_WINDOW_TOLERANCE, SHORT_WINDOW_SLACK_S)
-        if experiment.mode != Mode.REQUESTS and experiment.duration - outcome.duration_s > allowed:
-            silent_tail = outcome.window_end - outcome.window[1]
-            why = (f"the server stopped answering {silent_tail:.1f} s before Locust stopped" if silent_tail > allowed
-                   else "Locust's run ended early (its timers were late or it was starved of CPU)")
-            problems.append(f"measured window {outcome.duration_s:.2f} s of {experiment.duration:g} s planned "
-                            f"(shorter by more than {allowed:.2g} s): {why}")
-        if outcome.unanswered and experiment.mode != Mode.OPEN:
-            problems.append(f"{outcome.unanswered} request(s) sent but never answered when Locust stopped")
-        return problems
+        return replace(cell, bottleneck=classify(cell, experiment.budget)) if cell.status == CellStatus.OK else cell

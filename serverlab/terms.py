@@ -134,7 +134,7 @@ class WorkerModel(StrEnum):
     ASGI = "asgi"
 
 
-class Bottleneck(StrEnum):
+class BottleneckClass(StrEnum):
     """What limited a measured cell (see :mod:`serverlab.bottleneck` for the rules).
 
     ``server-bound``: the server used (nearly) all its CPU budget; ``generator-bound``:

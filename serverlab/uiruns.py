@@ -125,24 +125,24 @@ def run_comparison(experiment: Experiment, backend: LabBackend, reports_dir: Pat
     return run_dir
 
 
-def _row(planned: PlannedCell, cell: Cell | None, current: str | None) -> dict[str, Any]:
+def _row(planned: PlannedCell, cell: Cell | None, current: str | None, processes: int) -> dict[str, Any]:
     """One Compare table row (see :func:`comparison_rows`)."""
     row: dict[str, Any] = {"server": planned.variant, "position": planned.order,
                            "status": "running" if cell is None and planned.variant == current else "waiting"}
     if cell is None:
         return row
-    bottleneck = cell.bottleneck or {}
-    interference = cell.interference or {}
+    bottleneck, interference = cell.bottleneck, cell.interference
     row.update(
         status=str(cell.status), error=cell.error, requests=cell.requests, failures=cell.failures,
         duration_s=round(cell.duration_s, 3), rps=round(cell.rps, 1),
         p50_us=cell.latency_us.get("p50"), p99_us=cell.latency_us.get("p99"), **{"p99.9_us": cell.latency_us.get("p99.9")},
         cpu_ms_per_request=None if cell.cpu_ms_per_request is None else round(cell.cpu_ms_per_request, 4),
-        server_utilization=bottleneck.get("server_utilization"),
-        generator_utilization=bottleneck.get("generator_utilization"),
-        bottleneck=bottleneck.get("class"), bottleneck_reason=bottleneck.get("reason"),
-        other_share=interference.get("server_share"), interference_flagged=bool(interference.get("flagged")),
-        findings=[f.kind.value for f in cell.findings], processes=cell.config.get("loadgen_processes"),
+        server_utilization=bottleneck.server_utilization if bottleneck else None,
+        generator_utilization=bottleneck.generator_utilization if bottleneck else None,
+        bottleneck=bottleneck.kind if bottleneck else None, bottleneck_reason=bottleneck.reason if bottleneck else None,
+        other_share=interference.server_share if interference else None,
+        interference_flagged=bool(interference and interference.flagged),
+        findings=[f.kind.value for f in cell.findings], processes=processes,
     )
     return row
 
@@ -166,7 +166,7 @@ def comparison_rows(experiment: Experiment, run_dir: Path | None, current: str |
         except ResultsError:
             cells = {}
     plan = plan_cells(experiment, int(experiment.seed or 0))
-    return [_row(p, cells.get(p.cell_id), current) for p in plan]
+    return [_row(p, cells.get(p.cell_id), current, experiment.budget.loadgen_processes) for p in plan]
 
 
 def finished(rows: Sequence[dict[str, Any]]) -> bool:

@@ -7,15 +7,14 @@ the runner stores them, so percentile assertions check real computations.
 
 from __future__ import annotations
 
-import json
 import zlib
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from serverlab.records import VariantRecord
 from serverlab.results import Cell, RunHeader
 from serverlab.histograms import latency_summary, new_histogram
 from serverlab.terms import HDR
@@ -55,12 +54,33 @@ def encode(hist: HdrHistogram) -> str:
     return data.decode("ascii") if isinstance(data, bytes) else data
 
 
-def make_header(name: str = "unit", run_id: str = "20260101-000000-unit", **experiment: Any) -> RunHeader:
-    """A run header with plausible metadata."""
+#: A variant's configuration when :data:`CONFIGS` has none (a single-threaded server).
+DEFAULT_CONFIG: dict[str, Any] = {"model": "single", "workers": 1, "threads": 1, "keep_alive": False}
+#: The budget every factory run has (1 server CPU).
+BUDGET: dict[str, Any] = {"server_cpus": 1, "server_memory": "512m", "server_cpuset": "0", "loadgen_cpuset": "1-2"}
+#: Workload parameters every factory run has.
+PARAMS: dict[str, dict[str, int]] = {"hello": {}, "cpu": {"n": 1000}}
+
+
+def variant_records(configs: dict[str, dict[str, Any]] | None = None) -> dict[str, VariantRecord]:
+    """Every declared variant's record (``servers/*.toml`` names), configured as :data:`CONFIGS` says
+    (:data:`DEFAULT_CONFIG` for the others), with ``configs`` overriding whole variants."""
+    from labapp.variants import load_variants
+
+    names = [*CONFIGS, *(n for n in load_variants() if n not in CONFIGS), *(configs or {})]
+    chosen = {name: (configs or {}).get(name, CONFIGS.get(name, DEFAULT_CONFIG)) for name in dict.fromkeys(names)}
+    return {name: VariantRecord.from_dict(name, config) for name, config in chosen.items()}
+
+
+def make_header(name: str = "unit", run_id: str = "20260101-000000-unit", *,
+                configs: dict[str, dict[str, Any]] | None = None, **experiment: Any) -> RunHeader:
+    """A run header with plausible metadata, the 1-CPU budget, :data:`PARAMS` (updated by
+    ``experiment["params"]``) and every variant's record (``configs`` overrides variants)."""
     metadata = {"backend": "local", "host_cores": 8, "cpu_model": "Test CPU @ 3.0GHz", "git_commit": "abc1234",
-                "packages": {"flask": "3.1.3", "gunicorn": "27.0.1"}, "started_at": 1_767_225_600.0,
-                "server_cpus": 1, "server_memory": "512m", "server_cpuset": "0", "loadgen_cpuset": "1-2"}
-    return RunHeader(run_id=run_id, experiment={"name": name, "repetitions": 3, **experiment}, metadata=metadata)
+                "packages": {"flask": "3.1.3", "gunicorn": "27.0.1"}, "started_at": 1_767_225_600.0}
+    record = {"name": name, "repetitions": 3, "budget": dict(BUDGET), **experiment,
+              "params": {**PARAMS, **experiment.get("params", {})}}
+    return RunHeader(run_id=run_id, experiment=record, metadata=metadata, variants=variant_records(configs))
 
 
 def make_cell(variant: str = "gunicorn-sync", workload: str = "hello", mode: str = "closed", level: int = 8,
@@ -70,13 +90,10 @@ def make_cell(variant: str = "gunicorn-sync", workload: str = "hello", mode: str
     """A cell whose latency figures come from a real histogram of generated samples."""
     if seed is None:
         seed = zlib.crc32(f"{variant}/{workload}/{mode}/{level}/{repetition}".encode())
-    config = {**CONFIGS.get(variant, {"model": "single", "workers": 1, "threads": 1, "keep_alive": False}),
-              "server_cpus": 1, "server_memory": "512m"}
     fields: dict[str, Any] = {
         "run_id": run_id, "cell_id": f"{variant}/{workload}/{level}/r{repetition}", "variant": variant,
-        "workload": workload, "workload_params": {"n": 1000} if workload == "cpu" else {}, "mode": mode,
-        "level": level, "users": level if mode == "closed" else 16, "repetition": repetition,
-        "order": repetition, "status": status, "error": error, "config": config,
+        "workload": workload, "mode": mode, "level": level, "users": level if mode == "closed" else 16,
+        "repetition": repetition, "order": repetition, "status": status, "error": error,
     }
     if status == "ok":
         hist = histogram_of(latency_samples(median_us, samples, seed))
@@ -113,7 +130,7 @@ def make_timeline(rps: float, median_us: float, *, warmup_s: float = 2.0, second
 
 def write_results(path: Path, header: RunHeader, cells: Iterable[Cell]) -> Path:
     """Write a results.jsonl file the way ResultsWriter does."""
-    lines = [json.dumps(asdict(header), sort_keys=True)] + [cell.to_json() for cell in cells]
+    lines = [header.to_json()] + [cell.to_json() for cell in cells]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -161,18 +178,18 @@ def calibration_run(run_id: str = "20261121-064956-calibration", *, io: bool = F
 
     experiment = load_experiment("calibration")
     variants = experiment.variants()
-    budget = experiment.budget
     metadata = {"backend": "docker", "host_cores": 2, "cpu_model": "AMD EPYC 7B13", "git_commit": "7f5d647",
-                "image": "serverlab:latest", "started_at": 1_795_244_439.0, "server_cpus": budget.server_cpus,
-                "server_memory": budget.server_memory, "server_cpuset": budget.server_cpuset,
-                "loadgen_cpuset": budget.loadgen_cpuset, "loadgen_processes_chosen": "1 (auto: 1 CPU in loadgen_cpuset)",
+                "image": "serverlab:latest", "started_at": 1_795_244_439.0, "limits_enforced": True,
+                "loadgen_processes_chosen": "1 (auto: 1 CPU in loadgen_cpuset)",
                 "packages": {"flask": "3.1.3", "gunicorn": "27.0.1", "locust": "2.47.0"},
                 "quietness_probe": {"measured": True, "seconds": 2.0, "share": 0.01, "server_share": 0.01,
                                     "loadgen_share": 0.0, "steal_s": 0.0, "quiet": True, "threshold": 0.05}}
     record = {**experiment.record(), "seed": 1234, "servers": list(CALIBRATION_TABLE)}  # that run's 13 variants
     if io:
         record.update(name="default", workloads=["hello", "io"], params={"hello": {}, "io": {"ms": 50}})
-    header = RunHeader(run_id=run_id, experiment=record, metadata=metadata)
+    header = RunHeader(run_id=run_id, experiment=record, metadata=metadata,
+                       variants={name: VariantRecord.from_dict(name, v.record()) for name, v in variants.items()
+                                 if name in CALIBRATION_TABLE})
     cells = []
     order = 0
     duration = float(experiment.duration)
@@ -181,12 +198,9 @@ def calibration_run(run_id: str = "20261121-064956-calibration", *, io: bool = F
             order += 1
             value, cost = rps * rps_factor, cpu_ms * cpu_factor
             saturated = locust >= 0.9
-            config = {**variants[variant].record(), "server_cpus": budget.server_cpus,
-                      "server_memory": budget.server_memory, "server_cpuset": budget.server_cpuset,
-                      "loadgen_cpuset": budget.loadgen_cpuset, "loadgen_processes": 1, "backend": "docker"}
             cells.append(make_cell(
                 variant, "hello", "closed", 32, repetition, rps=value, median_us=32e6 / value, samples=600,
-                run_id=run_id, config=config, order=order, duration_s=duration, warmup_s=float(experiment.warmup),
+                run_id=run_id, order=order, duration_s=duration, warmup_s=float(experiment.warmup),
                 requests=int(value * duration), server_cpu_s=value * cost / 1000 * duration,
                 cpu_ms_per_request=cost, loadgen_cpu_s=locust * duration, loadgen_cpu_budget=1.0,
                 loadgen_busiest_share=locust, loadgen_saturated=saturated,
@@ -200,7 +214,7 @@ def calibration_run(run_id: str = "20261121-064956-calibration", *, io: bool = F
                 slow = DEFAULT_IO_RPS[variant] * rps_factor
                 cells.append(make_cell(
                     variant, "io", "closed", 32, repetition, rps=slow, median_us=32e6 / slow, samples=300,
-                    run_id=run_id, config=config, order=order + 100, duration_s=duration, workload_params={"ms": 50},
+                    run_id=run_id, order=order + 100, duration_s=duration,
                     requests=int(slow * duration), server_cpu_s=slow * 0.3 / 1000 * duration, cpu_ms_per_request=0.3,
                     loadgen_cpu_s=0.05 * duration, loadgen_cpu_budget=1.0, loadgen_busiest_share=0.05))
     return header, cells

@@ -150,9 +150,9 @@ def test_the_locustfile_generates_its_user_class_and_option(tmp_path, server, sq
 
 
 def test_the_report_renders_a_row_for_it(tmp_path, square):
-    cells = [make_cell(variant, "square", rps=rps, repetition=rep, workload_params={"n": 7})
+    cells = [make_cell(variant, "square", rps=rps, repetition=rep)
              for variant, rps in (("gunicorn-sync", 900.0), ("gunicorn-gthread", 700.0)) for rep in (1, 2, 3)]
-    results = write_results(tmp_path / "results.jsonl", make_header(workloads=["square"]), cells)
+    results = write_results(tmp_path / "results.jsonl", make_header(workloads=["square"], params={"square": {"n": 7}}), cells)
     paths = write_report([results], tmp_path / "report")
     summary = paths["markdown"].read_text()
     assert "## Workload square: closed mode" in summary

@@ -61,7 +61,7 @@ def output() -> Path:
 def reports_dir():
     """A reports folder with one rendered run (per-second timelines, long commands), readable by the
     container's unprivileged user; mounted into the Locust master, which writes its comparisons there."""
-    from report_factories import make_cell, make_header, make_timeline, write_results
+    from report_factories import CONFIGS, make_cell, make_header, make_timeline, write_results
 
     from serverlab.report import write_report
 
@@ -81,9 +81,9 @@ def reports_dir():
                 cell = make_cell(variant, "hello", "closed", level, repetition, rps=value,
                                  median_us=1e6 * level / value, run_id=RUN_ID,
                                  timeline=make_timeline(value, 1e6 * level / value, seed=repetition + level))
-                cell.config["command"] = command
                 cells.append(cell)
-    header = make_header("browser", run_id=RUN_ID, workloads=["hello"], servers=list(rps_of))
+    header = make_header("browser", run_id=RUN_ID, workloads=["hello"], servers=list(rps_of),
+                         configs={v: {**CONFIGS[v], "command": command} for v in rps_of})
     write_results(run / "results.jsonl", header, cells)
     write_report([run / "results.jsonl"], run)
     for path in [run, *run.rglob("*")]:

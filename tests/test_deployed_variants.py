@@ -20,6 +20,8 @@ import pytest
 from labapp import proxy
 from test_e2e_docker import keeps_alive as _keeps_alive
 from labapp.variants import get_variant, load_variants
+from serverlab.records import BottleneckSummary
+from serverlab.terms import BottleneckClass
 from serverlab.budget import Budget
 from serverlab.terms import WORKLOADS
 from serverlab.workloads import verify
@@ -237,29 +239,28 @@ def test_verdict_says_what_the_proxy_did():
     from serverlab.report import aggregate, proxy_pairs, proxy_sentence, verdicts
     from serverlab.report.tables import config_table, proxy_table
 
-    proxied_config = {**CONFIGS["gunicorn-gthread"], "proxy": "nginx", "proxy_protocol": "http", "proxy_workers": 1,
-                      "server_cpus": 1, "server_memory": "512m"}
+    proxied_config = {**CONFIGS["gunicorn-gthread"], "proxy": "nginx", "proxy_protocol": "http", "proxy_workers": 1}
     cells = []
     for repetition in (1, 2, 3):
         cells.append(make_cell("gunicorn-gthread", level=64, repetition=repetition, rps=2000.0 + repetition,
                                median_us=4000.0, samples=200))
-        proxied = make_cell("nginx-gunicorn", level=64, repetition=repetition, rps=1500.0 + repetition,
-                            median_us=6000.0, samples=200)
-        cells.append(replace(proxied, config=proxied_config))
-    rows = aggregate(make_header(), cells)
+        cells.append(make_cell("nginx-gunicorn", level=64, repetition=repetition, rps=1500.0 + repetition,
+                               median_us=6000.0, samples=200))
+    header = make_header(configs={"nginx-gunicorn": proxied_config})
+    rows = aggregate(header, cells)
     [(proxied_row, direct_row)] = proxy_pairs(rows)
     assert (proxied_row.variant, direct_row.variant) == ("nginx-gunicorn", "gunicorn-gthread")
     verdict = verdicts(rows)["hello"]
     assert "Proxy: nginx in front of gunicorn (nginx-gunicorn vs gunicorn-gthread, 64 users)" in verdict
     assert "used 1.00× the CPU per request (0.800 vs 0.800 ms, nginx included)" in verdict
     assert "did 0.75× the RPS (1,502 vs 2,002)" in verdict and "so the proxy cost 25% of throughput" in verdict
-    table = config_table(rows)
+    table = config_table(rows, header)
     assert "proxy" in table.headers
     assert any(line[table.headers.index("proxy")].startswith("nginx (http, 1 worker(s)") for line in table.rows)
     pairs_table = proxy_table(rows)
     assert pairs_table is not None and [line[2:4] for line in pairs_table.rows] == [["nginx-gunicorn", "gunicorn-gthread"]]
     # a generator-bound row's RPS is not compared, its CPU cost still is
-    bound = [replace(row, bottleneck={"class": "generator-bound"}) if row.variant == "gunicorn-gthread" else row for row in rows]
+    bound = [replace(row, bottleneck=BottleneckSummary(BottleneckClass("generator-bound"), ())) if row.variant == "gunicorn-gthread" else row for row in rows]
     sentence = proxy_sentence(bound)
     assert "not comparable here (Locust or other programs limited gunicorn-gthread)" in sentence
     assert "the CPU per request" in sentence and "RPS (" not in sentence

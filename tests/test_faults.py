@@ -383,10 +383,9 @@ def test_local_backend_reports_say_limits_are_not_enforced(tmp_path):
     from report_factories import make_cell, make_header
 
     header = make_header()
-    header.metadata.update(limits_enforced=False, server_cpus=1.0, server_memory="512m")
+    header.metadata.update(limits_enforced=False)
     writer = ResultsWriter(tmp_path / "results.jsonl", header)
-    cell = make_cell("gunicorn-sync")
-    writer.append(type(cell)(**{**cell.__dict__, "config": {**cell.config, "backend": "local"}}))
+    writer.append(make_cell("gunicorn-sync"))
     summary = write_report([tmp_path / "results.jsonl"], tmp_path)["markdown"].read_text()
     assert "server_memory=512m (not enforced by the local backend)" in summary
     config = summary.split("## Configuration")[1].split("##")[0]

@@ -13,6 +13,7 @@ from dataclasses import asdict, replace
 import pytest
 
 from report_factories import make_cell, make_header, write_results
+from serverlab.records import Interference as InterferenceFigures, OpenLoad
 from serverlab.findings import (
     FINDING_TYPES,
     WARMUP_TREND_THRESHOLD,
@@ -62,10 +63,13 @@ OPEN_RECORDED = ([Unanswered(4), FellBehind(17, 312.25)],
 
 
 def v2_line(cell) -> str:
-    """The cell as a version-2 results line: ``warnings`` sentences, no ``findings``."""
+    """The cell as a version-2 results line: ``warnings`` sentences, no ``findings``, and the variant's
+    ``config`` (with the budget) and the ``workload_params`` in the cell, as versions 1-3 stored them."""
     data = json.loads(cell.to_json())
     data.pop("findings")
-    data["version"] = 2
+    header = make_header()
+    data.update(version=2, config={**header.variant(cell.variant).to_dict(), **header.experiment["budget"]},
+                workload_params=header.workload_params(cell.workload))
     return json.dumps(data, sort_keys=True)
 
 
@@ -95,7 +99,7 @@ def test_a_v2_file_and_a_v3_file_of_the_same_facts_render_the_same_report(tmp_pa
     header = make_header(servers=["gunicorn-sync", "werkzeug-single", "gunicorn-gthread"])
     cells, lines = recorded_cells()
     v3 = write_results(tmp_path / "v3.jsonl", header, cells)
-    header_line = json.dumps({**asdict(header), "version": 2}, sort_keys=True)
+    header_line = json.dumps({**json.loads(header.to_json()), "version": 2}, sort_keys=True)
     v2 = tmp_path / "v2.jsonl"
     v2.write_text("\n".join([header_line, *lines]) + "\n", encoding="utf-8")
     assert all(json.loads(line)["version"] == SCHEMA_VERSION for line in v3.read_text().splitlines())
@@ -165,7 +169,7 @@ def test_an_old_calibration_note_stays_readable_and_words_the_same():
 def outcome(**changes) -> LoadOutcome:
     values = dict(requests=6000, failures=0, duration_s=6.0, window=(0.0, 6.0), histogram=None, latency_us={},
                   loadgen_cpu_s=3.0, busiest_process_share=0.5, cpu_warning=False, total_time_s=None,
-                  open_load=None, locust={})
+                  open_load=None, locust=None)
     values.update(changes)
     return LoadOutcome(**values)
 
@@ -174,15 +178,15 @@ def test_cell_findings_are_the_runners_judgements_in_report_order():
     assert cell_findings(outcome(), saturated=False, interference=None, mode="closed") == []
     assert cell_findings(outcome(rps_trend=WARMUP_TREND_THRESHOLD), saturated=False, interference=None,
                          mode="closed") == []
-    flagged = {"flagged": True, "share": 0.3, "threshold": 0.2}
+    flagged = InterferenceFigures(share=0.3, flagged=True, threshold=0.2)
     found = cell_findings(
         outcome(busiest_process_share=0.97, cpu_warning=True, rps_trend=-0.2, unanswered=2, failures=5,
-                open_load={"fell_behind": True, "late_sends": 9, "max_lag_ms": 80.0}),
+                open_load=OpenLoad(target_rps=100, sent=100, late_sends=9, max_lag_ms=80.0, fell_behind=True)),
         saturated=True, interference=flagged, mode="open")
     assert found == [GeneratorSaturated(0.97, True), WarmupTrend(-0.2), Interference(0.3, 0.2), Unanswered(2),
                      FailedRequests(5, 6000), FellBehind(9, 80.0)]
     # closed mode: unanswered requests fail the cell instead (the runner's window check)
-    closed = cell_findings(outcome(unanswered=2), saturated=False, interference={"flagged": False}, mode="closed")
+    closed = cell_findings(outcome(unanswered=2), saturated=False, interference=InterferenceFigures(share=0.0, flagged=False), mode="closed")
     assert closed == []
 
 

@@ -138,10 +138,10 @@ def test_a_drifting_quiet_host_flags_only_its_slow_spell(tmp_path):
     backend.script_host_speed(probes)
     _, _, cells = _run(tmp_path, backend, text=text)
     by_order = sorted(cells, key=lambda c: c.order)
-    flagged = [c.host_speed["after_ms"] for c in by_order if c.host_speed["flagged"]]
-    assert flagged == [300.0] or [c.host_speed["before_ms"] for c in by_order if c.host_speed["flagged"]] == [405.0]
-    late = [c for c in by_order if c.host_speed["before_ms"] in (288.0, 306.0)]
-    assert late and all(c.host_speed["threshold"] > hostspeed.THRESHOLD_FLOOR for c in late)
+    flagged = [c.host_speed.after_ms for c in by_order if c.host_speed.flagged]
+    assert flagged == [300.0] or [c.host_speed.before_ms for c in by_order if c.host_speed.flagged] == [405.0]
+    late = [c for c in by_order if c.host_speed.before_ms in (288.0, 306.0)]
+    assert late and all(c.host_speed.threshold > hostspeed.THRESHOLD_FLOOR for c in late)
 
 
 def test_every_cell_records_its_host_speed_and_the_header_the_runs_median(tmp_path):
@@ -154,8 +154,8 @@ def test_every_cell_records_its_host_speed_and_the_header_the_runs_median(tmp_pa
     assert speed["threshold"] == hostspeed.THRESHOLD_FLOOR
     assert backend.probes == hostspeed.BASELINE_PROBES + 2 * len(cells)  # one before, one after each cell
     for cell in cells:
-        assert cell.host_speed["before_ms"] == cell.host_speed["after_ms"] == PROBE_MS
-        assert cell.host_speed["flagged"] is False and cell.bottleneck["class"] != "interference"
+        assert cell.host_speed.before_ms == cell.host_speed.after_ms == PROBE_MS
+        assert cell.host_speed.flagged is False and cell.bottleneck.kind != "interference"
         assert not any(isinstance(f, HostSpeedChanged) for f in cell.findings)
     assert any(line.startswith("host speed: a fixed CPU probe took 300 ms") for line in lines)
 
@@ -166,16 +166,16 @@ def test_a_cell_whose_host_slowed_is_flagged_and_left_out_of_the_verdict(tmp_pat
     backend.script_host_speed([300] * 5 + [420, 420])
     _, header, cells = _run(tmp_path, backend)
     slow, rest = cells[0], cells[1:]
-    assert slow.status == "ok" and slow.host_speed["flagged"] is True
-    assert slow.host_speed["deviation"] == pytest.approx(0.4)
+    assert slow.status == "ok" and slow.host_speed.flagged is True
+    assert slow.host_speed.deviation == pytest.approx(0.4)
     assert [f for f in slow.findings if isinstance(f, HostSpeedChanged)] == [
         HostSpeedChanged(0.4, round(hostspeed.OUTLIER_Z * hostspeed.PRIOR_SPREAD, 4), 420.0, 420.0, 300.0)]
-    assert slow.bottleneck["class"] == "interference" and "host speed changed" in slow.bottleneck["reason"]
-    assert not any(c.host_speed["flagged"] for c in rest)
+    assert slow.bottleneck.kind == "interference" and "host speed changed" in slow.bottleneck.reason
+    assert not any(c.host_speed.flagged for c in rest)
     # the report: the row is classed interference, its repetition's finding is worded, and the verdict leaves it out
     rows = aggregate(header, cells)
     row = next(r for r in rows if r.variant == slow.variant)
-    assert row.bottleneck["class"] == "interference" and row.bottleneck["host_speed_deviation"] == pytest.approx(0.4)
+    assert row.bottleneck.kind == "interference" and row.bottleneck.host_speed_deviation == pytest.approx(0.4)
     assert any("host speed changed: the fixed CPU probe" in w and "40% slower" in w for w in row_warnings(row))
     assert not any("other programs used" in w for w in row_warnings(row))
     verdict = verdicts(rows)["hello"]
@@ -194,11 +194,11 @@ def test_a_row_keeps_its_undisturbed_repetitions_and_is_ranked_on_them(tmp_path)
     backend.script_host_speed([300] * 5 + [420, 420])  # the first cell measured: a host 40% slower
     _, header, cells = _run(tmp_path, backend, text=TWO_SERVERS.replace("repetitions = 2", "repetitions = 3"))
     slow = cells[0]
-    assert slow.host_speed["flagged"] and slow.bottleneck["class"] == "interference"
+    assert slow.host_speed.flagged and slow.bottleneck.kind == "interference"
     row = next(r for r in aggregate(header, cells) if r.variant == slow.variant)
     kept = [c for c in cells if c.variant == slow.variant and c is not slow]
     assert len(kept) == MIN_CLEAN_REPETITIONS == 2
-    assert row.bottleneck["class"] != "interference" and row.repetitions == row.repetitions_ok == 3
+    assert row.bottleneck.kind != "interference" and row.repetitions == row.repetitions_ok == 3
     assert row.rps.median == pytest.approx(statistics.median(c.rps for c in kept))
     assert RepetitionsLeftOut(1, 2) in [f.finding for f in row.findings]
     assert any("1 of 3 repetitions were disturbed" in w for w in row_warnings(row))
@@ -211,7 +211,7 @@ def test_retry_busy_remeasures_a_cell_whose_host_speed_changed(tmp_path):
     backend.script_host_speed([300] * 5 + [300, 390])  # the first cell: the host slowed by 30% during it
     lines: list[str] = []
     run_dir, _, cells = _run(tmp_path, backend, retry_busy=2, lines=lines)
-    assert not any(c.host_speed["flagged"] for c in cells)
+    assert not any(c.host_speed.flagged for c in cells)
     first = cells[0]
     attempts = sorted(p.name for p in (run_dir / "cells" / first.cell_id.replace("/", "_")).glob("attempt-*"))
     assert attempts == ["attempt-1", "attempt-2"]
@@ -233,7 +233,7 @@ def test_a_resumed_run_keeps_its_reference_host_speed(tmp_path):
     assert resumed.metadata["host_speed"] == header.metadata["host_speed"]
     [remeasured] = [c for c in cells if c.cell_id == failed]
     assert remeasured.status == "ok"
-    assert remeasured.host_speed["flagged"] is True and remeasured.host_speed["median_ms"] == 300
+    assert remeasured.host_speed.flagged is True and remeasured.host_speed.median_ms == 300
 
 
 def test_compare_shows_both_host_speeds_and_normalises_when_they_differ(tmp_path):
@@ -243,7 +243,7 @@ def test_compare_shows_both_host_speeds_and_normalises_when_they_differ(tmp_path
     slow = FakeBackend()
     slow.script_host_speed([390] * 5 + [390] * 8)  # the whole run on a host 30% slower
     new_dir, _, new_cells = _run(tmp_path, slow)
-    assert not any(c.host_speed["flagged"] for c in new_cells)  # steady within its own run
+    assert not any(c.host_speed.flagged for c in new_cells)  # steady within its own run
     text = compare(old_dir / "results.jsonl", new_dir / "results.jsonl")
     assert "the fixed CPU probe took 300 ms in the old run and 390 ms in the new one (the new host 30% slower" in text
     assert "the runs are not comparable as they stand" in text

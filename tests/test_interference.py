@@ -100,9 +100,9 @@ def test_a_cpu_hog_beside_the_server_is_flagged_and_a_quiet_cell_is_not(tmp_path
     finally:
         hog.kill()
         hog.wait()
-    assert hogged.interference["flagged"], hogged.interference
-    assert hogged.interference["server_share"] >= 0.25, hogged.interference  # the hog shares CPU 0 with the server
-    assert hogged.bottleneck["class"] == "interference"
+    assert hogged.interference.flagged, hogged.interference
+    assert hogged.interference.server_share >= 0.25, hogged.interference  # the hog shares CPU 0 with the server
+    assert hogged.bottleneck.kind == "interference"
     assert "quietness_probe" in header.metadata
     # --retry-busy 1: the flagged cell was measured a second time (still hogged)
     attempts = sorted(p.name for p in (tmp_path / "hogged").glob("*/cells/*/attempt-*"))
@@ -111,17 +111,17 @@ def test_a_cpu_hog_beside_the_server_is_flagged_and_a_quiet_cell_is_not(tmp_path
     reasons = []
     for attempt in range(3):
         _, quiet = _one_cell(tmp_path, f"quiet{attempt}")
-        if not quiet.interference["flagged"]:
+        if not quiet.interference.flagged:
             break
-        reasons.append(f"{quiet.interference['share']:.0%}")
+        reasons.append(f"{quiet.interference.share:.0%}")
     else:
         message = (f"the machine is busy: the quiet cell was flagged for interference in every attempt "
                    f"({', '.join(reasons)} of a lab CPU side used by other programs); the hogged cell was flagged "
-                   f"as expected ({hogged.interference['server_share']:.0%} on the server's CPU)")
+                   f"as expected ({hogged.interference.server_share:.0%} on the server's CPU)")
         print(message)
         pytest.skip(message)
-    assert quiet.bottleneck["class"] != "interference"
-    assert quiet.interference["share"] < hogged.interference["share"]
+    assert quiet.bottleneck.kind != "interference"
+    assert quiet.interference.share < hogged.interference.share
 
 
 def test_retry_busy_option_is_bounded():

@@ -79,23 +79,23 @@ def _check_littles_law(backend: str, tmp_path: Path, request, names: list[str], 
     # a cell disturbed by other programs on the lab's CPUs is re-measured twice
     run_dir = Runner(experiment, make_backend(backend, experiment.budget), tmp_path / "reports", write=lambda line: None,
                      retry_busy=2).run()
-    _, cells = read_results(run_dir / "results.jsonl")
+    header, cells = read_results(run_dir / "results.jsonl")
     assert sorted(cell.variant for cell in cells) == sorted(names)
     busy: list[str] = []
     for cell in cells:
         assert cell.status == "ok", f"{cell.cell_id}: {cell.error}"
         assert cell.failures == 0
-        slots = cell.config["slots"]
+        slots = header.variant(cell.variant).slots
         predicted = min(slots, USERS) / SLEEP_S
         within = abs(cell.rps - predicted) <= 0.10 * predicted
-        interference = cell.interference or {}
-        if not within and interference.get("flagged"):
+        interference = cell.interference
+        if not within and interference is not None and interference.flagged:
             busy.append(f"{cell.variant}: {cell.rps:.1f} RPS vs {predicted:.1f} predicted while other programs used "
-                        f"{interference['share']:.0%} of the lab's CPUs")
+                        f"{interference.share:.0%} of the lab's CPUs")
             continue
         assert within, (
             f"{cell.variant}: {cell.rps:.1f} RPS, Little's law predicts {predicted:.1f} "
-            f"({slots} slots / {SLEEP_S} s); interference {interference.get('share', 'not measured')}"
+            f"({slots} slots / {SLEEP_S} s); interference {interference.share if interference is not None else 'not measured'}"
         )
         # latency is at least the sleep, measured in microseconds by the HDR recorder
         assert cell.latency_us["p50"] >= SLEEP_S * 1e6 * 0.95

@@ -25,7 +25,7 @@ MAX_LINES = 420
 #: Modules allowed over :data:`MAX_LINES` for now: the three the typed records of issue 17
 #: are reworking (results, runner, experiment; experiment.py is over today). Whoever lands
 #: those records empties this set; do not add to it.
-OVER_LIMIT_FOR_NOW: set[str] = {"results.py", "runner.py", "experiment.py"}
+OVER_LIMIT_FOR_NOW: set[str] = set()
 
 
 def _module_name(path: Path) -> str:

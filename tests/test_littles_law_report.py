@@ -9,26 +9,33 @@ from dataclasses import replace
 
 from report_factories import make_cell, make_header, write_results
 
+from serverlab.records import BottleneckSummary
+from serverlab.terms import BottleneckClass
 from serverlab.report import aggregate, verdicts, write_report
 from serverlab.report.littles import LITTLE_TOLERANCE, async_sentence, littles_law, littles_sentence, littles_table
 
-ASGI = {"server": "uvicorn", "model": "asgi", "workers": 1, "threads": 1, "keep_alive": True, "slots": 1,
-        "server_cpus": 1, "server_memory": "512m"}
+ASGI = {"server": "uvicorn", "model": "asgi", "workers": 1, "threads": 1, "keep_alive": True, "slots": 1}
 
 
 def cells(workload: str, figures: dict[tuple[str, int], float], ms: int = 50) -> list:
-    """Three repetitions per (variant, users), RPS near the given figure; uvicorn-wsgi gets the ASGI config."""
+    """Three repetitions per (variant, users), RPS near the given figure (the wait ``ms`` is the header's:
+    :func:`header`)."""
     out = []
     for (variant, users), rps in figures.items():
         for repetition in (1, 2, 3):
             cell = make_cell(variant, workload, level=users, repetition=repetition, rps=rps * (1 + 0.01 * repetition),
-                             median_us=max(ms, 1) * 1000.0, samples=300, workload_params={"ms": ms})
-            out.append(replace(cell, config=ASGI) if variant == "uvicorn-wsgi" else cell)
+                             median_us=max(ms, 1) * 1000.0, samples=300)
+            out.append(cell)
     return out
 
 
-def rows_of(*groups: list) -> list:
-    return aggregate(make_header(), [cell for group in groups for cell in group])
+def header(ms: int = 50, **experiment):
+    """A run header whose io workloads wait ``ms`` and whose uvicorn-wsgi is the ASGI variant."""
+    return make_header(params={"io": {"ms": ms}, "io-async": {"ms": ms}}, configs={"uvicorn-wsgi": ASGI}, **experiment)
+
+
+def rows_of(*groups: list, ms: int = 50) -> list:
+    return aggregate(header(ms), [cell for group in groups for cell in group])
 
 
 def test_prediction_is_min_users_slots_over_the_wait():
@@ -48,9 +55,9 @@ def test_prediction_is_min_users_slots_over_the_wait():
 
 def test_what_bounded_a_row_off_the_prediction_comes_from_its_bottleneck():
     [row] = rows_of(cells("io", {("gunicorn-gevent", 128): 1500.0}))
-    assert littles_law(replace(row, bottleneck={"class": "server-bound"})).bound == "the CPU budget"
-    assert littles_law(replace(row, bottleneck={"class": "generator-bound"})).bound == "the load generator"
-    assert "queueing" in littles_law(replace(row, bottleneck={"class": "below-saturation"})).bound
+    assert littles_law(replace(row, bottleneck=BottleneckSummary(BottleneckClass("server-bound"), ()))).bound == "the CPU budget"
+    assert littles_law(replace(row, bottleneck=BottleneckSummary(BottleneckClass("generator-bound"), ()))).bound == "the load generator"
+    assert "queueing" in littles_law(replace(row, bottleneck=BottleneckSummary(BottleneckClass("below-saturation"), ()))).bound
     [fast] = rows_of(cells("io", {("gunicorn-gthread", 32): 400.0}))
     assert littles_law(fast).bound == "more requests in service than its slots"
 
@@ -58,7 +65,7 @@ def test_what_bounded_a_row_off_the_prediction_comes_from_its_bottleneck():
 def test_it_applies_only_to_io_rows_with_a_wait_and_bounded_slots():
     hello = rows_of([make_cell("gunicorn-gthread", "hello", level=8, repetition=r) for r in (1, 2, 3)])
     assert littles_law(hello[0]) is None and littles_table(hello) is None and littles_sentence(hello) == ""
-    [zero] = rows_of(cells("io", {("gunicorn-gthread", 8): 1000.0}, ms=0))
+    [zero] = rows_of(cells("io", {("gunicorn-gthread", 8): 1000.0}, ms=0), ms=0)
     assert littles_law(zero) is None  # no wait: nothing to predict
     [unbounded] = rows_of(cells("io", {("werkzeug-threaded", 8): 150.0}))
     assert littles_law(unbounded) is None  # one thread per connection, unbounded
@@ -102,7 +109,7 @@ def test_async_verdict_compares_each_variant_with_its_sync_twin():
 
 def test_every_format_shows_the_littles_law_table(tmp_path):
     figures = {("gunicorn-gthread", 32): 158.0, ("uvicorn-wsgi", 32): 19.6}
-    results = write_results(tmp_path / "results.jsonl", make_header(workloads=["io", "io-async"]),
+    results = write_results(tmp_path / "results.jsonl", header(workloads=["io", "io-async"]),
                             cells("io", figures) + cells("io-async", figures))
     paths = write_report([results], tmp_path / "report")
     summary = paths["markdown"].read_text()

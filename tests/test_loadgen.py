@@ -20,6 +20,7 @@ from hdrh.histogram import HdrHistogram
 
 from serverlab.hdrdump import DumpError, ProcessDump, read_dumps
 from serverlab.load import Load
+from serverlab.records import LocustFigures
 from serverlab.loadgen import (
     LOCUST_CPU_WARNING,
     LoadError,
@@ -170,17 +171,15 @@ def test_the_locustfile_has_one_user_class_per_workload():
 def test_parse_locust_csv(tmp_path):
     path = tmp_path / "locust_stats.csv"
     path.write_text(LOCUST_CSV)
-    assert parse_locust_csv(path) == {
-        "requests": 5872.0, "failures": 3.0, "rps": 978.5953, "avg_ms": 2.6279,
-        "p50_ms": 2.0, "p95_ms": 5.0, "p99_ms": 8.0, "max_ms": 48.7713,
-    }
+    assert parse_locust_csv(path) == LocustFigures(
+        requests=5872.0, failures=3.0, rps=978.5953, avg_ms=2.6279, p50_ms=2.0, p95_ms=5.0, p99_ms=8.0, max_ms=48.7713)
 
 
 def test_parse_locust_csv_missing_or_without_aggregate(tmp_path):
-    assert parse_locust_csv(tmp_path / "nope.csv") == {}
+    assert parse_locust_csv(tmp_path / "nope.csv") is None
     path = tmp_path / "locust_stats.csv"
     path.write_text("\n".join(LOCUST_CSV.splitlines()[:2]) + "\n")
-    assert parse_locust_csv(path) == {}
+    assert parse_locust_csv(path) is None
 
 
 def test_parse_locust_csv_with_na_values(tmp_path):
@@ -188,7 +187,7 @@ def test_parse_locust_csv_with_na_values(tmp_path):
     lines = LOCUST_CSV.splitlines()
     path.write_text("\n".join([lines[0], ",Aggregated,0,0,0,0,0,0,0,0,0,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A"]) + "\n")
     result = parse_locust_csv(path)
-    assert result["requests"] == 0.0 and result["p99_ms"] == 0.0
+    assert result is not None and result.requests == 0.0 and result.p99_ms == 0.0
 
 
 def test_parse_wrk():
@@ -319,7 +318,7 @@ def test_closed_outcome_merges_both_processes(dumps):
     assert outcome.rps == pytest.approx(100.0)
     assert outcome.total_time_s is None and outcome.open_load is None
     assert outcome.cpu_warning is False
-    assert outcome.locust["requests"] == 5872.0  # Locust's own CSV, kept beside
+    assert outcome.locust.requests == 5872.0  # Locust's own CSV, kept beside
     files = files_of(dumps["behind"])
     assert outcome.loadgen_cpu_s == pytest.approx(sum(d["cpu_seconds"] for d in files))
     assert 11.0 <= outcome.loadgen_cpu_s < 13.0
@@ -355,20 +354,20 @@ def test_requests_mode_total_time(dumps):
 
 def test_open_mode_fell_behind(dumps):
     outcome = read_outcome(dumps["behind"], plan("open", level=120, users=100))
-    assert outcome.open_load == pytest.approx({
+    assert outcome.open_load.to_dict() == pytest.approx({
         "target_rps": 120, "sent": 1200, "late_sends": 61, "max_lag_ms": 50.0,
         "achieved_send_rps": 120.0, "fell_behind": True,
     })
-    assert outcome.open_load["fell_behind"] is True
+    assert outcome.open_load.fell_behind is True
     assert outcome.total_time_s is None
 
 
 def test_open_mode_on_time(dumps):
     outcome = read_outcome(dumps["on_time"], plan("open", level=120, users=100))
-    assert outcome.open_load["late_sends"] == 59
-    assert outcome.open_load["fell_behind"] is False
-    assert outcome.open_load["max_lag_ms"] == pytest.approx(50.0)
-    assert outcome.locust == {}  # no Locust CSV in this folder
+    assert outcome.open_load.late_sends == 59
+    assert outcome.open_load.fell_behind is False
+    assert outcome.open_load.max_lag_ms == pytest.approx(50.0)
+    assert outcome.locust is None  # no Locust CSV in this folder
 
 
 def test_sends_without_responses(dumps):
@@ -376,7 +375,7 @@ def test_sends_without_responses(dumps):
     assert outcome.requests == 0 and outcome.failures == 0
     assert outcome.histogram is None and outcome.latency_us == {}
     assert outcome.rps == 0.0
-    assert outcome.open_load["sent"] == 50 and outcome.open_load["late_sends"] == 0
+    assert outcome.open_load.sent == 50 and outcome.open_load.late_sends == 0
 
 
 def test_cpu_warning_from_the_log(dumps):
@@ -437,16 +436,16 @@ def test_real_locust_run_against_gunicorn_gthread(tmp_path, start_local_server):
     assert 0.7 * 200 <= outcome.rps <= 1.05 * 200, figures
     # the timeline covers the warm-up (1 s, shaded in reports) and the measured period, per second
     timeline = outcome.timeline
-    assert timeline is not None and timeline["interval_s"] == 1.0
-    assert 0.8 <= timeline["warmup_s"] <= 1.5, timeline["warmup_s"]
-    assert 3 <= len(timeline["rps"]) <= 6 and len(timeline["p99_us"]) == len(timeline["rps"])
-    assert sum(timeline["rps"]) >= outcome.requests  # warm-up responses included
-    whole = [v for v in timeline["p99_us"][1:-1] if v is not None]
-    assert whole and all(19_000 <= v <= 200_000 for v in whole), timeline["p99_us"]  # each slept 20 ms
+    assert timeline is not None and timeline.interval_s == 1.0
+    assert 0.8 <= timeline.warmup_s <= 1.5, timeline.warmup_s
+    assert 3 <= len(timeline.rps) <= 6 and len(timeline.p99_us) == len(timeline.rps)
+    assert sum(timeline.rps) >= outcome.requests  # warm-up responses included
+    whole = [v for v in timeline.p99_us[1:-1] if v is not None]
+    assert whole and all(19_000 <= v <= 200_000 for v in whole), timeline.p99_us  # each slept 20 ms
     # Locust's own CSV was written and parsed (its stats are reset at the warm-up's end too). Locust rewrites
     # the CSV once a second and not at exit, so its counts lag; its RPS is a rate and agrees with the lab's.
-    assert 0 < outcome.locust["requests"] <= outcome.requests
-    assert outcome.locust["rps"] == pytest.approx(outcome.rps, rel=0.15), (outcome.locust, figures)
+    assert 0 < outcome.locust.requests <= outcome.requests
+    assert outcome.locust.rps == pytest.approx(outcome.rps, rel=0.15), (outcome.locust, figures)
 
     # requests mode: 50 requests by 5 users, then Locust quits
     requests_dir = tmp_path / "requests"
@@ -498,11 +497,11 @@ def test_timelines_of_two_processes_merge_per_second(tmp_path):
     run_recorders(jobs)
     outcome = read_outcome(tmp_path, plan("closed"))
     timeline = outcome.timeline
-    assert timeline["interval_s"] == 1.0
-    assert timeline["warmup_s"] == pytest.approx(1.0, abs=0.01)
-    assert sum(timeline["rps"]) == 400 + 350
-    assert len(timeline["rps"]) == len(timeline["p99_us"]) == 5
-    assert timeline["rps"][0] == 100  # only A in the first second
+    assert timeline.interval_s == 1.0
+    assert timeline.warmup_s == pytest.approx(1.0, abs=0.01)
+    assert sum(timeline.rps) == 400 + 350
+    assert len(timeline.rps) == len(timeline.p99_us) == 5
+    assert timeline.rps[0] == 100  # only A in the first second
     # the first second holds A's 1..100 ms only; later ones mix A and B (B's slower responses set the p99)
-    assert timeline["p99_us"][0] == pytest.approx(99_000, rel=0.01)
-    assert all(p > 150_000 for p in timeline["p99_us"][1:4]), timeline["p99_us"]
+    assert timeline.p99_us[0] == pytest.approx(99_000, rel=0.01)
+    assert all(p > 150_000 for p in timeline.p99_us[1:4]), timeline.p99_us

@@ -279,7 +279,7 @@ def test_json_round_trips_rows_and_verdicts():
     assert set(data["verdicts"]) == {"hello"}
     by_key = {(r["variant"], r["level"]): r for r in data["rows"]}
     measured = by_key[("gunicorn-sync", 8)]
-    assert {"rps", "hdr_us", "failed_cells", "config", "latency_distribution"} <= set(measured)
+    assert {"rps", "hdr_us", "failed_cells", "declared", "server_cpus", "latency_distribution"} <= set(measured)
     assert measured["rps"]["median"] == next(r for r in rows if r.key[0] == "gunicorn-sync" and r.level == 8).rps.median
     failed = by_key[("gunicorn-gthread", 8)]
     assert failed["rps"] is None and failed["failed_cells"][0]["error"] == "server exited with code 3 <boom>"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from report_factories import make_cell, make_header, make_timeline, write_results
+from report_factories import CONFIGS, DEFAULT_CONFIG, make_cell, make_header, make_timeline, write_results
 
 from serverlab.report import aggregate, render_html
 from serverlab.report.charts import ranking_charts, timeline_charts
@@ -76,9 +76,7 @@ def test_long_commands_fold_and_long_texts_wrap_in_html_tables():
     cells = cells_for([8], repetitions=1)
     command = ["/opt/venv/bin/python", "-m", "gunicorn", "--bind", "0.0.0.0:8000", "--workers", "3",
                "--worker-class", "sync", "--worker-tmp-dir", "/dev/shm", "--keep-alive", "5", "labapp.wsgi:app"]
-    for cell in cells:
-        cell.config["command"] = command
-    header = make_header()
+    header = make_header(configs={v: {**CONFIGS.get(v, DEFAULT_CONFIG), "command": command} for v in {c.variant for c in cells}})
     html = render_html(header, aggregate(header, cells))
     assert '<td class="long"><details><summary>' in html
     assert " ".join(command) in html  # folded, not cut

@@ -35,13 +35,13 @@ def header(run_id: str = RUN_ID) -> RunHeader:
 def make_cell(variant: str = "gunicorn-sync", level: int = 8, repetition: int = 1, **changes) -> Cell:
     values = dict(
         run_id=RUN_ID, cell_id=f"{variant}/hello/{level}/r{repetition}", variant=variant, workload="hello",
-        workload_params={}, mode="closed", level=level, users=level, repetition=repetition, order=0, status="ok",
+        mode="closed", level=level, users=level, repetition=repetition, order=0, status="ok",
         started_at=1_763_680_500.25, warmup_s=2.0, duration_s=6.0, requests=6000, failures=3, rps=1000.0,
         latency_us={"p50": 2000.0, "p90": 3500.0, "p95": 4000.0, "p99": 7000.0, "p99.9": 9000.0, "max": 12000.0, "mean": 2200.5},
         hdr="HISTFAAAAB94nJNpmSzMwMDAzgABzFCaEUzOtp/ACBEAAD1zAuk=", locust={"rps": 998.0, "p50_ms": 2.0},
         server_cpu_s=5.5, server_peak_memory_bytes=50_000_000, cpu_ms_per_request=0.9166,
         loadgen_cpu_s=4.0, loadgen_cpu_budget=1.0, loadgen_saturated=False,
-        config={"workers": 3, "threads": 1, "command": ["gunicorn", "-w", "3"]}, findings=[FailedRequests(3, 6000)],
+        findings=[FailedRequests(3, 6000)],
     )
     values.update(changes)
     return Cell(**values)
@@ -337,8 +337,11 @@ def test_version_1_files_still_load_and_get_classified(tmp_path):
     cell = factory_cell("gunicorn-gthread", rps=6000.0, server_cpu_s=9.8, cpu_ms_per_request=0.16)
     old = {k: v for k, v in json.loads(cell.to_json()).items()
            if k not in ("loadgen_busiest_share", "interference", "bottleneck")}
-    old["version"] = 1
+    old.update(version=1, workload_params={}, config={"model": "threaded", "workers": 1, "threads": 8, "keep_alive": True,
+                                                      "server_cpus": 1, "server_memory": "512m"})  # as v1-3 stored them
     path = write_lines(tmp_path / "results.jsonl", header_line(version=1), json.dumps(old))
-    _, cells = read_results(path)
+    header, cells = read_results(path)
     assert cells[0].version == 1 and cells[0].bottleneck is None and cells[0].interference is None
-    assert cell_bottleneck(cells[0])["class"] == "server-bound"
+    # the cell's config moved into the header: the variant's record and the budget, stored once
+    assert header.variant("gunicorn-gthread").threads == 8 and header.budget.server_cpus == 1
+    assert cell_bottleneck(cells[0], header.budget).kind == "server-bound"

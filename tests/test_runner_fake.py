@@ -10,6 +10,7 @@ slow tests (test_runs.py, test_faults.py) do the same with real servers and Locu
 
 from __future__ import annotations
 
+import json
 import itertools
 import signal
 from pathlib import Path
@@ -59,13 +60,16 @@ def test_measure_ok_records_the_fake_figures(tmp_path):
     assert set(cells) == {"gunicorn-sync", "uwsgi-processes"}
     cell = cells["gunicorn-sync"]
     assert cell.status == "ok" and cell.error is None
-    assert cell.rps == pytest.approx(RPS * cell.config["loadgen_processes"], rel=0.01)
+    assert cell.rps == pytest.approx(RPS * header.budget.loadgen_processes, rel=0.01)
     assert cell.latency_us["p99"] == pytest.approx(LATENCY_US, rel=0.01)
     assert cell.duration_s == pytest.approx(6.0, abs=0.01)
     assert cell.server_cpu_s == pytest.approx(0.4 * 6.0, rel=0.01)  # the server's sampler, over the window
     assert cell.server_peak_memory_bytes == SERVER_MEMORY
-    assert cell.interference["flagged"] is False and cell.bottleneck is not None
-    assert cell.config["backend"] == "fake" and header.metadata["backend"] == "fake"
+    assert cell.interference.flagged is False and cell.bottleneck is not None
+    assert header.metadata["backend"] == "fake"
+    # the variant's declaration, the budget and the workload parameters are stored once, in the header
+    assert header.variant("gunicorn-sync").workers == 3 and header.budget.server_cpus > 0
+    assert header.workload_params("hello") == {} and "config" not in json.loads((run_dir / "results.jsonl").read_text().splitlines()[1])
     # the backend was prepared once, for this run and its variants; each variant started once
     assert backend.prepared == [(["gunicorn-sync", "uwsgi-processes"], run_dir.name)]
     assert sorted(backend.starts) == ["gunicorn-sync", "uwsgi-processes"] and backend.closed == 1
@@ -124,9 +128,9 @@ def test_a_short_window_with_a_healthy_server_blames_locust(tmp_path):
 def test_unanswered_requests_fail_a_closed_cell_but_only_warn_in_open_mode(tmp_path):
     backend = FakeBackend()
     backend.script("gunicorn-sync", [Fault.UNANSWERED])
-    _, _, cells = _run(tmp_path, _experiment(tmp_path), backend)
+    _, header, cells = _run(tmp_path, _experiment(tmp_path), backend)
     cell = cells["gunicorn-sync"]
-    sent_unanswered = 3 * cell.config["loadgen_processes"]
+    sent_unanswered = 3 * header.budget.loadgen_processes
     assert cell.status == "failed"
     assert cell.error == f"{sent_unanswered} request(s) sent but never answered when Locust stopped"
 
@@ -138,7 +142,7 @@ def test_unanswered_requests_fail_a_closed_cell_but_only_warn_in_open_mode(tmp_p
     cell = cells["gunicorn-sync"]
     assert cell.status == "ok"
     assert Unanswered(count=sent_unanswered) in cell.findings
-    assert cell.open_load["target_rps"] == 200
+    assert cell.open_load.target_rps == 200
 
 
 def test_a_failed_locust_run_fails_the_cell_with_its_status(tmp_path):
@@ -165,16 +169,16 @@ def test_retry_busy_remeasures_a_cell_flagged_for_interference(tmp_path):
     run_dir, _, cells = _run(tmp_path, experiment, FakeBackend(), watch=FakeCpuWatch([True, True]), retry_busy=2,
                              lines=lines)
     cell = cells["uwsgi-processes"]
-    assert cell.interference["flagged"] is False and cell.bottleneck["class"] != "interference"
+    assert cell.interference.flagged is False and cell.bottleneck.kind != "interference"
     assert _attempts(run_dir, "uwsgi-processes") == ["attempt-1", "attempt-2", "attempt-3"]
     assert sum("re-measuring (retry" in line for line in lines) == 2
 
     # without retries the flagged cell is kept, flagged and classified as interference
     run_dir, _, cells = _run(tmp_path, experiment, FakeBackend(), watch=FakeCpuWatch([True]))
     cell = cells["uwsgi-processes"]
-    assert cell.status == "ok" and cell.interference["flagged"] is True
-    assert cell.bottleneck["class"] == "interference"
-    assert [f for f in cell.findings if isinstance(f, Interference)] == [Interference(share=cell.interference["share"],
+    assert cell.status == "ok" and cell.interference.flagged is True
+    assert cell.bottleneck.kind == "interference"
+    assert [f for f in cell.findings if isinstance(f, Interference)] == [Interference(share=cell.interference.share,
                                                                                       threshold=0.05)]
     assert _attempts(run_dir, "uwsgi-processes") == ["attempt-1"]
 

@@ -57,7 +57,8 @@ def test_cli_run_writes_results_and_report(backend, tmp_path, request):
         assert cell.server_cpu_s is not None and cell.server_cpu_s > 0
         assert cell.cpu_ms_per_request and cell.cpu_ms_per_request > 0
         assert cell.server_peak_memory_bytes and cell.server_peak_memory_bytes > 10_000_000
-        assert cell.config["workers"] >= 1 and "keep_alive" in cell.config
+        declared = header.variant(cell.variant)
+        assert declared.workers is not None and declared.workers >= 1 and declared.keep_alive is not None
         assert (run_dir / "cells" / cell.cell_id.replace("/", "_") / "attempt-1" / "locust_stats.csv").is_file()
     summary = (run_dir / "summary.md").read_text()
     html = (run_dir / "index.html").read_text()

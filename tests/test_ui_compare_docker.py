@@ -167,7 +167,7 @@ def test_compare_reaches_the_reports_rps_and_writes_a_run_compare_accepts(lab, r
     cell = cells[0]
     assert header.experiment["levels"] == [USERS] and header.metadata["backend"] == "lab"
     assert cell.cpu_ms_per_request and cell.cpu_ms_per_request > 0
-    assert cell.bottleneck and cell.bottleneck["server_utilization"] > 0
+    assert cell.bottleneck and cell.bottleneck.server_utilization > 0
     assert cell.interference and "server_share" in cell.interference
     assert all((ui_runs[0] / name).is_file() for name in ("index.html", "summary.md", "report.json"))
     diff = subprocess.run([sys.executable, "-m", "serverlab.cli", "compare", str(report_dirs[0]), str(ui_runs[0])],

@@ -19,7 +19,7 @@ import pytest
 
 from serverlab.report import compare
 from serverlab.results import read_results
-from serverlab.terms import Bottleneck
+from serverlab.terms import BottleneckClass
 
 pytestmark = pytest.mark.slow
 
@@ -65,8 +65,8 @@ def test_a_compare_through_the_web_ui_is_a_run_with_the_reports_figures(ui, repo
         assert cell.status == "ok" and row["status"] == "ok", (cell.error, row)
         assert cell.requests > 0 and row["rps"] == pytest.approx(cell.rps, abs=0.1)
         assert cell.cpu_ms_per_request and row["cpu_ms_per_request"] == pytest.approx(cell.cpu_ms_per_request, abs=1e-4)
-        assert row["bottleneck"] in tuple(Bottleneck) and row["server_utilization"] is not None
-        assert cell.interference is not None and cell.timeline and cell.timeline["rps"]  # per-second, from the recorder
+        assert row["bottleneck"] in tuple(BottleneckClass) and row["server_utilization"] is not None
+        assert cell.interference is not None and cell.timeline and cell.timeline.rps  # per-second, from the recorder
     assert (run_dir / "index.html").is_file() and "## Workload hello" in (run_dir / "summary.md").read_text()
     with urllib.request.urlopen(url + "/serverlab/reports/", timeout=10) as response:
         assert status["compare_id"] in response.read().decode()

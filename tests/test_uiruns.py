@@ -31,7 +31,7 @@ from serverlab.report.files import planned_cell_count
 from serverlab.results import read_results
 from serverlab.runfolders import list_runs
 from serverlab.selfreport import SelfReport, SelfReportSampler, read_self_report
-from serverlab.terms import WORKLOADS, Bottleneck, CellStatus, Mode
+from serverlab.terms import WORKLOADS, BottleneckClass, CellStatus, Mode
 from serverlab.uiruns import (MIN_RANKABLE_SECONDS, CompareError, comparison_experiment, comparison_rows,
                                  finished, lab_budget, run_comparison)
 
@@ -136,16 +136,17 @@ def test_a_comparison_is_a_run_the_reports_and_compare_read(app_url, tmp_path):
         assert cell.status == CellStatus.OK, cell.error
         assert cell.requests > 0 and cell.rps == pytest.approx(cell.requests / cell.duration_s)
         assert cell.server_cpu_s is not None and cell.cpu_ms_per_request is not None
-        assert cell.interference is not None and "server_share" in cell.interference
-        assert cell.bottleneck["class"] in tuple(Bottleneck) and cell.bottleneck["server_utilization"] is not None
+        assert cell.interference is not None and cell.interference.server_share is not None
+        assert cell.bottleneck.kind in tuple(BottleneckClass) and cell.bottleneck.server_utilization is not None
     for name in ("index.html", "summary.md", "report.json"):
         assert (run_dir / name).is_file()
     rows = comparison_rows(experiment, run_dir)
     assert finished(rows) and [r["server"] for r in rows] == [c.variant for c in sorted(cells, key=lambda c: c.order)]
     assert all(r["cpu_ms_per_request"] is not None and r["bottleneck"] for r in rows)
-    # serverlab compare diffs it against a make report run of the same cells
+    # serverlab compare diffs it against a make report run of the same cells, variants and budget
     (tmp_path / "20260101-000000-quick").mkdir()
-    other = write_results(tmp_path / "20260101-000000-quick" / "results.jsonl", make_header("quick"),
+    same = dataclasses.replace(header, run_id="20260101-000000-quick", experiment={**header.experiment, "name": "quick"})
+    other = write_results(tmp_path / "20260101-000000-quick" / "results.jsonl", same,
                           [make_cell(v, "hello", "closed", 1, 1, rps=900.0, median_us=1000.0) for v in servers])
     text = compare(other, run_dir / "results.jsonl")
     assert "different experiments: 'quick' → 'ui-compare'" in text and "(no cells in common)" not in text
@@ -175,7 +176,7 @@ def test_the_live_meter_classifies_an_interval_with_the_reports_rules():
     assert meter.update("gunicorn-gthread", LoadTotals(1000, 0, 0.5, 0.5)) is None  # the first reading
     live = meter.update("gunicorn-gthread", LoadTotals(25000, 0, 0.55, 0.55))
     assert live["rps"] == pytest.approx(4800.0) and live["cpu_ms_per_request"] == pytest.approx(0.2)
-    assert live["server_utilization"] == pytest.approx(0.96) and live["bottleneck"] == Bottleneck.SERVER_BOUND
+    assert live["server_utilization"] == pytest.approx(0.96) and live["bottleneck"] == BottleneckClass.SERVER_BOUND
     assert live["other_share"] == pytest.approx(0.02, abs=0.001) and not live["interference_flagged"]
 
 
@@ -186,4 +187,4 @@ def test_the_live_meter_reads_a_real_server(app_url):
     meter.update("waitress", LoadTotals(0, 0))
     time.sleep(0.3)
     live = meter.update("waitress", LoadTotals(30, 0, 0.1, 0.1))
-    assert live is not None and live["window_s"] > 0.2 and live["bottleneck"] in tuple(Bottleneck)
+    assert live is not None and live["window_s"] > 0.2 and live["bottleneck"] in tuple(BottleneckClass)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from report_factories import make_cell, make_header
+from report_factories import make_cell, make_header as _make_header
+from serverlab.budget import Budget
 from serverlab.bottleneck import (
     GENERATOR_BOUND_UTILIZATION,
     SERVER_BOUND_UTILIZATION,
@@ -34,11 +35,25 @@ ISSUE_TABLE = {
 }
 
 
+def make_header(*args, configs=None, **experiment):
+    """The factories' header, with uwsgi-processes as the recorded run declared it."""
+    return _make_header(*args, configs={"uwsgi-processes": UWSGI_PROCESSES, **(configs or {})}, **experiment)
+
+
+def classify_(cell):
+    """The real rule, with the 1-CPU budget every cell here ran under."""
+    return classify(cell, Budget(server_cpus=1.0))
+
+
+def summarize_(cells):
+    """The real summary, with the 1-CPU budget every cell here ran under."""
+    return summarize(cells, Budget(server_cpus=1.0))
+
+
 def recorded_cell(variant, rps, wrk, cpu_ms, busy, locust, rep, *, workload="hello", level=32, duration=5.0,
                   interference=None, **changes):
     """A cell as the runner records it (wrk in every repetition): figures per repetition vary by ±1%."""
     wobble = 1 + 0.01 * (rep - 2)
-    extra = {"config": UWSGI_PROCESSES} if variant == "uwsgi-processes" else {}
     cell = make_cell(variant, workload, "closed", level, rep, rps=rps * wobble, median_us=32e6 / rps, samples=300,
                      duration_s=duration, requests=int(rps * wobble * duration),
                      server_cpu_s=busy * wobble * duration, cpu_ms_per_request=cpu_ms * wobble,
@@ -46,7 +61,7 @@ def recorded_cell(variant, rps, wrk, cpu_ms, busy, locust, rep, *, workload="hel
                      loadgen_saturated=locust >= 0.9, interference=interference,
                      **({"calibration": {"wrk_rps": wrk * wobble, "locust_rps": rps * wobble, "ratio": rps / wrk,
                                          "repetition": rep}} if wrk else {}),
-                     **extra, **changes)
+                     **changes)
     return cell
 
 
@@ -58,56 +73,56 @@ def issue_cells(table=ISSUE_TABLE, **changes):
 
 
 def test_issue_rows_are_classified_with_their_figures():
-    by_variant = {c.variant: classify(c) for c in issue_cells() if c.repetition == 2}
-    assert by_variant["gunicorn-gevent"]["class"] == "server-bound"
-    assert by_variant["gunicorn-gthread"]["class"] == "server-bound"
+    by_variant = {c.variant: classify_(c) for c in issue_cells() if c.repetition == 2}
+    assert by_variant["gunicorn-gevent"].kind == "server-bound"
+    assert by_variant["gunicorn-gthread"].kind == "server-bound"
     for name in ("uwsgi-processes", "uwsgi-threads", "werkzeug-single"):
-        assert by_variant[name]["class"] == "generator-bound", name
+        assert by_variant[name].kind == "generator-bound", name
     gevent = by_variant["gunicorn-gevent"]
-    assert gevent["server_utilization"] == pytest.approx(0.98) and gevent["generator_utilization"] == 0.73
-    assert "server at 98%" in gevent["reason"]
-    assert "Locust at 99%" in by_variant["uwsgi-processes"]["reason"]
+    assert gevent.server_utilization == pytest.approx(0.98) and gevent.generator_utilization == 0.73
+    assert "server at 98%" in gevent.reason
+    assert "Locust at 99%" in by_variant["uwsgi-processes"].reason
 
 
 def test_thresholds_decide_at_their_values():
     def cell(busy, locust, **kw):
         return make_cell("gunicorn-sync", duration_s=10.0, server_cpu_s=busy * 10.0, loadgen_busiest_share=locust, **kw)
 
-    assert classify(cell(SERVER_BOUND_UTILIZATION, 0.5))["class"] == "server-bound"
-    assert classify(cell(SERVER_BOUND_UTILIZATION - 0.01, 0.5))["class"] == "below-saturation"
-    assert classify(cell(0.5, GENERATOR_BOUND_UTILIZATION))["class"] == "generator-bound"
+    assert classify_(cell(SERVER_BOUND_UTILIZATION, 0.5)).kind == "server-bound"
+    assert classify_(cell(SERVER_BOUND_UTILIZATION - 0.01, 0.5)).kind == "below-saturation"
+    assert classify_(cell(0.5, GENERATOR_BOUND_UTILIZATION)).kind == "generator-bound"
     # both at their limit: the server is the bottleneck, its figure is its capacity
-    assert classify(cell(0.97, 0.99))["class"] == "server-bound"
+    assert classify_(cell(0.97, 0.99)).kind == "server-bound"
     # an open-model generator that fell behind is the bottleneck even below 90% CPU
     fell = cell(0.5, 0.6, open_load={"target_rps": 1, "sent": 1, "late_sends": 1, "max_lag_ms": 9.0, "fell_behind": True})
-    assert classify(fell)["class"] == "generator-bound"
+    assert classify_(fell).kind == "generator-bound"
     # interference wins over everything: the figure is not the server's
     busy = cell(0.99, 0.2, interference={"share": 0.3, "flagged": True, "threshold": 0.05})
-    assert classify(busy)["class"] == "interference" and classify(busy)["interference_share"] == 0.3
-    assert classify(make_cell("gunicorn-sync", status="failed", error="boom")) is None
+    assert classify_(busy).kind == "interference" and classify_(busy).interference_share == 0.3
+    assert classify_(make_cell("gunicorn-sync", status="failed", error="boom")) is None
 
 
 def test_cells_without_per_process_figures_use_the_average():
     """Files before version 2: Locust's CPU over the window and its processes stands in."""
     old = make_cell("gunicorn-sync", duration_s=10.0, server_cpu_s=4.0, loadgen_cpu_s=19.0, loadgen_cpu_budget=2.0)
     assert old.loadgen_busiest_share is None
-    assert classify(old)["generator_utilization"] == pytest.approx(0.95)
-    assert classify(old)["class"] == "generator-bound"
+    assert classify_(old).generator_utilization == pytest.approx(0.95)
+    assert classify_(old).kind == "generator-bound"
 
 
 def test_summary_of_repetitions():
     quiet = [make_cell("gunicorn-sync", repetition=r, duration_s=10.0, server_cpu_s=9.5, loadgen_busiest_share=0.5)
              for r in (1, 2)]
     below = make_cell("gunicorn-sync", repetition=3, duration_s=10.0, server_cpu_s=8.0, loadgen_busiest_share=0.5)
-    summary = summarize([*quiet, below])
-    assert summary["class"] == "server-bound" and summary["counts"] == {"server-bound": 2, "below-saturation": 1}
+    summary = summarize_([*quiet, below])
+    assert summary.kind == "server-bound" and dict(summary.counts) == {"server-bound": 2, "below-saturation": 1}
     assert "2× server-bound" in describe(summary)
     # a tie goes to the less flattering class
-    assert summarize([quiet[0], below])["class"] == "below-saturation"
+    assert summarize_([quiet[0], below]).kind == "below-saturation"
     # one disturbed repetition keeps the whole row out of verdicts
     hit = make_cell("gunicorn-sync", repetition=3, duration_s=10.0, server_cpu_s=9.5, loadgen_busiest_share=0.5,
                     interference={"share": 0.12, "flagged": True, "threshold": 0.05})
-    assert summarize([*quiet, hit])["class"] == "interference"
+    assert summarize_([*quiet, hit]).kind == "interference"
 
 
 # ---------------------------------------------------------------- verdict rules
@@ -165,9 +180,8 @@ def test_checkable_ratios_name_the_generator_bound_variants_they_leave_out():
     sync = {**UWSGI_PROCESSES, "server": "gunicorn", "workers": 3}
     table = {"gunicorn-gthread": (5_288, 4_251, 0.186, 0.98, 0.73), "gunicorn-sync": (2_727, 3_142, 0.321, 0.85, 0.80),
              "uwsgi-processes": (4_557, 8_982, 0.122, 0.57, 0.99)}
-    cells = [recorded_cell(v, *f, rep, **({"config": sync} if v == "gunicorn-sync" else {}))
-             for v, f in table.items() for rep in (1, 2, 3)]
-    verdict = verdicts(aggregate(make_header(), cells))["hello"]
+    cells = [recorded_cell(v, *f, rep) for v, f in table.items() for rep in (1, 2, 3)]
+    verdict = verdicts(aggregate(make_header(configs={"gunicorn-sync": sync}), cells))["hello"]
     assert "best with keep-alive vs best without: gunicorn-gthread" in verdict
     assert "Check (Locust RPS, among the variants Locust could load fully; left out, generator-bound: uwsgi-processes)" in verdict
 

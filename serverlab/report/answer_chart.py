@@ -21,11 +21,11 @@ from serverlab.report.answer_data import Answer, Placed
 from serverlab.report.charts import CHART_WIDTH_IN, figure_svg
 from serverlab.report.model import Chart
 from serverlab.stats import Estimate
-from serverlab.terms import Bottleneck, Mode
+from serverlab.terms import BottleneckClass, Mode
 
 #: Bar colour per bottleneck class (``None``: unclassified).
-CLASS_COLORS = {Bottleneck.SERVER_BOUND: "#4c78a8", Bottleneck.BELOW_SATURATION: "#59a14f",
-                Bottleneck.GENERATOR_BOUND: "#f28e2b", Bottleneck.INTERFERENCE: "#bab0ac", None: "#9d9d9d"}
+CLASS_COLORS = {BottleneckClass.SERVER_BOUND: "#4c78a8", BottleneckClass.BELOW_SATURATION: "#59a14f",
+                BottleneckClass.GENERATOR_BOUND: "#f28e2b", BottleneckClass.INTERFERENCE: "#bab0ac", None: "#9d9d9d"}
 #: Marker and vertical offset (in bar heights) of each marker evidence kind.
 _MARKERS = {"wrk": ("D", 0.17, "#222222", "wrk's ceiling"),
             "CPU cost": ("o", -0.17, "white", "CPU-cost capacity")}
@@ -65,12 +65,12 @@ def answer_chart(answer: Answer) -> Chart | None:
     for y, placed in zip(ys, ranked):
         est = _bar(answer, placed)
         assert est is not None
-        kind = (placed.row.bottleneck or {}).get("class")
+        kind = placed.row.bottleneck_class
         classes.setdefault(kind, None)
         low, high = _whisker(est)
         any_ci = any_ci or est.has_ci
         ax.barh([y], [est.median], height=0.62, color=CLASS_COLORS.get(kind, CLASS_COLORS[None]),
-                hatch="///" if kind == Bottleneck.GENERATOR_BOUND else None, edgecolor="white", linewidth=0,
+                hatch="///" if kind == BottleneckClass.GENERATOR_BOUND else None, edgecolor="white", linewidth=0,
                 xerr=[[low], [high]] if est.has_ci else None,
                 error_kw={"ecolor": "#333", "capsize": 2.5, "elinewidth": 1.0})
         end = est.median + high
@@ -104,8 +104,8 @@ def answer_chart(answer: Answer) -> Chart | None:
     ax.grid(True, axis="x", alpha=0.3)
     ax.set_axisbelow(True)
     handles: list[Any] = [Patch(facecolor=CLASS_COLORS.get(k, CLASS_COLORS[None]),
-                                hatch="///" if k == Bottleneck.GENERATOR_BOUND else None, edgecolor="white",
-                                label=(k or "unclassified") + (" (a floor)" if k == Bottleneck.GENERATOR_BOUND else ""))
+                                hatch="///" if k == BottleneckClass.GENERATOR_BOUND else None, edgecolor="white",
+                                label=(k or "unclassified") + (" (a floor)" if k == BottleneckClass.GENERATOR_BOUND else ""))
                           for k in classes]
     handles += [Line2D([], [], linestyle="none", marker=_MARKERS[s][0], markerfacecolor=_MARKERS[s][2],
                        markeredgecolor="#222", label=_MARKERS[s][3]) for s in markers]

@@ -14,14 +14,14 @@ from serverlab.report.formatting import format_estimate
 from serverlab.report.ranking import row_class
 from serverlab.report.rows import Row
 from serverlab.stats import NO_CI_NOTE, Estimate
-from serverlab.terms import Bottleneck, calibrated_workload
+from serverlab.terms import BottleneckClass, calibrated_workload
 
 #: The evidence kinds of :class:`serverlab.report.ranking.Evidence`, in the order they are named,
 #: with the words tables and charts use for each.
 SOURCE_LABELS = {"measured RPS": "Locust RPS", "wrk": "wrk", "CPU cost": "CPU-cost capacity",
                  "sustained rate": "sustained target rate"}
 #: Classes whose Locust RPS is the server's (``None``: unclassified, a results file before bottlenecks).
-MEASURED_CLASSES = (Bottleneck.SERVER_BOUND, Bottleneck.BELOW_SATURATION, None)
+MEASURED_CLASSES = (BottleneckClass.SERVER_BOUND, BottleneckClass.BELOW_SATURATION, None)
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class Answer:
         def variant(p: Placed) -> dict[str, Any]:
             r = p.row
             return {"variant": p.variant, "place": p.place, "shared": p.shared, "left_out": p.left_out,
-                    "model": r.config.get("model"), "bottleneck": row_class(r),
+                    "model": r.declared.model, "bottleneck": row_class(r),
                     "rps": None if r.rps is None else {"median": r.rps.median, "low": r.rps.low, "high": r.rps.high},
                     "p99_us": r.hdr_us.get("p99"),
                     "cpu_ms_per_request": r.cpu_ms_per_request.median if r.cpu_ms_per_request else None,
@@ -153,6 +153,6 @@ def valid_sources(row: Row, workload: str) -> tuple[str, ...]:
         out.append("measured RPS")
     if evidence_estimate(row, "wrk", workload) is not None:
         out.append("wrk")
-    if row.cost_capacity_rps is not None and kind in (Bottleneck.GENERATOR_BOUND, Bottleneck.SERVER_BOUND):
+    if row.cost_capacity_rps is not None and kind in (BottleneckClass.GENERATOR_BOUND, BottleneckClass.SERVER_BOUND):
         out.append("CPU cost")
     return tuple(out)

@@ -38,7 +38,7 @@ from serverlab.report.verdicts import (
     sustainable_throughput,
 )
 from serverlab.stats import NO_CI_NOTE, Estimate, compare_samples
-from serverlab.terms import Bottleneck, Mode
+from serverlab.terms import BottleneckClass, Mode
 
 #: A sentence names at most this many variants it cannot tell apart, then counts the rest.
 MAX_NAMED = 4
@@ -100,7 +100,7 @@ def _rate_answer(workload: str, mode: str, rows: list[Row]) -> Answer:
                       placed=tuple(Placed(r.variant, None, False, r, left_out=_failure_text(r))
                                    for r in rows if r.level == top), principle=principle(workload))
     where = f"{mode} mode, {level_text(mode, ranking.level)}"
-    cpus = next((r.config.get("server_cpus") for r in rows if r.config.get("server_cpus") is not None), "?")
+    cpus = next((r.server_cpus for r in rows if r.server_cpus is not None), "?")
     decisions, tiers = ranking.decisions, ranking.tiers
     reasons: dict[str, list[str]] = {r.variant: [] for r in ranking.at_level}
     placed: list[Placed] = []
@@ -113,7 +113,7 @@ def _rate_answer(workload: str, mode: str, rows: list[Row]) -> Answer:
             figures = tuple(Figure(s, est) for s in valid_sources(row, workload)
                             if (est := evidence_estimate(row, s, workload)) is not None)
             mine = reasons[row.variant]
-            if row_class(row) == Bottleneck.GENERATOR_BOUND:
+            if row_class(row) == BottleneckClass.GENERATOR_BOUND:
                 on = _and(["its floor" if s == "measured RPS" else SOURCE_LABELS[s] for s in evidence])
                 mine.append(f"generator-bound: Locust's {format_rps(row.rps.median)} RPS is only a floor; "
                             f"placed on {on or 'nothing that separates it'}")
@@ -185,9 +185,9 @@ def _rate_sentence(workload: str, where: str, ranking: Any) -> tuple[str, str | 
     else:
         whys = {_short_why(decisions[(a.variant, b.variant)]).split(" (")[0] for a, b in unresolved}
     would = []
-    if any(row_class(x) == Bottleneck.GENERATOR_BOUND for pair in unresolved for x in pair):
+    if any(row_class(x) == BottleneckClass.GENERATOR_BOUND for pair in unresolved for x in pair):
         would.append("more CPUs for the load generator or a smaller server budget")
-    if any(row_class(x) != Bottleneck.GENERATOR_BOUND for pair in unresolved for x in pair):
+    if any(row_class(x) != BottleneckClass.GENERATOR_BOUND for pair in unresolved for x in pair):
         would.append("more repetitions or longer cells")
     ahead = ""
     if len(top) > 1 and len(tiers) > 1:
@@ -197,7 +197,7 @@ def _rate_sentence(workload: str, where: str, ranking: Any) -> tuple[str, str | 
 
 
 def _open_answer(workload: str, rows: list[Row], bound_ms: float) -> Answer:
-    usable = [r for r in rows if row_class(r) != Bottleneck.INTERFERENCE]
+    usable = [r for r in rows if row_class(r) != BottleneckClass.INTERFERENCE]
     kept = {id(r) for r in usable}
     sustained = {v: t for (w, v), t in sustainable_throughput(usable, bound_ms).items() if w == workload}
     rates = sorted({t for t in sustained.values() if t is not None}, reverse=True)

@@ -32,7 +32,8 @@ from serverlab.report.model import Chart  # noqa: E402
 from serverlab.report.formatting import level_text  # noqa: E402
 from serverlab.report.rows import Row  # noqa: E402
 from serverlab.stats import Estimate  # noqa: E402
-from serverlab.terms import LEVEL_NAMES, Bottleneck, Mode  # noqa: E402
+from serverlab.records import Timeline  # noqa: E402
+from serverlab.terms import LEVEL_NAMES, BottleneckClass, Mode  # noqa: E402
 
 #: Width of every chart (inches at 100 dpi); the HTML scales it to its column.
 CHART_WIDTH_IN = 7.2
@@ -229,8 +230,8 @@ def ranking_charts(rows: Sequence[Row]) -> list[Chart]:
                 error_kw={"ecolor": "#222", "capsize": 3, "elinewidth": 1.2})
         top = max(v + h for v, h in zip(values, high)) or 1.0
         for y, row, value, up in zip(ys, ranked, values, high):
-            kind = (row.bottleneck or {}).get("class")
-            note = {Bottleneck.GENERATOR_BOUND: " (generator-bound: a floor)", Bottleneck.INTERFERENCE: " (interference)"}.get(
+            kind = row.bottleneck_class
+            note = {BottleneckClass.GENERATOR_BOUND: " (generator-bound: a floor)", BottleneckClass.INTERFERENCE: " (interference)"}.get(
                 kind or "", " (saturated)" if row.loadgen_saturated else "")
             ax.text(value + up + top * 0.01, y, f"{value:,.0f}{note}", va="center", fontsize=8)
         ax.set_yticks(ys)
@@ -246,10 +247,10 @@ def ranking_charts(rows: Sequence[Row]) -> list[Chart]:
     return charts
 
 
-def _series(timeline: dict[str, Any], key: str, scale: float = 1.0) -> tuple[list[float], list[float | None]]:
-    """(seconds, values) of a timeline entry; the last, partial second is dropped."""
-    values = list(timeline.get(key) or [])[:-1]
-    step = float(timeline.get("interval_s", 1.0))
+def _series(timeline: Timeline, key: str, scale: float = 1.0) -> tuple[list[float], list[float | None]]:
+    """(seconds, values) of a timeline's ``rps`` or ``p99_us``; the last, partial second is dropped."""
+    values = list(timeline.rps if key == "rps" else timeline.p99_us)[:-1]
+    step = timeline.interval_s
     xs = [(i + 0.5) * step for i in range(len(values))]
     return xs, [None if v is None else float(v) * scale for v in values]
 
@@ -275,12 +276,12 @@ def timeline_charts(rows: Sequence[Row]) -> list[Chart]:
         fig = Figure(figsize=(CHART_WIDTH_IN, 4.6), dpi=100)
         fig.subplots_adjust(left=0.1, right=0.72, top=0.92, bottom=0.11, hspace=0.12)
         ax_rps, ax_p99 = fig.subplots(2, 1, sharex=True)
-        warmup = max(float(t.get("warmup_s") or 0.0) for r in level_rows for t in r.timelines)
+        warmup = max(t.warmup_s for r in level_rows for t in r.timelines)
         p99_values: list[float] = []
         for row in level_rows:
             for index, timeline in enumerate(row.timelines):
                 label = row.variant if index == 0 else "_nolegend_"
-                xs, rps = _series(timeline, "rps", 1.0 / float(timeline.get("interval_s", 1.0)))
+                xs, rps = _series(timeline, "rps", 1.0 / timeline.interval_s)
                 ax_rps.plot(xs, rps, color=colors[row.variant], linewidth=1.3, alpha=1.0 if index == 0 else 0.5,
                             label=label)
                 xs, p99 = _series(timeline, "p99_us", 1e-3)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from serverlab import bottleneck as _bottleneck
 from serverlab.hostspeed import describe_baseline, speed_ratio
@@ -12,10 +12,11 @@ from serverlab.report.model import Table
 from serverlab.report.rows import ReportError, aggregate
 from serverlab.report.to_markdown import md_table
 from serverlab.results import read_results
+from serverlab.runmatch import check_agree
 from serverlab.stats import compare_samples
-from serverlab.terms import Bottleneck
+from serverlab.terms import BottleneckClass
 
-_NOT_THE_SERVERS = {Bottleneck.GENERATOR_BOUND, Bottleneck.INTERFERENCE}
+_NOT_THE_SERVERS = {BottleneckClass.GENERATOR_BOUND, BottleneckClass.INTERFERENCE}
 #: The columns added when the runs' host speeds differ by more than the threshold.
 _NORMALISED = ["new RPS normalised to the old host speed", "change, normalised"]
 
@@ -52,7 +53,7 @@ def _normalised(old: Any, new: Any, scale: float) -> list[str]:
             compare_samples(old.rps.samples, scaled, higher_is_better=True).text + " (normalised)"]
 
 
-def compare(old_path: Path, new_path: Path) -> str:
+def compare(old_path: Path, new_path: Path, on: Sequence[str] = ()) -> str:
     """Compare two runs: a Markdown table per matching (variant, workload, mode, level).
 
     Columns: old RPS, new RPS, change (from :func:`serverlab.stats.compare_samples`,
@@ -64,12 +65,18 @@ def compare(old_path: Path, new_path: Path) -> str:
 
     :param old_path: the baseline ``results.jsonl``.
     :param new_path: the ``results.jsonl`` to compare with it.
+    :param on: what the comparison is about (values of :data:`serverlab.runmatch.COMPARABLE`:
+        ``image``, ``budget``, ``variants``): the runs may differ there, and the notes list how.
     :return: Markdown text.
     :raises ReportError: a run has no cells.
+    :raises serverlab.runmatch.RunsDisagree: the runs disagree on their image, budget or a variant's
+        settings and ``on`` does not name it (naming the key and both values), or ``on`` names
+        something else (naming the valid values).
     :raises serverlab.results.ResultsError: a file is missing or malformed.
     """
     old_header, old_cells = read_results(Path(old_path))
     new_header, new_cells = read_results(Path(new_path))
+    compared = check_agree(old_header, new_header, (str(old_path), str(new_path)), on)
     for path, cells in ((old_path, old_cells), (new_path, new_cells)):
         if not cells:
             raise ReportError(f"no cells in {path}: nothing to compare")
@@ -81,10 +88,11 @@ def compare(old_path: Path, new_path: Path) -> str:
              f"Bottleneck: what limited each side (server-bound, generator-bound, below-saturation, "
              f"interference); a change where a side is generator-bound or interference is marked, since it "
              f"measures Locust or the machine rather than the server.", ""]
-    for key in ("backend", "cpu_model", "host_cores", "server_cpus", "server_memory", "git_commit"):
+    for key in ("backend", "cpu_model", "host_cores", "git_commit"):
         a, b = old_header.metadata.get(key), new_header.metadata.get(key)
         if a != b:
             lines.append(f"- note: {key} differs: {a!r} → {b!r}")
+    lines += [f"- compared ({d.what}): {d.key} {d.old!r} → {d.new!r}" for d in compared]
     if old_header.experiment.get("name") != new_header.experiment.get("name"):
         lines.append(f"- note: different experiments: {old_header.experiment.get('name')!r} → "
                      f"{new_header.experiment.get('name')!r}")
@@ -103,7 +111,7 @@ def compare(old_path: Path, new_path: Path) -> str:
                                                          else "failed in the new run")
         else:
             change = compare_samples(old.rps.samples, new.rps.samples, higher_is_better=True).text
-            suspect = sorted({(r.bottleneck or {}).get("class") for r in (old, new)} & _NOT_THE_SERVERS)
+            suspect = sorted({r.bottleneck_class for r in (old, new)} & _NOT_THE_SERVERS)
             if suspect:
                 change += f" (not the server's: {' and '.join(suspect)})"
         table.rows.append([key[0], key[1], key[2], str(key[3]),

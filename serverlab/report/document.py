@@ -59,8 +59,10 @@ def _metadata(header: RunHeader) -> list[tuple[str, str]]:
         if meta.get(key) is not None:
             out.append((label, str(meta[key])))
     unenforced = ("server_cpus", "server_memory") if meta.get("limits_enforced") is False else ()
-    limits = [f"{k}={meta[k]}" + (" (not enforced by the local backend)" if k in unenforced else "")
-              for k in ("server_cpus", "server_memory", "server_cpuset", "loadgen_cpuset") if meta.get(k) is not None]
+    budget = header.budget
+    limits = [f"{k}={getattr(budget, k)}" + (" (not enforced by the local backend)" if k in unenforced else "")
+              for k in ("server_cpus", "server_memory", "server_cpuset", "loadgen_cpuset")
+              if budget is not None and getattr(budget, k) is not None]
     if limits:
         out.append(("limits", ", ".join(limits)))
     if meta.get("loadgen_processes_chosen"):
@@ -163,7 +165,7 @@ def build_document(header: RunHeader, rows: Sequence[Row], verdict_texts: dict[s
         sections.append(Section("Proxied vs direct", "proxy", tables=[proxied], paragraphs=[
             "Each proxied variant runs nginx and the app server in one container (one CPU budget); its direct twin "
             "runs the same app server with the same workers and threads alone. CPU per request includes nginx."]))
-    sections.append(Section("Configuration", "configuration", tables=[config_table(rows)],
+    sections.append(Section("Configuration", "configuration", tables=[config_table(rows, header)],
                             paragraphs=["The effective configuration of every variant as it ran."]))
     warnings: list[str] = list(dict.fromkeys([*extra_warnings, *(w for r in rows for w in row_warnings(r))]))
     failed = [f for r in rows for f in r.failed_cells]

@@ -12,6 +12,7 @@ from serverlab.report.to_html import html
 from serverlab.report.to_json import json_text
 from serverlab.report.to_markdown import markdown
 from serverlab.results import Cell, RunHeader, read_results
+from serverlab.runmatch import check_agree
 
 #: File names :func:`write_report` writes.
 REPORT_FILES = {"html": "index.html", "markdown": "summary.md", "json": "report.json"}
@@ -32,8 +33,9 @@ def load_results(results_paths: Sequence[Path]) -> tuple[RunHeader, list[Cell], 
     :param results_paths: ``results.jsonl`` paths.
     :return: (a header for all of them, cells, warnings about differences between files).
         With several runs the header's ``run_id`` joins their ids with ``" + "``.
-    :raises ReportError: no paths, files of different experiments or schema
-        versions, or no cells at all.
+    :raises ReportError: no paths, files of different experiments, or no cells at all.
+    :raises serverlab.runmatch.RunsDisagree: the runs disagree on their image, budget or a
+        variant's settings (:func:`serverlab.runmatch.check_agree`), naming the key and both values.
     :raises serverlab.results.ResultsError: a file is missing or malformed.
     """
     paths = [Path(p) for p in results_paths]
@@ -44,16 +46,14 @@ def load_results(results_paths: Sequence[Path]) -> tuple[RunHeader, list[Cell], 
     first = headers[0]
     extra: list[str] = []
     for path, h in zip(paths[1:], headers[1:]):
-        if h.version != first.version:
-            raise ReportError(f"{path}: schema version {h.version}, but {paths[0]} has {first.version}; "
-                              f"report them separately")
         if h.experiment.get("name") != first.experiment.get("name"):
             raise ReportError(f"{path}: experiment {h.experiment.get('name')!r}, but {paths[0]} has "
                               f"{first.experiment.get('name')!r}; a report covers one experiment "
                               f"(use 'compare' for two runs)")
+        check_agree(first, h, (str(paths[0]), str(path)))
         if h.experiment != first.experiment:
             extra.append(f"{path}: the experiment's settings differ from {paths[0]}'s; the cells were merged anyway.")
-        for key in ("backend", "cpu_model", "host_cores", "server_cpus", "server_memory"):
+        for key in ("backend", "cpu_model", "host_cores"):
             if h.metadata.get(key) != first.metadata.get(key):
                 extra.append(f"{path}: {key} {h.metadata.get(key)!r} differs from {first.metadata.get(key)!r} "
                              f"in {paths[0]}; figures from the two may not be comparable.")
@@ -68,7 +68,9 @@ def load_results(results_paths: Sequence[Path]) -> tuple[RunHeader, list[Cell], 
     if not cells:
         raise ReportError(f"no cells in {', '.join(map(str, paths))}: nothing was measured yet")
     run_ids = list(dict.fromkeys(h.run_id for h in headers))
-    header = first if len(run_ids) == 1 else RunHeader(" + ".join(run_ids), first.experiment, first.metadata)
+    header = first if len(run_ids) == 1 else RunHeader(
+        " + ".join(run_ids), first.experiment, first.metadata,
+        {name: v for h in reversed(headers) for name, v in h.variants.items()}, migrated=first.migrated)
     return header, cells, extra
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from labapp.variants import slots_of
 from serverlab.terms import LEVEL_NAMES, Mode, WorkerModel
 
 if TYPE_CHECKING:
+    from serverlab.records import VariantRecord
     from serverlab.stats import Estimate
 
 
@@ -47,8 +47,8 @@ def level_text(mode: str, level: int) -> str:
 
 
 def worker_model(row: Any) -> str:
-    """A row's worker model (``config["model"]``), ``"unknown"`` when not recorded."""
-    return str(row.config.get("model", "unknown"))
+    """A row's worker model (its declaration's ``model``), ``"unknown"`` when not recorded."""
+    return "unknown" if row.declared.model is None else str(row.declared.model)
 
 
 def as_int(value: Any, default: int = 1) -> int:
@@ -59,20 +59,11 @@ def as_int(value: Any, default: int = 1) -> int:
         return default
 
 
-def slots_text(config: dict[str, Any]) -> str:
+def slots_text(declared: VariantRecord) -> str:
     """Concurrent requests a variant can hold, as a table shows them: the ``slots`` its
-    configuration recorded (:attr:`labapp.variants.Variant.slots`; ``"unbounded"`` for ``None``).
-
-    Results written before slots were recorded have no ``slots`` key: the same
-    :func:`labapp.variants.slots_of` that ``Variant.slots`` uses derives them from the model,
-    workers, threads and connections there.
-    """
-    if "slots" in config:
-        slots = config["slots"]
-    else:
-        slots = slots_of(str(config.get("model")), as_int(config.get("workers")), as_int(config.get("threads")),
-                         as_int(config.get("connections"), 0) or None)
-    return "unbounded" if slots is None else str(slots)
+    declaration recorded (:attr:`serverlab.records.VariantRecord.slots`, derived on reading for
+    results written before they were recorded); ``"unbounded"`` for ``None``."""
+    return "unbounded" if declared.slots is None else str(declared.slots)
 
 
 def fmt_ms(us: float | None) -> str:
@@ -94,13 +85,13 @@ def fmt_params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "no parameters"
 
 
-def workers_threads(config: dict[str, Any]) -> str:
+def workers_threads(declared: VariantRecord) -> str:
     """A variant's workers × threads (``"2×4"``), × greenlets for gevent (``"1×1000 greenlets"``),
     ``"1×(thread per conn.)"`` for a thread per connection; ``"?"`` for a count not recorded."""
-    workers = config.get("workers", "?")
-    if config.get("model") == WorkerModel.GEVENT:
-        return f"{workers}×{config.get('connections', '?')} greenlets"
-    threads = config.get("threads", "?")
+    workers = "?" if declared.workers is None else declared.workers
+    if declared.model == WorkerModel.GEVENT:
+        return f"{workers}×{'?' if declared.connections is None else declared.connections} greenlets"
+    threads = "?" if declared.threads is None else declared.threads
     if threads == 0:
         return f"{workers}×(thread per conn.)"
     return f"{workers}×{threads}"

@@ -2,7 +2,7 @@
 
 A closed-model row of an I/O workload (:class:`~serverlab.workloadspec.Character` ``io``: it waits
 ``ms`` milliseconds and does almost no CPU work) on a variant that holds ``slots`` requests
-at once (``config["slots"]``: workers × threads, greenlets, or the adapter's threads) has
+at once (its recorded ``slots``: workers × threads, greenlets, or the adapter's threads) has
 ``min(users, slots)`` requests in service, each for the wait. Little's law (L = λW, Little
 1961) then predicts ``λ = min(users, slots) / wait``. A measured RPS within
 :data:`LITTLE_TOLERANCE` of it says the slots explain the figure; below it something else
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from serverlab.report.formatting import format_estimate, format_rps, level_text, slots_text
 from serverlab.report.rows import Row
-from serverlab.terms import MS_PER_S, WORKLOADS, Bottleneck, Mode, WorkerModel
+from serverlab.terms import MS_PER_S, WORKLOADS, BottleneckClass, Mode, WorkerModel
 from serverlab.workloadspec import Character
 
 if TYPE_CHECKING:  # model imports answers, which imports verdicts, which imports this module
@@ -67,12 +67,12 @@ class LittlesLaw:
             return "slots" if self.slots < self.row.users else "users (every user's request in service)"
         if self.ratio > 1:
             return "more requests in service than its slots"
-        kind = (self.row.bottleneck or {}).get("class")
-        if kind == Bottleneck.SERVER_BOUND:
+        kind = self.row.bottleneck_class
+        if kind == BottleneckClass.SERVER_BOUND:
             return "the CPU budget"
-        if kind == Bottleneck.GENERATOR_BOUND:
+        if kind == BottleneckClass.GENERATOR_BOUND:
             return "the load generator"
-        if kind == Bottleneck.INTERFERENCE:
+        if kind == BottleneckClass.INTERFERENCE:
             return "other programs on the lab's CPUs"
         return f"per-request overhead or queueing beyond the wait ({active} in service)"
 
@@ -81,14 +81,14 @@ def littles_law(row: Row) -> LittlesLaw | None:
     """Little's law for one row, or ``None`` where it does not apply.
 
     It applies to closed-mode rows with a measured RPS, of an I/O workload with an ``ms``
-    parameter above 0, on a variant with a bounded number of slots (``config["slots"]``,
-    or derived from its workers, threads and greenlets).
+    parameter above 0, on a variant with a bounded number of slots
+    (:attr:`serverlab.records.VariantRecord.slots`).
 
     :param row: a row from :func:`serverlab.report.rows.aggregate`.
     :return: the prediction and the measured/predicted ratio.
     """
     spec = WORKLOADS.get(row.workload)
-    slots_shown = slots_text(row.config)  # the recorded slots (derived for results from before they were recorded)
+    slots_shown = slots_text(row.declared)  # the recorded slots (derived for results from before they were recorded)
     wait_ms = row.workload_params.get("ms")
     if (spec is None or spec.character != Character.IO or row.mode != Mode.CLOSED or row.rps is None
             or not slots_shown.isdigit() or int(slots_shown) < 1
@@ -176,7 +176,7 @@ def async_sentence(workload: str, rows: Sequence[Row]) -> str:
         ratio = async_row.rps.median / sync_row.rps.median  # type: ignore[union-attr]
         parts.append(f"{variant} at {level_text(async_row.mode, async_row.level)} {ratio:.2f}× "
                      f"({format_rps(async_row.rps.median)} vs {format_rps(sync_row.rps.median)} RPS; "  # type: ignore[union-attr]
-                     f"slots: {slots_text(async_row.config)})")
+                     f"slots: {slots_text(async_row.declared)})")
         if abs(ratio - 1.0) > LITTLE_TOLERANCE:
             differ.append(variant)
     failed = f"requests failed (errors, not answers; see the warnings): {'; '.join(failing)}."
@@ -185,7 +185,7 @@ def async_sentence(workload: str, rows: Sequence[Row]) -> str:
     text = f"Async vs sync ({workload} vs {twin}, the same wait awaited instead of slept): " + "; ".join(parts) + "."
     if failing:
         text += f" Not comparable, {failed}"
-    asgi = sorted({v for v, (row, _) in pairs.items() if row.config.get("model") == WorkerModel.ASGI})
+    asgi = sorted({v for v, (row, _) in pairs.items() if row.declared.model == WorkerModel.ASGI})
     if asgi:
         text += (f" Under ASGI ({', '.join(asgi)}) the slots are the adapter's thread pool, not the server's event "
                  f"loop: asgiref's WsgiToAsgi runs the WSGI app, async views included, on its threads.")

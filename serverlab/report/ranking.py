@@ -32,11 +32,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Any, Sequence
+from typing import Sequence
 
 from serverlab.report.formatting import format_estimate
-from serverlab.stats import Estimate, median_ci
-from serverlab.terms import CALIBRATION_WORKLOAD, Bottleneck, calibrated_workload
+from serverlab.report.rows import Row
+from serverlab.stats import Estimate
+from serverlab.terms import CALIBRATION_WORKLOAD, BottleneckClass, calibrated_workload
 
 #: A "cannot tell" verdict explains at most this many unresolved pairs (the leader against
 #: the next ones) and counts the rest: 13 tied variants make 78 pairs, a page of text.
@@ -46,25 +47,14 @@ MAX_EXPLAINED_PAIRS = 3
 #: 30% for uwsgi-threads (the two its verdict names), within a few per cent for most others.
 CAPACITY_AGREEMENT = 0.15
 #: Classes whose measured RPS is not limited by the generator.
-RPS_CLASSES = (Bottleneck.SERVER_BOUND, Bottleneck.BELOW_SATURATION)
+RPS_CLASSES = (BottleneckClass.SERVER_BOUND, BottleneckClass.BELOW_SATURATION)
 #: The evidence kinds, as :attr:`Evidence.source` names them.
 SOURCES = ("measured RPS", "wrk", "CPU cost")
 
 
-def row_class(row: Any) -> str | None:
+def row_class(row: Row) -> BottleneckClass | None:
     """The bottleneck class of a report row (``None`` when unknown)."""
-    return (row.bottleneck or {}).get("class") if getattr(row, "bottleneck", None) else None
-
-
-def cost_capacity(cpu_ms_per_request: Sequence[float], server_cpus: float) -> Estimate | None:
-    """Capacity implied by CPU cost: ``server_cpus × 1000 ÷ CPU ms per request`` per repetition.
-
-    :param cpu_ms_per_request: the repetitions' server CPU milliseconds per request.
-    :param server_cpus: the server's CPU budget (cores).
-    :return: the median capacity (RPS) with its 95% bootstrap CI, or ``None`` without data.
-    """
-    values = [server_cpus * 1000.0 / ms for ms in cpu_ms_per_request if ms and ms > 0]
-    return median_ci(values) if values else None
+    return row.bottleneck_class
 
 
 def separated(a: Estimate | None, b: Estimate | None) -> int:
@@ -78,7 +68,7 @@ def separated(a: Estimate | None, b: Estimate | None) -> int:
     return int(a.low > b.high) - int(a.high < b.low)  # type: ignore[operator]
 
 
-def wrk_estimate(row: Any, workload: str) -> Estimate | None:
+def wrk_estimate(row: Row, workload: str) -> Estimate | None:
     """The row's wrk ceiling as an interval when it counts as evidence (wrk ran on ``workload``), else ``None``."""
     return getattr(row, "wrk_rps", None) if workload == calibrated_workload(getattr(row, "calibration", None)) else None
 
@@ -121,9 +111,9 @@ class PairDecision:
         return tuple(e for e in self.evidence if self.sign and e.sign == self.sign)
 
 
-def is_generator_bound(row: Any) -> bool:
+def is_generator_bound(row: Row) -> bool:
     """Whether a row's class (:func:`row_class`) is generator-bound: its RPS is the generator's floor, not the server's."""
-    return row_class(row) == Bottleneck.GENERATOR_BOUND
+    return row_class(row) == BottleneckClass.GENERATOR_BOUND
 
 
 def _evidence(source: str, a: Estimate, b: Estimate, label: str, decides: bool = True, note: str = "") -> Evidence:
@@ -132,7 +122,7 @@ def _evidence(source: str, a: Estimate, b: Estimate, label: str, decides: bool =
     return Evidence(source, sign, lean, f"{label} {interval_text(a)} vs {interval_text(b)} RPS{note}", a, b)
 
 
-def compare_pair(a: Any, b: Any, workload: str) -> PairDecision:
+def compare_pair(a: Row, b: Row, workload: str) -> PairDecision:
     """Compare two report rows on every valid kind of evidence (see the module docstring).
 
     :param a: a :class:`serverlab.report.rows.Row`; :param b: another row at the same level.
@@ -153,7 +143,7 @@ def compare_pair(a: Any, b: Any, workload: str) -> PairDecision:
     wrk_a, wrk_b = wrk_estimate(a, workload), wrk_estimate(b, workload)
     if wrk_a is not None and wrk_b is not None:
         evidence.append(_evidence("wrk", wrk_a, wrk_b, "wrk"))
-    both_server = row_class(a) == row_class(b) == Bottleneck.SERVER_BOUND
+    both_server = row_class(a) == row_class(b) == BottleneckClass.SERVER_BOUND
     cap_a, cap_b = getattr(a, "cost_capacity_rps", None), getattr(b, "cost_capacity_rps", None)
     if (ga or gb or both_server) and cap_a is not None and cap_b is not None:
         evidence.append(_evidence("CPU cost", cap_a, cap_b, "CPU-cost capacity"))
@@ -163,7 +153,7 @@ def compare_pair(a: Any, b: Any, workload: str) -> PairDecision:
     return PairDecision(sign, tuple(evidence), conflict)
 
 
-def intervals_of(row: Any, workload: str) -> dict[str, Estimate]:
+def intervals_of(row: Row, workload: str) -> dict[str, Estimate]:
     """The intervals a row offers as evidence, by source (:data:`SOURCES`); measured RPS
     of a generator-bound row is included (as a floor) — :attr:`Place.floors` names those."""
     out: dict[str, Estimate] = {}
@@ -177,7 +167,7 @@ def intervals_of(row: Any, workload: str) -> dict[str, Estimate]:
     return out
 
 
-def best_figure(row: Any, workload: str) -> float:
+def best_figure(row: Row, workload: str) -> float:
     """The figure that orders variants inside a place: wrk (hello), else CPU-cost capacity for a
     generator-bound row, else the measured RPS median."""
     wrk = wrk_estimate(row, workload)
@@ -201,7 +191,7 @@ class Place:
     """
 
     number: int
-    rows: tuple[Any, ...]
+    rows: tuple[Row, ...]
     intervals: dict[str, dict[str, Estimate]]
     floors: tuple[str, ...] = ()
     ahead_of_next: tuple[tuple[str, str, tuple[Evidence, ...]], ...] = ()
@@ -211,10 +201,10 @@ class Place:
         """The variant names in this place, in order."""
         return tuple(r.variant for r in self.rows)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """JSON-ready: ``{"place", "variants", "intervals": {variant: {source: {median, low, high, n}}},
         "floors", "ahead_of_next": [{"variant", "over", "evidence": [{source, text, ...}]}]}``."""
-        def est(e: Estimate) -> dict[str, Any]:
+        def est(e: Estimate) -> dict[str, object]:
             return {"median": e.median, "low": e.low, "high": e.high, "n": e.n}
         return {
             "place": self.number, "variants": list(self.variants), "floors": list(self.floors),
@@ -243,14 +233,14 @@ class Ranking:
     left_out: dict[str, str] = field(default_factory=dict)
 
     @property
-    def winner(self) -> Any | None:
+    def winner(self) -> Row | None:
         """The row of the one variant in place 1 when there are other places (or it is the only
         variant ranked); ``None`` when place 1 is shared."""
         if self.places and len(self.places[0].rows) == 1:
             return self.places[0].rows[0]
         return None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """JSON-ready: ``{"workload", "mode", "level", "winner", "places": [Place.to_dict()], "left_out"}``."""
         winner = self.winner
         return {"workload": self.workload, "mode": self.mode, "level": self.level,
@@ -258,16 +248,16 @@ class Ranking:
                 "places": [p.to_dict() for p in self.places], "left_out": dict(self.left_out)}
 
 
-def _groups(rows: list[Any], decisions: dict[tuple[str, str], PairDecision]) -> list[list[Any]]:
+def _groups(rows: list[Row], decisions: dict[tuple[str, str], PairDecision]) -> list[list[Row]]:
     """Partition rows so that every pair in different groups is decided one consistent way,
     with the groups totally ordered (best first).
 
     Undecided pairs join their groups; groups whose cross pairs disagree join; a cycle
     among groups (A ahead of B ahead of C ahead of A) joins. The smallest such partition is returned.
     """
-    groups: list[list[Any]] = [[r] for r in rows]
+    groups: list[list[Row]] = [[r] for r in rows]
 
-    def direction(x: list[Any], y: list[Any]) -> int | None:
+    def direction(x: list[Row], y: list[Row]) -> int | None:
         signs = {decisions[(a.variant, b.variant)].sign for a in x for b in y}
         return signs.pop() if len(signs) == 1 and 0 not in signs else None
 
@@ -290,7 +280,7 @@ def _groups(rows: list[Any], decisions: dict[tuple[str, str], PairDecision]) -> 
         del groups[j]
 
 
-def rank(rows: Sequence[Any], workload: str, mode: str = "closed", level: int = 0,
+def rank(rows: Sequence[Row], workload: str, mode: str = "closed", level: int = 0,
          left_out: dict[str, str] | None = None) -> Ranking:
     """Place rows so that every pair in different places is told apart by non-overlapping intervals.
 
@@ -335,10 +325,10 @@ class LevelRanking:
     mode: str
     level: int
     levels: tuple[int, ...]
-    at_level: tuple[Any, ...]
-    excluded: tuple[Any, ...]
-    interfered: tuple[Any, ...]
-    candidates: tuple[Any, ...]
+    at_level: tuple[Row, ...]
+    excluded: tuple[Row, ...]
+    interfered: tuple[Row, ...]
+    candidates: tuple[Row, ...]
     ranking: Ranking | None
 
     @property
@@ -347,7 +337,7 @@ class LevelRanking:
         return self.ranking.places if self.ranking else ()
 
     @property
-    def tiers(self) -> tuple[tuple[Any, ...], ...]:
+    def tiers(self) -> tuple[tuple[Row, ...], ...]:
         """The rows of each place, best first; rows sharing a tier cannot be told apart."""
         return tuple(p.rows for p in self.places)
 
@@ -357,11 +347,11 @@ class LevelRanking:
         return self.ranking.decisions if self.ranking else {}
 
     @property
-    def winner(self) -> Any | None:
+    def winner(self) -> Row | None:
         """The row alone in first place (ahead of every other candidate on non-overlapping CIs), or ``None``."""
         return self.ranking.winner if self.ranking else None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """JSON-ready: :meth:`Ranking.to_dict` (``workload``, ``mode``, ``level``, ``winner``, ``places``,
         ``left_out``) plus ``levels``."""
         left_out = {r.variant: "failed requests or repetitions" for r in self.excluded}
@@ -371,7 +361,7 @@ class LevelRanking:
         return {**base, "left_out": left_out, "levels": list(self.levels)}
 
 
-def rank_level(rows: Sequence[Any], workload: str, mode: str | None = None) -> LevelRanking | None:
+def rank_level(rows: Sequence[Row], workload: str, mode: str | None = None) -> LevelRanking | None:
     """Rank one workload's rows (one mode) at the highest level where some variant had no failures.
 
     Rows flagged for interference and rows with failures are set aside; the rest are placed by :func:`rank`.
@@ -390,8 +380,8 @@ def rank_level(rows: Sequence[Any], workload: str, mode: str | None = None) -> L
     else:
         return None
     mode = str(mode or at_level[0].mode)
-    interfered = [r for r in usable if row_class(r) == Bottleneck.INTERFERENCE]
-    candidates = [r for r in usable if row_class(r) != Bottleneck.INTERFERENCE]
+    interfered = [r for r in usable if row_class(r) == BottleneckClass.INTERFERENCE]
+    candidates = [r for r in usable if row_class(r) != BottleneckClass.INTERFERENCE]
     return LevelRanking(workload, mode, level, tuple(levels), tuple(at_level), tuple(r for r in at_level if not r.clean),
                         tuple(interfered), tuple(candidates), rank(candidates, workload, mode, level) if candidates else None)
 

@@ -25,7 +25,7 @@ from serverlab.report.ranking import (
     wrk_estimate,
 )
 from serverlab.stats import compare_samples
-from serverlab.terms import Bottleneck
+from serverlab.terms import BottleneckClass
 
 
 def _why_not(decision: PairDecision) -> str:
@@ -41,16 +41,16 @@ def _why_not(decision: PairDecision) -> str:
 
 def _row_evidence(row: Any, workload: str) -> str:
     """The figures a row contributes: its class, Locust RPS, wrk, CPU-cost capacity."""
-    summary = row.bottleneck or {}
-    kind = summary.get("class", "unclassified")
+    summary = row.bottleneck
+    kind = summary.kind if summary is not None else "unclassified"
     figures = []
-    if summary.get("server_utilization") is not None:
-        figures.append(f"server {summary['server_utilization']:.0%} busy")
-    if summary.get("generator_utilization") is not None:
-        figures.append(f"Locust {summary['generator_utilization']:.0%}")
+    if summary is not None and summary.server_utilization is not None:
+        figures.append(f"server {summary.server_utilization:.0%} busy")
+    if summary is not None and summary.generator_utilization is not None:
+        figures.append(f"Locust {summary.generator_utilization:.0%}")
     parts = [f"{kind}" + (f" ({', '.join(figures)})" if figures else "")]
     if row.rps is not None:
-        parts.append(f"Locust {format_estimate(row.rps)} RPS" + (" (a floor)" if kind == Bottleneck.GENERATOR_BOUND else ""))
+        parts.append(f"Locust {format_estimate(row.rps)} RPS" + (" (a floor)" if kind == BottleneckClass.GENERATOR_BOUND else ""))
     wrk = wrk_estimate(row, workload)
     if wrk is not None:
         parts.append(f"wrk {interval_text(wrk)} RPS")
@@ -179,7 +179,7 @@ def rate_verdict(workload: str, mode: str, rows: Sequence[Any], reason: Callable
         parts.append(f"Locust was the bottleneck for {', '.join(r.variant for r in generator_bound)} (generator-bound: "
                      f"its RPS is only a floor), so their places rest on wrk's ceiling and CPU-cost capacity "
                      f"(budget ÷ CPU seconds per request), never on Locust's RPS.")
-    if all(row_class(r) == Bottleneck.BELOW_SATURATION for r in candidates):
+    if all(row_class(r) == BottleneckClass.BELOW_SATURATION for r in candidates):
         parts.append("No server and no generator reached its CPU limit at this level: this ranks the variants at "
                      "this concurrency (users waiting on latency), not their capacity.")
     parts.append("Evidence — " + "; ".join(_row_evidence(r, workload) for r in candidates) + ".")

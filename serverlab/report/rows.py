@@ -32,7 +32,7 @@ from serverlab.findings import (
     Unstable,
 )
 from serverlab.report.formatting import level_text
-from serverlab.report.ranking import cost_capacity
+from serverlab.records import BottleneckSummary, Timeline, VariantRecord
 from serverlab.results import Calibration, Cell, RunHeader
 from serverlab.histograms import latency_summary, merge_histograms, percentile_distribution
 from serverlab.stats import (
@@ -42,7 +42,7 @@ from serverlab.stats import (
     median_ci,
     spread,
 )
-from serverlab.terms import MODES, Bottleneck, CellStatus
+from serverlab.terms import MODES, BottleneckClass, CellStatus
 
 #: Locust/wrk RPS ratio below which Locust, not the server, may be the limit.
 CALIBRATION_MIN_RATIO = 0.9
@@ -97,9 +97,10 @@ class Row:
     :param mode: ``closed``, ``open`` or ``requests``.
     :param level: users (closed), target RPS (open) or request count (requests).
     :param users: concurrent users (open mode: max in flight).
-    :param workload_params: the workload's request parameters.
-    :param config: the variant's effective configuration (``model``, ``workers``,
-        ``threads``, ``keep_alive``, ``server_cpus``, ...).
+    :param workload_params: the workload's request parameters (the run header's).
+    :param declared: the variant's declaration as measured (:meth:`serverlab.results.RunHeader.variant`).
+    :param server_cpus: the budget's CPUs per server (cores; :attr:`serverlab.results.RunHeader.budget`),
+        ``None`` when not recorded.
     :param repetitions: cells seen for this key (ok or not).
     :param repetitions_ok: cells with status ``ok``.
     :param rps: median RPS over ok repetitions with its 95% CI; ``None`` if none ok.
@@ -123,16 +124,16 @@ class Row:
     :param findings: the repetitions' findings (each with its repetition) and the row's own
         (instability, saturation, calibration, interference), as data; :attr:`warnings` words them.
     :param failed_cells: the cells of this key that were not measured, with why.
-    :param bottleneck: what limited the repetitions (:func:`serverlab.bottleneck.summarize`):
-        ``{"class", "counts", "server_utilization", "generator_utilization", "interference_share"}``.
+    :param bottleneck: what limited the repetitions (:class:`~serverlab.records.BottleneckSummary`,
+        from :func:`serverlab.bottleneck.summarize`).
     :param cost_capacity_rps: capacity implied by CPU cost, ``server_cpus ÷ CPU s per request``
-        per repetition (RPS), median with 95% CI (:func:`serverlab.report.ranking.cost_capacity`).
+        per repetition (RPS), median with 95% CI (:func:`cost_capacity`).
     :param wrk_rps: wrk's hello ceiling over the repetitions, median with 95% CI (one sample,
         no interval, in results from before wrk ran in every repetition); ``None`` when not calibrated.
     :param wrk_cpu_ms_per_request: server CPU milliseconds per request under wrk, with CI; ``None``
         when not measured.
-    :param timelines: the ok repetitions' per-second timelines (see
-        :attr:`serverlab.results.Cell.timeline`), in repetition order.
+    :param timelines: the ok repetitions' per-second timelines (:class:`~serverlab.records.Timeline`),
+        in repetition order.
     """
 
     variant: str
@@ -140,8 +141,9 @@ class Row:
     mode: str
     level: int
     users: int
-    workload_params: dict[str, Any]
-    config: dict[str, Any]
+    workload_params: dict[str, int]
+    declared: VariantRecord
+    server_cpus: float | None
     repetitions: int
     repetitions_ok: int
     rps: Estimate | None
@@ -161,9 +163,9 @@ class Row:
     open_load: dict[str, Any] | None
     findings: tuple[RowFinding, ...] = ()
     failed_cells: tuple[FailedCell, ...] = ()
-    bottleneck: dict[str, Any] | None = None
+    bottleneck: BottleneckSummary | None = None
     cost_capacity_rps: Estimate | None = None
-    timelines: tuple[dict[str, Any], ...] = ()
+    timelines: tuple[Timeline, ...] = ()
     wrk_rps: Estimate | None = None
     wrk_cpu_ms_per_request: Estimate | None = None
 
@@ -171,6 +173,11 @@ class Row:
     def key(self) -> tuple[str, str, str, int]:
         """(variant, workload, mode, level), as :attr:`serverlab.results.Cell.key`."""
         return (self.variant, self.workload, self.mode, self.level)
+
+    @property
+    def bottleneck_class(self) -> BottleneckClass | None:
+        """The class of :attr:`bottleneck`, ``None`` when unclassified."""
+        return self.bottleneck.kind if self.bottleneck is not None else None
 
     @property
     def failed(self) -> bool:
@@ -188,6 +195,17 @@ class Row:
         return f"{self.variant} / {self.workload} / {self.mode} / {level_text(self.mode, self.level)}"
 
 
+def cost_capacity(cpu_ms_per_request: Sequence[float], server_cpus: float) -> Estimate | None:
+    """Capacity implied by CPU cost: ``server_cpus × 1000 ÷ CPU ms per request`` per repetition.
+
+    :param cpu_ms_per_request: the repetitions' server CPU milliseconds per request.
+    :param server_cpus: the server's CPU budget (cores).
+    :return: the median capacity (RPS) with its 95% bootstrap CI, or ``None`` without data.
+    """
+    values = [server_cpus * 1000.0 / ms for ms in cpu_ms_per_request if ms and ms > 0]
+    return median_ci(values) if values else None
+
+
 def _estimate(values: Sequence[float]) -> Estimate | None:
     return median_ci(values) if values else None
 
@@ -196,14 +214,15 @@ def _median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
-def _aggregate_key(cells: list[Cell]) -> Row:
+def _aggregate_key(header: RunHeader, cells: list[Cell]) -> Row:
     cells = sorted(cells, key=lambda c: (c.repetition, c.run_id))
     ok = [c for c in cells if c.status == CellStatus.OK]
     first = ok[0] if ok else cells[0]
     variant, workload, mode, level = first.key
     found: list[RowFinding] = [RowFinding(f, cell.repetition) for cell in ok for f in cell.findings]
     ok_count = len(ok)
-    clean = [c for c in ok if (_bottleneck.cell_bottleneck(c) or {}).get("class") != Bottleneck.INTERFERENCE]
+    budget = header.budget
+    clean = [c for c in ok if (b := _bottleneck.cell_bottleneck(c, budget)) is None or b.kind != BottleneckClass.INTERFERENCE]
     if len(clean) < len(ok) and len(clean) >= MIN_CLEAN_REPETITIONS:  # the disturbed ones are left out
         found.append(RowFinding(RepetitionsLeftOut(len(ok) - len(clean), len(clean))))
         ok = clean
@@ -248,31 +267,28 @@ def _aggregate_key(cells: list[Cell]) -> Row:
             found.append(RowFinding(CalibrationLow(calibration["ratio"], CALIBRATION_MIN_RATIO)))
 
     open_load = None
-    opened = [c for c in ok if c.open_load]
-    if opened:
-        loads = [c.open_load or {} for c in opened]
+    loads = [c.open_load for c in ok if c.open_load is not None]
+    if loads:
         open_load = {
-            "target_rps": loads[0].get("target_rps", level),
-            "achieved_rps": _median([c.rps for c in opened]),
-            "sent": sum(int(d.get("sent", 0)) for d in loads),
-            "late_sends": sum(int(d.get("late_sends", 0)) for d in loads),
-            "max_lag_ms": max(float(d.get("max_lag_ms", 0.0)) for d in loads),
-            "fell_behind": any(bool(d.get("fell_behind")) for d in loads),
+            "target_rps": loads[0].target_rps,
+            "achieved_rps": _median([c.rps for c in ok if c.open_load is not None]),
+            "sent": sum(d.sent for d in loads),
+            "late_sends": sum(d.late_sends for d in loads),
+            "max_lag_ms": max(d.max_lag_ms for d in loads),
+            "fell_behind": any(d.fell_behind for d in loads),
         }
 
-    summary = _bottleneck.summarize(ok)
-    if summary and summary["class"] == Bottleneck.INTERFERENCE and any((c.interference or {}).get("flagged") for c in ok):
-        found.append(RowFinding(Interference(summary["interference_share"] or 0)))  # (host speed: each repetition's own)
-    try:
-        server_cpus = float(first.config.get("server_cpus") or 0)
-    except (TypeError, ValueError):
-        server_cpus = 0.0
-    capacity = cost_capacity([c.cpu_ms_per_request for c in ok if c.cpu_ms_per_request], server_cpus) \
-        if server_cpus > 0 else None
+    summary = _bottleneck.summarize(ok, budget)
+    if summary is not None and summary.kind == BottleneckClass.INTERFERENCE and any(
+            c.interference is not None and c.interference.flagged for c in ok):
+        found.append(RowFinding(Interference(summary.interference_share or 0)))  # (host speed: each repetition's own)
+    server_cpus = budget.server_cpus if budget is not None else None
+    capacity = cost_capacity([c.cpu_ms_per_request for c in ok if c.cpu_ms_per_request], float(server_cpus)) \
+        if server_cpus else None
     memory = [c.server_peak_memory_bytes for c in ok if c.server_peak_memory_bytes is not None]
     return Row(
         variant=variant, workload=workload, mode=mode, level=level, users=first.users,
-        workload_params=dict(first.workload_params), config=dict(first.config),
+        workload_params=header.workload_params(workload), declared=header.variant(variant), server_cpus=server_cpus,
         repetitions=len(cells), repetitions_ok=ok_count,
         rps=_estimate(rps_values),
         p50_us=_estimate([c.latency_us["p50"] for c in ok if "p50" in c.latency_us]),
@@ -287,7 +303,7 @@ def _aggregate_key(cells: list[Cell]) -> Row:
         open_load=open_load, findings=tuple(found),
         failed_cells=tuple(FailedCell(c.cell_id, c.status, c.error or "") for c in cells if c.status != CellStatus.OK),
         bottleneck=summary, cost_capacity_rps=capacity,
-        timelines=tuple(c.timeline for c in ok if c.timeline),
+        timelines=tuple(c.timeline for c in ok if c.timeline is not None),
         wrk_rps=wrk_rps, wrk_cpu_ms_per_request=wrk_cpu,
     )
 
@@ -353,7 +369,7 @@ def aggregate(header: RunHeader, cells: Iterable[Cell]) -> list[Row]:
         groups[cell.key].append(cell)
     variants = _names(header.experiment.get("servers")) or _names(header.experiment.get("variants"))
     workloads = _names(header.experiment.get("workloads"))
-    rows = [_aggregate_key(group) for group in groups.values()]
+    rows = [_aggregate_key(header, group) for group in groups.values()]
     rows.sort(key=lambda r: (_order(workloads, r.workload), MODES.index(r.mode),
                              _order(variants, r.variant), r.level))
     return rows

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from serverlab.findings import Finding, FindingKind, GeneratorSaturated, Interference
 from serverlab.report.formatting import level_text
-from serverlab.terms import Bottleneck
+from serverlab.terms import BottleneckClass
 
 if TYPE_CHECKING:
     from serverlab.report.rows import Row, RowFinding
@@ -82,7 +82,7 @@ SENTENCES: dict[FindingKind, Callable[[Any, bool], str]] = {
 NOTES: dict[FindingKind, Callable[[Any, Row], str | None]] = {
     FindingKind.UNSTABLE: lambda f, row: f"unstable: repetitions spread {f.spread:.1%}",
     FindingKind.GENERATOR_SATURATED: lambda f, row: (
-        "load generator saturated" if (row.bottleneck or {}).get("class") != Bottleneck.GENERATOR_BOUND else None),
+        "load generator saturated" if row.bottleneck_class != BottleneckClass.GENERATOR_BOUND else None),
     FindingKind.CALIBRATION_LOW: lambda f, row: f"Locust/wrk {f.ratio:.2f}",
 }
 

@@ -75,7 +75,7 @@ def main_table(rows: list[Row], mode: str) -> Table:
         if row.failed:
             table.failed_rows.add(len(table.rows))
         table.rows.append([
-            row.variant, worker_model(row), workers_threads(row.config), yes_no(row.config.get("keep_alive")),
+            row.variant, worker_model(row), workers_threads(row.declared), yes_no(row.declared.keep_alive),
             level, rps, *(fmt_ms(row.hdr_us.get(p)) for p in TABLE_PERCENTILES), failures, cpu,
             _bottleneck.describe(row.bottleneck), _row_notes(row),
         ])
@@ -87,7 +87,7 @@ def answer_table(answer: Answer) -> Table:
     table = Table(["place", "server", "model", "RPS [95% CI]", "p99 ms", "CPU ms/req", "bottleneck", "evidence used"], [])
     for placed in answer.placed:
         row = placed.row
-        floor = " (a floor)" if (row.bottleneck or {}).get("class") == "generator-bound" else ""
+        floor = " (a floor)" if row.bottleneck_class == "generator-bound" else ""
         if placed.left_out:
             evidence = f"not ranked: {placed.left_out}"
         elif placed.evidence:
@@ -99,7 +99,7 @@ def answer_table(answer: Answer) -> Table:
             tried = ", ".join(SOURCE_LABELS.get(f.source, f.source) for f in placed.figures)
             evidence = "none separates it" + (f" ({tried})" if tried else "")
         table.rows.append([
-            placed.place_text, placed.variant, f"{worker_model(row)} {workers_threads(row.config)}",
+            placed.place_text, placed.variant, f"{worker_model(row)} {workers_threads(row.declared)}",
             format_estimate(row.rps, format_rps) + floor, fmt_ms(row.hdr_us.get("p99")),
             f"{row.cpu_ms_per_request.median:.3g}" if row.cpu_ms_per_request else "—",
             _bottleneck.describe(row.bottleneck), evidence,
@@ -135,8 +135,9 @@ def requests_table(rows: list[Row], header: RunHeader) -> Table:
     first = rows[0]
     users = sorted({r.users for r in rows})
     reps = max(r.repetitions for r in rows)
-    cpus = first.config.get("server_cpus", header.metadata.get("server_cpus", "?"))
-    memory = first.config.get("server_memory", header.metadata.get("server_memory", "?"))
+    budget = header.budget
+    cpus = budget.server_cpus if budget is not None else "?"
+    memory = budget.server_memory if budget is not None else "?"
     if header.metadata.get("limits_enforced") is False:
         cpus = memory = "not enforced"
     table.intro.append(
@@ -166,7 +167,7 @@ _PROCESS_MODELS = (WorkerModel.MULTI_PROCESS, WorkerModel.PROCESS_THREAD)
 def article_table(rows: list[Row]) -> Table | None:
     """The Flask-threading-article claims next to this run's measurements (requests mode, cpu)."""
     by_key = {(r.variant, r.level): r for r in rows if not r.failed and r.total_time_s}
-    singles = sorted({r.variant for r in rows if r.config.get("model") in _SINGLE_MODELS})
+    singles = sorted({r.variant for r in rows if r.declared.model in _SINGLE_MODELS})
     if rows[0].workload != "cpu" or not singles:
         return None
     baseline = singles[0]
@@ -181,7 +182,7 @@ def article_table(rows: list[Row]) -> Table | None:
         line += [f"{article[0]:.2f}", f"{article[1]:.2f}", f"{article[0] / article[1]:.2f}×"] if article else ["—"] * 3
         line.append(fmt_s(base.total_time_s.median) if base else "—")  # type: ignore[union-attr]
         for models, label in ((_THREAD_MODELS, "threads"), (_PROCESS_MODELS, "processes")):
-            candidates = [r for (v, lvl), r in by_key.items() if lvl == level and r.config.get("model") in models]
+            candidates = [r for (v, lvl), r in by_key.items() if lvl == level and r.declared.model in models]
             best = min(candidates, key=lambda r: r.total_time_s.median, default=None)  # type: ignore[union-attr]
             if best is None or base is None:
                 line.append("—")
@@ -267,33 +268,39 @@ def calibration_table(rows: list[Row]) -> Table | None:
     return table
 
 
-def config_table(rows: list[Row]) -> Table:
-    """Each variant's configuration once: server, model, workers, threads, slots, keep-alive, server CPUs
-    and memory ("not enforced" on the local backend), and proxy, settings, description, command where any has them."""
-    seen: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        if row.variant not in seen or (not seen[row.variant] and row.config):
-            seen[row.variant] = row.config
-    optional = [key for key in ("proxy", "settings", "description", "command") if any(c.get(key) for c in seen.values())]
+def config_table(rows: list[Row], header: RunHeader) -> Table:
+    """Each variant's configuration once (the header's declarations, in row order): server, model, workers,
+    threads, slots, keep-alive, server CPUs and memory of the budget ("not enforced" on the local backend),
+    and proxy, settings, description, command where any has them."""
+    seen = {row.variant: row.declared for row in rows}
+    optional = [key for key in ("proxy", "settings", "description", "command") if any(getattr(d, key) for d in seen.values())]
     table = Table(["variant", "server", "model", "workers", "threads", "slots", "keep-alive", "server CPUs",
                    "server memory", *optional], [])
-    for variant, config in seen.items():
+    budget = header.budget
+    enforced = header.metadata.get("limits_enforced") is not False  # the local backend: no cgroup, pinning only
+    limits = ([_or_dash(budget.server_cpus), _or_dash(budget.server_memory)] if budget is not None else ["—", "—"]) \
+        if enforced else ["not enforced", "not enforced"]
+    for variant, declared in seen.items():
         line = [
-            variant, str(config.get("server", "—")), str(config.get("model", "—")),
-            str(config.get("workers", "—")), str(config.get("threads", "—")), slots_text(config),
-            yes_no(config.get("keep_alive")),
-            *(["not enforced", "not enforced"] if config.get("backend") == "local"  # no cgroup: pinning only
-              else [str(config.get("server_cpus", "—")), str(config.get("server_memory", "—"))]),
+            variant, _or_dash(declared.server), _or_dash(declared.model), _or_dash(declared.workers),
+            _or_dash(declared.threads), slots_text(declared), yes_no(declared.keep_alive), *limits,
         ]
         for key in optional:
-            value = config.get(key)
-            if key == "proxy" and value:
-                value = f"{value} ({config.get('proxy_protocol')}, {config.get('proxy_workers')} worker(s), same CPU budget)"
+            if key == "proxy":
+                line.append(f"{declared.proxy} ({declared.proxy_protocol}, {declared.proxy_workers} worker(s), same CPU "
+                            "budget)" if declared.proxy else "")
             elif key == "settings":
-                value = ", ".join(f"{k}={v}" for k, v in (value or {}).items())
-            line.append(" ".join(map(str, value)) if isinstance(value, list) else str(value or ""))
+                line.append(", ".join(f"{k}={v}" for k, v in declared.settings))
+            elif key == "command":
+                line.append(" ".join(declared.command))
+            else:
+                line.append(declared.description or "")
         table.rows.append(line)
     return table
+
+
+def _or_dash(value: object) -> str:
+    return "—" if value is None else str(value)
 
 
 def proxy_table(rows: Sequence[Row]) -> Table | None:

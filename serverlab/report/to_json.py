@@ -31,6 +31,8 @@ def _row_dict(row: Row) -> dict[str, Any]:
     """A row as report.json holds it: its fields, the findings as their warnings."""
     data = asdict(row)
     del data["findings"]
+    data["bottleneck"] = row.bottleneck.to_dict() if row.bottleneck is not None else None
+    data["declared"] = row.declared.to_dict()
     data["warnings"] = list(row_warnings(row))
     return data
 

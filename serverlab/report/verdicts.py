@@ -22,7 +22,7 @@ from serverlab.report.littles import async_sentence, littles_sentence
 from serverlab.report.rate_verdict import rate_verdict
 from serverlab.report.ranking import LevelRanking, rank_level
 from serverlab.report.rows import Row
-from serverlab.terms import WORKLOADS, Bottleneck, Mode, WorkerModel
+from serverlab.terms import WORKLOADS, BottleneckClass, Mode, WorkerModel
 from serverlab.workloadspec import Character
 
 #: Default latency bound of open-mode "sustainable throughput" (ms); an experiment may set ``p99_bound_ms``.
@@ -49,7 +49,7 @@ OWN_PRINCIPLES = {
                  "bound it as they bound the sync view."),
 }
 _CONCURRENT_MODELS = (WorkerModel.THREADED, WorkerModel.GEVENT, WorkerModel.PROCESS_THREAD)
-_NOT_THE_SERVERS = (Bottleneck.GENERATOR_BOUND, Bottleneck.INTERFERENCE)
+_NOT_THE_SERVERS = (BottleneckClass.GENERATOR_BOUND, BottleneckClass.INTERFERENCE)
 
 
 def character(workload: str) -> Character | None:
@@ -82,7 +82,7 @@ def check_facts(workload: str, rows: list[Row]) -> list[tuple[str, str]]:
     :return: ``(variant, fact)`` pairs, e.g. ``("gunicorn-gthread", "threads/greenlets in one
         process vs one thread: gunicorn-gthread (4,903 RPS) did 2.16× werkzeug-single (2,267 RPS)")``.
     """
-    cpus = next((r.config.get("server_cpus") for r in rows if r.config.get("server_cpus") is not None), "?")
+    cpus = next((r.server_cpus for r in rows if r.server_cpus is not None), "?")
     kind = character(workload)
     facts: list[tuple[str, str]] = []
 
@@ -94,15 +94,15 @@ def check_facts(workload: str, rows: list[Row]) -> list[tuple[str, str]]:
                                       f"{ratio:.2f}× {base.variant} ({format_rps(base.rps.median)} RPS)"))
         return ratio
 
-    one_process = lambda r: as_int(r.config.get("workers")) <= 1  # noqa: E731
+    one_process = lambda r: as_int(r.declared.workers) <= 1  # noqa: E731
     single = _best(rows, lambda r: worker_model(r) == WorkerModel.SINGLE)
     concurrent = _best(rows, lambda r: one_process(r) and worker_model(r) in _CONCURRENT_MODELS)
     thread_ratio = ratio_fact(concurrent, single, "threads/greenlets in one process vs one thread")
     multi = _best(rows, lambda r: not one_process(r))
     best_one = _best(rows, one_process)
     process_ratio = ratio_fact(multi, best_one, "several processes vs the best single process")
-    keep = _best(rows, lambda r: bool(r.config.get("keep_alive")))
-    no_keep = _best(rows, lambda r: "keep_alive" in r.config and not r.config.get("keep_alive"))
+    keep = _best(rows, lambda r: bool(r.declared.keep_alive))
+    no_keep = _best(rows, lambda r: r.declared.keep_alive is not None and not r.declared.keep_alive)
     ratio_fact(keep, no_keep, "best with keep-alive vs best without")
 
     if kind == Character.IO and thread_ratio is not None and thread_ratio < 1.1 and concurrent is not None:
@@ -124,7 +124,7 @@ def _reason(workload: str, rows: list[Row], left_out: Sequence[str] = ()) -> str
     :param left_out: variants whose RPS is not the server's (generator-bound); the ratios
         say they are left out, so "best without keep-alive" never silently skips a faster one.
     """
-    cpus = next((r.config.get("server_cpus") for r in rows if r.config.get("server_cpus") is not None), "?")
+    cpus = next((r.server_cpus for r in rows if r.server_cpus is not None), "?")
     facts = [fact for _, fact in check_facts(workload, rows)]
     text = principle(workload, cpus)
     if facts:
@@ -143,10 +143,10 @@ def proxy_pairs(rows: Iterable[Row]) -> list[tuple[Row, Row]]:
     :return: ``(proxied, direct)`` pairs; rows without RPS are left out.
     """
     rows = [r for r in rows if r.rps is not None]
-    same = lambda r: (r.workload, r.mode, r.level, r.config.get("server"), r.config.get("model"),  # noqa: E731
-                      r.config.get("workers"), r.config.get("threads"))
-    direct = {same(r): r for r in rows if not r.config.get("proxy")}
-    return [(r, direct[same(r)]) for r in rows if r.config.get("proxy") and same(r) in direct]
+    same = lambda r: (r.workload, r.mode, r.level, r.declared.server, r.declared.model,  # noqa: E731
+                      r.declared.workers, r.declared.threads)
+    direct = {same(r): r for r in rows if not r.declared.proxy}
+    return [(r, direct[same(r)]) for r in rows if r.declared.proxy and same(r) in direct]
 
 
 def proxy_facts(rows: Sequence[Row]) -> list[tuple[str, str]]:
@@ -166,13 +166,13 @@ def proxy_facts(rows: Sequence[Row]) -> list[tuple[str, str]]:
             top[proxied.variant] = (proxied, direct)
     out = []
     for proxied, direct in top.values():
-        name = f"{proxied.config.get('proxy')} in front of {direct.config.get('server')}"
+        name = f"{proxied.declared.proxy} in front of {direct.declared.server}"
         facts = []
         if proxied.cpu_ms_per_request and direct.cpu_ms_per_request and direct.cpu_ms_per_request.median:
             cpu = proxied.cpu_ms_per_request.median / direct.cpu_ms_per_request.median
             facts.append(f"used {cpu:.2f}× the CPU per request ({proxied.cpu_ms_per_request.median:.3f} vs "
                          f"{direct.cpu_ms_per_request.median:.3f} ms, nginx included)")
-        unusable = [r.variant for r in (proxied, direct) if (r.bottleneck or {}).get("class") in _NOT_THE_SERVERS]
+        unusable = [r.variant for r in (proxied, direct) if r.bottleneck_class in _NOT_THE_SERVERS]
         if unusable:
             facts.append(f"its RPS is not comparable here (Locust or other programs limited {', '.join(unusable)})")
         elif proxied.rps and direct.rps and direct.rps.median:
@@ -294,7 +294,7 @@ def verdicts(rows: Sequence[Row], p99_bound_ms: float = DEFAULT_P99_BOUND_MS) ->
         mode = next(m for m in VERDICT_MODE_PREFERENCE if m in modes)
         mrows = [r for r in wrows if r.mode == mode]
         if mode == Mode.OPEN:
-            disturbed = [r.variant for r in mrows if (r.bottleneck or {}).get("class") == Bottleneck.INTERFERENCE]
+            disturbed = [r.variant for r in mrows if r.bottleneck_class == BottleneckClass.INTERFERENCE]
             out[workload] = _verdict_open(workload, [r for r in mrows if r.variant not in disturbed], p99_bound_ms)
             if disturbed:
                 why = _bottleneck.left_out_because([r.bottleneck for r in mrows if r.variant in disturbed])

@@ -116,7 +116,7 @@ class Guard:
 
     def install(self, app: Flask) -> None:
         """Register the ``before_request`` hook and cap request bodies at :data:`MAX_BODY_BYTES`."""
-        app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+        app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
         app.before_request(self._before_request)
 
     def _refuse(self, message: str, status: int) -> Any:
