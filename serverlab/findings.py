@@ -24,7 +24,7 @@ from serverlab.terms import Mode
 
 if TYPE_CHECKING:  # loadgen imports stats, which imports results, which imports this module
     from serverlab.loadgen import LoadOutcome
-    from serverlab.records import Interference as InterferenceFigures
+    from serverlab.records import Interference
 
 #: Relative change of throughput from the first to the last third of the measured
 #: period above which a cell is reported as still warming up (or degrading).
@@ -105,7 +105,7 @@ class WarmupTrend(Finding):
 
 
 @dataclass(frozen=True)
-class Interference(Finding):
+class InterferenceFlagged(Finding):
     """Other programs used the lab's CPUs while the cell ran.
 
     :param share: the share of the lab's CPUs they used (a cell), or the largest over
@@ -247,7 +247,7 @@ class RepetitionsLeftOut(Finding):
 
 
 FINDING_TYPES: dict[FindingKind, type[Finding]] = {
-    cls.kind: cls for cls in (Note, GeneratorSaturated, WarmupTrend, Interference, Unanswered, FailedRequests,
+    cls.kind: cls for cls in (Note, GeneratorSaturated, WarmupTrend, InterferenceFlagged, Unanswered, FailedRequests,
                               FellBehind, UIMeasured, Unstable, CalibrationFailed, CalibrationLow, HistogramsUnmerged,
                               HostSpeedChanged, RepetitionsLeftOut)
 }
@@ -270,7 +270,7 @@ def finding_from_dict(data: Mapping[str, Any]) -> Finding:
         raise ValueError(f"finding {data.get('kind')!r}: {err}") from None
 
 
-def cell_findings(outcome: LoadOutcome, *, saturated: bool, interference: InterferenceFigures | None,
+def cell_findings(outcome: LoadOutcome, *, saturated: bool, interference: Interference | None,
                   mode: str) -> list[Finding]:
     """What a measured window says about itself, in the order a report lists it.
 
@@ -288,7 +288,7 @@ def cell_findings(outcome: LoadOutcome, *, saturated: bool, interference: Interf
     if outcome.rps_trend is not None and abs(outcome.rps_trend) > WARMUP_TREND_THRESHOLD:
         found.append(WarmupTrend(outcome.rps_trend))
     if interference is not None and interference.flagged:
-        found.append(Interference(interference.share, interference.threshold))
+        found.append(InterferenceFlagged(interference.share, interference.threshold))
     if outcome.unanswered and mode == Mode.OPEN:
         found.append(Unanswered(int(outcome.unanswered)))
     if outcome.failures:

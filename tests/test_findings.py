@@ -13,7 +13,7 @@ from dataclasses import asdict, replace
 import pytest
 
 from report_factories import make_cell, make_header, write_results
-from serverlab.records import Interference as InterferenceFigures, OpenLoad
+from serverlab.records import Interference, OpenLoad
 from serverlab.findings import (
     FINDING_TYPES,
     WARMUP_TREND_THRESHOLD,
@@ -26,7 +26,7 @@ from serverlab.findings import (
     GeneratorSaturated,
     HistogramsUnmerged,
     HostSpeedChanged,
-    Interference,
+    InterferenceFlagged,
     Note,
     UIMeasured,
     Unanswered,
@@ -50,7 +50,7 @@ RECORDED = [
       "server; raise budget.loadgen_processes or give the generator more CPUs",
       "throughput fell 27% from the first to the last third of the measured period: a warm-up trend (or a "
       "degrading server); raise warmup or duration"]),
-    ([WarmupTrend(0.14), Interference(0.31, 0.2), FailedRequests(3, 6000)],
+    ([WarmupTrend(0.14), InterferenceFlagged(0.31, 0.2), FailedRequests(3, 6000)],
      ["throughput rose 14% from the first to the last third of the measured period: a warm-up trend (or a "
       "degrading server); raise warmup or duration",
       "other programs used 31% of the lab's CPUs during the window (interference; threshold 20%): this figure is "
@@ -126,7 +126,7 @@ def test_a_v2_file_and_a_v3_file_of_the_same_facts_render_the_same_report(tmp_pa
 
 
 def test_every_kind_round_trips_through_a_results_file_and_has_a_sentence(tmp_path):
-    examples = [Note("older text"), GeneratorSaturated(0.95, True), WarmupTrend(0.2), Interference(0.4, 0.2),
+    examples = [Note("older text"), GeneratorSaturated(0.95, True), WarmupTrend(0.2), InterferenceFlagged(0.4, 0.2),
                 Unanswered(2), FailedRequests(1, 10), FellBehind(3, 4.5), UIMeasured(), Unstable(0.3, 3, 0.1),
                 CalibrationFailed("wrk failed: not found"), CalibrationLow(0.5, 0.9), HistogramsUnmerged("bad"),
                 HostSpeedChanged(0.12, 0.05, 300.0, 336.0, 300.0), RepetitionsLeftOut(1, 2)]
@@ -178,15 +178,15 @@ def test_cell_findings_are_the_runners_judgements_in_report_order():
     assert cell_findings(outcome(), saturated=False, interference=None, mode="closed") == []
     assert cell_findings(outcome(rps_trend=WARMUP_TREND_THRESHOLD), saturated=False, interference=None,
                          mode="closed") == []
-    flagged = InterferenceFigures(share=0.3, flagged=True, threshold=0.2)
+    flagged = Interference(share=0.3, flagged=True, threshold=0.2)
     found = cell_findings(
         outcome(busiest_process_share=0.97, cpu_warning=True, rps_trend=-0.2, unanswered=2, failures=5,
                 open_load=OpenLoad(target_rps=100, sent=100, late_sends=9, max_lag_ms=80.0, fell_behind=True)),
         saturated=True, interference=flagged, mode="open")
-    assert found == [GeneratorSaturated(0.97, True), WarmupTrend(-0.2), Interference(0.3, 0.2), Unanswered(2),
+    assert found == [GeneratorSaturated(0.97, True), WarmupTrend(-0.2), InterferenceFlagged(0.3, 0.2), Unanswered(2),
                      FailedRequests(5, 6000), FellBehind(9, 80.0)]
     # closed mode: unanswered requests fail the cell instead (the runner's window check)
-    closed = cell_findings(outcome(unanswered=2), saturated=False, interference=InterferenceFigures(share=0.0, flagged=False), mode="closed")
+    closed = cell_findings(outcome(unanswered=2), saturated=False, interference=Interference(share=0.0, flagged=False), mode="closed")
     assert closed == []
 
 

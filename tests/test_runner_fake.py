@@ -20,7 +20,7 @@ import pytest
 from fakebackend import LATENCY_US, RPS, SERVER_MEMORY, FakeBackend, FakeCpuWatch, Fault
 from serverlab import LabError
 from serverlab.experiment import load_experiment
-from serverlab.findings import Interference, Unanswered
+from serverlab.findings import InterferenceFlagged, Unanswered
 from serverlab.planning import plan_cells
 from serverlab.results import read_results
 from serverlab.runner import Runner, RunStopped
@@ -178,7 +178,7 @@ def test_retry_busy_remeasures_a_cell_flagged_for_interference(tmp_path):
     cell = cells["uwsgi-processes"]
     assert cell.status == "ok" and cell.interference.flagged is True
     assert cell.bottleneck.kind == "interference"
-    assert [f for f in cell.findings if isinstance(f, Interference)] == [Interference(share=cell.interference.share,
+    assert [f for f in cell.findings if isinstance(f, InterferenceFlagged)] == [InterferenceFlagged(share=cell.interference.share,
                                                                                       threshold=0.05)]
     assert _attempts(run_dir, "uwsgi-processes") == ["attempt-1"]
 

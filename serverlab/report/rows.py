@@ -27,7 +27,7 @@ from serverlab.findings import (
     Finding,
     GeneratorSaturated,
     HistogramsUnmerged,
-    Interference,
+    InterferenceFlagged,
     RepetitionsLeftOut,
     Unstable,
 )
@@ -281,7 +281,7 @@ def _aggregate_key(header: RunHeader, cells: list[Cell]) -> Row:
     summary = _bottleneck.summarize(ok, budget)
     if summary is not None and summary.kind == BottleneckClass.INTERFERENCE and any(
             c.interference is not None and c.interference.flagged for c in ok):
-        found.append(RowFinding(Interference(summary.interference_share or 0)))  # (host speed: each repetition's own)
+        found.append(RowFinding(InterferenceFlagged(summary.interference_share or 0)))  # (host speed: each repetition's own)
     server_cpus = budget.server_cpus if budget is not None else None
     capacity = cost_capacity([c.cpu_ms_per_request for c in ok if c.cpu_ms_per_request], float(server_cpus)) \
         if server_cpus else None

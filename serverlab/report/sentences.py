@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from serverlab.findings import Finding, FindingKind, GeneratorSaturated, Interference
+from serverlab.findings import Finding, FindingKind, GeneratorSaturated, InterferenceFlagged
 from serverlab.report.formatting import level_text
 from serverlab.terms import BottleneckClass
 
@@ -34,7 +34,7 @@ def _saturated(f: GeneratorSaturated, cell: bool) -> str:
             "raise budget.loadgen_processes or give the generator more CPUs")
 
 
-def _interference(f: Interference, cell: bool) -> str:
+def _interference(f: InterferenceFlagged, cell: bool) -> str:
     if not cell or f.threshold is None:
         return (f"other programs used up to {f.share:.0%} of the lab's CPUs during this cell (interference); it is "
                 f"left out of verdicts. Rerun on a quiet machine or with --retry-busy N.")
