@@ -7,9 +7,10 @@ its cpusets (``"0-3,5"``) and Docker-style memory sizes (``"512m"``) and resolve
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Mapping
 
 from serverlab.terms import Mode
@@ -32,6 +33,11 @@ class Budget:
         An experiment's ``"auto"`` (the default) is resolved when it is loaded, by
         :func:`auto_loadgen_processes`; :attr:`loadgen_auto` then records that.
     :param loadgen_auto: ``loadgen_processes`` was chosen automatically for this machine.
+    :param remote_workers: Locust worker processes on other hosts to wait for before each cell
+        (``docker-compose.loadgen.yml`` there); 0: the generator is this machine's only.
+    :param master_bind: the address of this machine the Locust master's port and the servers'
+        ports are published on for those workers (only used with ``remote_workers``).
+    :param remote_wait_s: seconds to wait for them (Locust's ``--expect-workers-max-wait``).
     """
 
     server_cpus: float = 1.0
@@ -40,6 +46,9 @@ class Budget:
     loadgen_cpuset: str = "1"
     loadgen_processes: int = 1
     loadgen_auto: bool = False
+    remote_workers: int = 0
+    master_bind: str = "127.0.0.1"
+    remote_wait_s: float = 60.0
 
     @property
     def loadgen_cores(self) -> int:
@@ -49,7 +58,11 @@ class Budget:
     def to_dict(self) -> dict[str, object]:
         """``{"server_cpus", "server_memory", "server_cpuset", "loadgen_cpuset", "loadgen_processes",
         "loadgen_auto"}`` (JSON-ready; an experiment record's ``budget``)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        if not self.remote_workers:  # an experiment without remote workers keeps its record and digest
+            for key in REMOTE_FIELDS:
+                data.pop(key, None)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Budget:
@@ -62,6 +75,44 @@ class Budget:
             if key in values and (isinstance(values[key], bool) or not isinstance(values[key], (int, float))):
                 raise ValueError(f"budget {key} must be a number, got {values[key]!r}")
         return cls(**values)  # type: ignore[arg-type]
+
+
+#: ``[budget]`` keys of remote workers -> :class:`Budget` fields.
+REMOTE_KEYS = {"remote_workers": "remote_workers", "master_bind": "master_bind", "remote_wait": "remote_wait_s"}
+#: The :class:`Budget` fields of remote workers (left out of an experiment's record while unused).
+REMOTE_FIELDS = tuple(REMOTE_KEYS.values())
+#: Most remote Locust worker processes a run waits for; longest wait for them (seconds).
+MAX_REMOTE_WORKERS, MAX_REMOTE_WAIT_S = 256, 600.0
+
+
+def with_remote_workers(budget: Budget, mode: str = Mode.CLOSED, remote_workers: object = None,
+                        master_bind: object = None, remote_wait_s: object = None) -> Budget:
+    """``budget`` with its remote-worker settings checked and set (``None``: keep the budget's).
+
+    :param remote_workers: Locust worker processes on other hosts, an integer in 0..256.
+    :param master_bind: an IP address of this machine (``"0.0.0.0"`` for every interface), where
+        the master's port and the servers' ports are published for them.
+    :param remote_wait_s: seconds to wait for them before each cell, 5..600.
+    :raises ValueError: naming the key, the bad value and the valid ones (closed model only: the
+        open and requests models count sends per process and are not split across hosts).
+    """
+    workers = budget.remote_workers if remote_workers is None else remote_workers
+    bind = budget.master_bind if master_bind is None else master_bind
+    wait = budget.remote_wait_s if remote_wait_s is None else remote_wait_s
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= MAX_REMOTE_WORKERS:
+        raise ValueError(f"key 'budget.remote_workers' = {workers!r} is invalid; expected an integer in "
+                         f"0..{MAX_REMOTE_WORKERS} (Locust worker processes on other hosts)")
+    try:
+        ipaddress.ip_address(bind if isinstance(bind, str) else "")
+    except ValueError:
+        raise ValueError(f"key 'budget.master_bind' = {bind!r} is invalid; expected an IP address of this machine "
+                         "that the worker hosts reach (e.g. '10.0.0.5', or '0.0.0.0' for every interface)") from None
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 5 <= wait <= MAX_REMOTE_WAIT_S:
+        raise ValueError(f"key 'budget.remote_wait' = {wait!r} is invalid; expected seconds in 5..{MAX_REMOTE_WAIT_S:g}")
+    if workers and mode != Mode.CLOSED:
+        raise ValueError(f"key 'budget.remote_workers' = {workers!r} is invalid with mode {str(mode)!r}; remote "
+                         "workers take the closed model only (0 otherwise)")
+    return replace(budget, remote_workers=workers, master_bind=bind, remote_wait_s=float(wait))
 
 
 def auto_loadgen_processes(loadgen_cpuset: str, mode: str = Mode.CLOSED) -> int:

@@ -1,7 +1,7 @@
 """The ``serverlab`` command: run experiments, render and compare reports.
 
     serverlab run [EXPERIMENT] [--backend docker|local] [--resume RUN_ID] [--retry-busy N] [--yes]
-                  [--app PATH [--wsgi TARGET]]
+                  [--app PATH [--wsgi TARGET]] [--remote-workers N [--master-bind ADDR] [--remote-wait S]]
     serverlab run --list
     serverlab report RESULTS.jsonl... [--out DIR]
     serverlab compare OLD NEW
@@ -124,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "its image is derived from the lab image (see README, 'Your own app')")
     run.add_argument("--wsgi", metavar="TARGET",
                      help="your app's WSGI target, module:attribute or module:factory() (default: found in PATH)")
+    run.add_argument("--remote-workers", type=int, metavar="N",
+                     help="wait for N Locust worker processes on other hosts before each cell (docker-compose.loadgen.yml "
+                          "there; README: More load than one machine); overrides budget.remote_workers")
+    run.add_argument("--master-bind", metavar="ADDR",
+                     help="this machine's address the remote workers reach: the Locust master's port and the servers' "
+                          "ports are published there (budget.master_bind; default 127.0.0.1)")
+    run.add_argument("--remote-wait", type=float, metavar="S",
+                     help="seconds to wait for the remote workers before each cell, 5..600 (budget.remote_wait; default 60)")
 
     report = sub.add_parser("report", help="re-render a report from results files (nothing is re-run)")
     report.add_argument("results", nargs="+", type=Path, help="results.jsonl file(s) of one experiment")
@@ -194,6 +202,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         from serverlab.appspec import apply_cli_app
 
         experiment = apply_cli_app(experiment, args.app, args.wsgi)
+    if args.remote_workers is not None or args.master_bind is not None or args.remote_wait is not None:
+        from dataclasses import replace
+
+        from serverlab.budget import with_remote_workers
+
+        try:
+            budget = with_remote_workers(experiment.budget, experiment.mode, args.remote_workers, args.master_bind,
+                                         args.remote_wait)
+        except ValueError as err:
+            raise LabError(f"{err.args[0].replace('budget.', '--').replace('_', '-')} (command line)") from None
+        experiment = replace(experiment, budget=budget)
     from serverlab.backends import make_backend
     from serverlab.report import write_report
     from serverlab.runfolders import update_latest

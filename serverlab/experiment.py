@@ -144,7 +144,7 @@ class Experiment:
         """The experiment as a JSON-ready dict (stored in the results header); the adaptive keys
         only when set, so that an experiment without them keeps its digest."""
         data = asdict(self)
-        data["budget"] = asdict(self.budget)
+        data["budget"] = self.budget.to_dict()  # without the remote-worker keys while unused: digests stay
         for key in adaptive.KEYS:
             if data.get(key) is None:
                 data.pop(key, None)

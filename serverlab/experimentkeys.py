@@ -9,12 +9,13 @@ from typing import Any, Mapping
 
 from labapp.variants import Variant, VariantError
 from serverlab import LabError
-from serverlab.budget import MIN_SERVER_MEMORY, Budget, auto_loadgen_processes, is_size, memory_bytes, parse_cpuset
+from serverlab.budget import (MIN_SERVER_MEMORY, REMOTE_KEYS, Budget, auto_loadgen_processes, is_size, memory_bytes,
+                              parse_cpuset, with_remote_workers)
 from serverlab.terms import WORKLOADS, Mode
 from serverlab.workloadspec import WorkloadParameterError
 
 #: The keys of an experiment's ``[budget]`` table.
-BUDGET_KEYS = {"server_cpus", "server_memory", "server_cpuset", "loadgen_cpuset", "loadgen_processes"}
+BUDGET_KEYS = {"server_cpus", "server_memory", "server_cpuset", "loadgen_cpuset", "loadgen_processes", *REMOTE_KEYS}
 
 
 class ExperimentError(LabError):
@@ -186,4 +187,7 @@ def load_budget(check: Checker, budget_table: Any, mode: Mode) -> Budget:
         raise check.fail("budget.server_cpus", budget.server_cpus, f"at most the {len(cpusets['server_cpuset'])} CPU(s) of server_cpuset")
     if mode == Mode.REQUESTS and budget.loadgen_processes != 1:
         raise check.fail("budget.loadgen_processes", budget.loadgen_processes, "1 in requests mode (one process counts the requests)")
-    return budget
+    try:  # Locust workers on other hosts (serverlab.remoterun)
+        return with_remote_workers(budget, mode, **{REMOTE_KEYS[k]: v for k, v in budget_table.items() if k in REMOTE_KEYS})
+    except ValueError as err:
+        raise ExperimentError(f"{check.path}: {err}") from None

@@ -44,6 +44,7 @@ from serverlab.loadgen import SATURATION_SHARE, LoadError, LoadPlan, read_outcom
 from serverlab.planning import PlannedCell, check_unchanged, new_run_id, plan_cells, run_metadata
 from serverlab.progress import Progress
 from serverlab.records import Interference, VariantRecord
+from serverlab.remoterun import RemoteGenerator
 from serverlab.results import Calibration, Cell, ResultsDiskFull, ResultsWriter, RunHeader, read_results
 from serverlab.runfolders import DiskFullError, disk_full_message, list_runs, new_attempt_dir, resume_command, write_text
 from serverlab.terms import CellStatus, Mode
@@ -112,6 +113,8 @@ class Runner:
         self.loadgen_cpus = parse_cpuset(experiment.budget.loadgen_cpuset)
         self.host_speed = HostSpeedWatch(backend, write, experiment.budget)
         self._resumed: RunHeader | None = None
+        #: Locust workers on other hosts (``budget.remote_workers``), ``None`` without.
+        self.remote = RemoteGenerator.for_experiment(experiment, backend.name)
 
     def run(self, resume: str | None = None) -> Path:
         """Run every planned cell not yet measured; return the run folder.
@@ -185,9 +188,11 @@ class Runner:
         probe = self.cpu_watch.probe(self.server_cpus, self.loadgen_cpus)
         self.write(describe_probe(probe))
         host_speed = self.host_speed.start(self._resumed.metadata.get("host_speed") if self._resumed else None)
+        remote = {"remote_workers": self.remote.roll_call(self.backend, run_dir / "roll-call", self.write)} \
+            if self.remote else {}
         header = RunHeader(run_id=run_dir.name, experiment=experiment.record(),
                            metadata={**run_metadata(experiment, self.backend, seed), "quietness_probe": probe,
-                                     "host_speed": host_speed},
+                                     "host_speed": host_speed, **remote},
                            variants={name: VariantRecord.from_dict(name, v.record()) for name, v in self.variants.items()})
         writer = ResultsWriter(run_dir / "results.jsonl", header, resume=resume)
         unit = Mode(experiment.mode).level_unit
@@ -255,7 +260,8 @@ class Runner:
             run_id=run_dir.name, cell_id=planned.cell_id, variant=planned.variant, workload=planned.workload,
             mode=experiment.mode, level=planned.level, users=load.users, repetition=planned.repetition,
             order=planned.order, warmup_s=experiment.warmup,
-            loadgen_cpu_budget=float(min(budget.loadgen_processes, budget.loadgen_cores)),
+            loadgen_cpu_budget=float(min(budget.loadgen_processes, budget.loadgen_cores)
+                                     + (self.remote.capacity() if self.remote else 0)),
         )
 
     def measure_retrying_busy(self, planned: PlannedCell, run_dir: Path) -> Cell:
@@ -324,12 +330,20 @@ class Runner:
                         not server.variant.keep_alive)
         paths = self.backend.locust_paths(server, cell_dir)
         timeout = plan.run_time_s + 120
+        # remote workers map the server's name to its published port themselves
+        args = plan.locust_args(paths.locustfile, server.variant.name if self.remote else paths.host, paths.out_dir)
+        env = plan.environment(paths.out_dir)
+        if self.remote:
+            args, env, timeout = self.remote.locust_args(args, load.processes), self.remote.environment(env), \
+                timeout + self.remote.wait_s
         with self.cpu_watch.monitor() as monitor:
-            result = self.backend.run_locust(plan.locust_args(paths.locustfile, paths.host, paths.out_dir),
-                                             plan.environment(paths.out_dir), cell_dir, timeout)
+            result = self.backend.run_locust(args, env, cell_dir, timeout)
         write_text(cell_dir / "locust.log", result.output)
         died = self.backend.exit_status(server)
         hung = None if died else hung_after_load(server)
+        remote_problem, remote_cpu_s = self.remote.check(cell_dir, result.output) if self.remote else (None, 0.0)
+        if remote_problem:
+            return Cell(**base, status=CellStatus.FAILED, error=remote_problem)
         try:
             outcome = read_outcome(cell_dir, plan, result.output)
         except LoadError as err:
@@ -341,7 +355,8 @@ class Runner:
         interference: Interference | None = None
         window = monitor.between(*outcome.window)
         if window is not None:
-            loadgen_rate = outcome.loadgen_cpu_s / outcome.duration_s if outcome.duration_s > 0 else 0.0
+            local_cpu_s = outcome.loadgen_cpu_s - remote_cpu_s  # this machine's generator CPU only
+            loadgen_rate = local_cpu_s / outcome.duration_s if outcome.duration_s > 0 else 0.0
             figures = interference_figures(window[0], window[1], self.server_cpus, self.loadgen_cpus,
                                            server_cpu, loadgen_rate * (window[1].at - window[0].at))
             interference = Interference.from_dict(figures) if figures is not None else None

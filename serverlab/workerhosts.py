@@ -34,6 +34,9 @@ WORKER_HOST_ENV = "SERVERLAB_WORKER_HOST"
 REMOTE_WORKER_ENV = "SERVERLAB_REMOTE_WORKER"
 #: How many remote worker processes a headless master expects (``serverlab run`` sets it).
 EXPECT_REMOTE_ENV = "SERVERLAB_EXPECT_REMOTE_WORKERS"
+#: Seconds a headless master with remote workers runs its test, counted from when every worker
+#: took its spawn message (``serverlab run`` sets it instead of Locust's ``--run-time``).
+RUN_TIME_ENV = "SERVERLAB_RUN_TIME"
 #: The file a headless master with remote workers writes into its HDR folder.
 WORKERS_FILE = "workers.json"
 #: Locust's default master port.
@@ -135,8 +138,8 @@ class WorkerHosts:
     expected_remote = 0
     out_dir: Path | None = None
     collector: Any = None
-    #: The workers a headless master's test started with (:meth:`connected` then).
-    started_with: list[dict[str, Any]] = []
+    #: Locust's ids of the workers a headless master's test started with.
+    started_ids: list[str] = []
     #: Why a headless master's test did not start (its remote workers were not all there).
     error: str | None = None
 
@@ -154,42 +157,72 @@ class WorkerHosts:
         tmp.replace(self.out_dir / WORKERS_FILE)
 
     def _check_at_start(self, **_kw: Any) -> None:
+        """Note which workers the test starts with; a worker already refused stops it at once.
+
+        It does not wait for introductions: a worker counts as connected before its locustfile's
+        set-up has run (seconds on a busy machine), and the master's ``--run-time`` runs from now, so
+        waiting here would shorten every worker's measured window. :meth:`_gather` checks them.
+        """
         import gevent
 
         runner = self.environment.runner
-        deadline = time.monotonic() + 5.0  # introductions follow Locust's connection within milliseconds
-        while len(self.connected()) < runner.worker_count and time.monotonic() < deadline:
-            gevent.sleep(0.1)
-        remote = self.remote()
-        if self.refused or len(remote) < self.expected_remote:
-            error = (f"{len(remote)} of {self.expected_remote} remote Locust worker(s) of this lab connected"
-                     + (f" ({describe_hosts(remote)})" if remote else "")
-                     + ("; refused: " + "; ".join(r["reason"] for r in self.refused) if self.refused else ""))
-            self.log(f"serverlab: {error}")
-            self.error = error
-            self.write_file(error=error)
+        self.started_ids = [c.id for c in runner.clients.all if c.state != "missing"]
+        if self.refused:
+            self.error = "refused: " + "; ".join(r["reason"] for r in self.refused)
+            self.log(f"serverlab: {self.error}")
+            self.write_file(error=self.error)
             self.environment.process_exit_code = 3
             gevent.spawn(runner.quit)
             return
-        self.started_with = self.connected()
-        self.write_file(started_with=self.started_with)
+        self.write_file(started_ids=self.started_ids)
+        run_time = os.environ.get(RUN_TIME_ENV)
+        if run_time:
+            gevent.spawn(self._run_for, float(run_time))
+
+    def _run_for(self, run_time_s: float, settle_s: float = 30.0) -> None:
+        """Quit the test ``run_time_s`` after every worker took its spawn message (at most ``settle_s`` later).
+
+        Locust counts a worker as ready when it connects, before its locustfile's set-up ran (seconds
+        on a busy machine), and its ``--run-time`` counts from the master's start: a late worker's
+        warm-up would eat into its measured window, which the runner then fails as cut short.
+        """
+        import gevent
+
+        runner = self.environment.runner
+        deadline = time.monotonic() + settle_s
+        while time.monotonic() < deadline and any(c.state == "ready" for c in runner.clients.all):
+            gevent.sleep(0.05)
+        gevent.get_hub().loop.update_now()
+        gevent.sleep(run_time_s)
+        runner.quit()
 
     def _gather(self, **_kw: Any) -> None:
-        """At the test's end, before Locust stops the workers: every worker's recorder into ``hdr-*.json``."""
-        from serverlab.terms import HDR_FILE_PREFIX
-
+        """At the test's end, before Locust stops the workers: every worker's recorder into ``hdr-*.json``,
+        and in :data:`WORKERS_FILE` who took part, who went missing, and an ``error`` when a worker was
+        refused, never introduced itself, or fewer remote workers than expected took part."""
         if self.out_dir is None or self.error:  # no test ran: keep the start's error in the file
             return
         runner = self.environment.runner
         cpu = {c.id: c.cpu_usage for c in runner.clients.all}  # Locust's heartbeat: each worker's CPU %
-        snapshots = self.collector.collect()
+        snapshots = self.collector.collect()  # serverlab.hdrdump.ProcessDump, one per worker process
         for snapshot in snapshots:
-            process = str(snapshot.get("process"))
-            (self.out_dir / f"{HDR_FILE_PREFIX}{process}.json").write_text(json.dumps(snapshot, sort_keys=True))
-        got = {str(s.get("process")) for s in snapshots}
-        started = [{**w, "heartbeat_cpu_percent": cpu.get(w["client_id"])} for w in self.started_with]
+            snapshot.write(self.out_dir)
+        got = {snapshot.process for snapshot in snapshots}
+        started = [{**self.workers[cid], "heartbeat_cpu_percent": cpu.get(cid)}
+                   for cid in self.started_ids if cid in self.workers]
+        unknown = [cid for cid in self.started_ids if cid not in self.workers]
+        remote = [w for w in started if w.get("remote")]
         missing = [w for w in started if f"{w.get('container')}-{w.get('pid')}" not in got]
-        self.write_file(started_with=started, collected=sorted(got),
+        error = None
+        if self.refused:
+            error = "refused: " + "; ".join(r["reason"] for r in self.refused)
+        elif unknown:
+            error = (f"{len(unknown)} Locust worker(s) never said which lab they run ({', '.join(unknown)}): "
+                     "not started from this lab's locustfile")
+        elif len(remote) < self.expected_remote:
+            error = (f"{len(remote)} of {self.expected_remote} remote Locust worker(s) took part"
+                     + (f" ({describe_hosts(remote)})" if remote else ""))
+        self.write_file(started_with=started, collected=sorted(got), error=error,
                         missing=[f"{w.get('host')} (container {w.get('container')}, pid {w.get('pid')})" for w in missing])
 
     def _introduce(self) -> None:
@@ -212,8 +245,12 @@ class WorkerHosts:
             runner = self.environment.runner
             runner.send_message("serverlab_refused", {"reason": reason}, client_id=client_id)
             runner.send_message("quit", client_id=client_id)  # Locust's own: the worker shuts down
+            if self.out_dir is not None:
+                self.write_file()
             return
         self.workers[client_id] = info
+        if self.out_dir is not None and not self.started_ids:  # who came, should Locust give up waiting
+            self.write_file()
 
     def connected(self) -> list[dict[str, Any]]:
         """The introduced workers Locust still counts (ready, spawning or running), by host then pid."""

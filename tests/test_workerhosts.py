@@ -163,3 +163,103 @@ def test_master_lists_worker_hosts_and_refuses_another_lab_version(tmp_path):
     finally:
         _stop(*(p for p in (bad, good, master) if p is not None))
 
+
+# -- serverlab run's side: budget, master command line, each cell's check --------------------
+
+from serverlab.budget import Budget, with_remote_workers  # noqa: E402
+from serverlab.remoterun import cell_workers, master_args, remote_capacity  # noqa: E402
+
+
+@pytest.mark.parametrize("kwargs, named", [
+    ({"remote_workers": -1}, "budget.remote_workers' = -1"), ({"remote_workers": True}, "budget.remote_workers' = True"),
+    ({"remote_workers": 1, "master_bind": "lab.example"}, "budget.master_bind' = 'lab.example'"),
+    ({"remote_workers": 1, "remote_wait_s": 1}, "budget.remote_wait' = 1"),
+])
+def test_bad_remote_budgets_are_refused_naming_the_key(kwargs, named):
+    with pytest.raises(ValueError, match=named.replace(".", r"\.").replace("(", r"\(")):
+        with_remote_workers(Budget(), "closed", **kwargs)
+    with pytest.raises(ValueError, match="closed model only"):
+        with_remote_workers(Budget(), "open", remote_workers=2)
+    assert with_remote_workers(Budget(), "closed", 2, "172.17.0.1", 30).remote_workers == 2
+
+
+def test_an_experiment_file_and_the_cli_take_remote_workers(tmp_path, capsys):
+    from serverlab.cli import main
+    from serverlab.experiment import ExperimentError, load_experiment
+
+    path = tmp_path / "remote.toml"
+    path.write_text('servers = ["gunicorn-sync"]\nworkloads = ["hello"]\nusers = [8]\nduration = 3\nwarmup = 1\n'
+                    'repetitions = 1\n[budget]\nremote_workers = 2\nmaster_bind = "0.0.0.0"\nremote_wait = 20\n')
+    experiment = load_experiment(str(path))
+    assert (experiment.budget.remote_workers, experiment.budget.master_bind, experiment.budget.remote_wait_s) == (2, "0.0.0.0", 20.0)
+    assert experiment.record()["budget"]["remote_workers"] == 2
+    assert "remote_workers" not in load_experiment("quick").record()["budget"]  # unchanged digests without them
+    path.write_text(path.read_text().replace("remote_wait = 20", "remote_wait = 2000"))
+    with pytest.raises(ExperimentError, match=r"remote\.toml: key 'budget\.remote_wait' = 2000"):
+        load_experiment(str(path))
+    assert main(["run", "quick", "--remote-workers", "1", "--master-bind", "not-an-address"]) == 2
+    assert "error: key '--master-bind' = 'not-an-address' is invalid" in capsys.readouterr().err
+    assert main(["run", "quick", "--remote-workers", "1", "--backend", "local"]) == 2
+    assert "need --backend docker" in capsys.readouterr().err
+
+
+def test_master_args_start_local_workers_and_a_waiting_master():
+    argv = master_args(["locust", "-f", "/srv/l.py", "--headless", "-u", "8", "--processes", "2", "HelloUser"], 2, 3, 30)
+    assert argv[:2] == ["sh", "-c"]
+    workers, master = argv[2].split(" & exec ")
+    assert workers == "SERVERLAB_HDR_DIR= locust -f /srv/l.py --worker --master-host 127.0.0.1 --master-port 5557 --processes 2"
+    assert master.startswith("locust -f /srv/l.py --headless -u 8 HelloUser --master") and "--processes" not in master
+    assert master.endswith("--expect-workers 5 --expect-workers-max-wait 30")
+
+
+def _write_workers(out: Path, **facts) -> None:
+    (out / "workers.json").write_text(json.dumps(facts))
+
+
+GEN_B = {"host": "gen-b", "container": "c0ffee", "pid": 7, "cpus": 2, "remote": True, "client_id": "x"}
+
+
+def test_a_cell_with_missing_or_late_remote_workers_is_not_ok(tmp_path):
+    known = [GEN_B, {**GEN_B, "host": "gen-c", "container": "beef"}]
+    _write_workers(tmp_path, workers=[GEN_B])  # the master gave up waiting: no test started
+    error, _ = cell_workers(tmp_path, 2, 30, "... Gave up waiting for workers to connect", known)
+    assert error.startswith("remote workers: 1 of 2 connected within 30 s (gen-b: 1 process, 2 CPUs); missing: 1")
+    assert "absent since the run's roll call: gen-c" in error
+    _write_workers(tmp_path, started_with=[GEN_B], collected=[], missing=["gen-b (container c0ffee, pid 7)"])
+    error, _ = cell_workers(tmp_path, 1, 30, "", known)
+    assert "gen-b (container c0ffee, pid 7) went missing during the cell" in error
+    _write_workers(tmp_path, error="0 of 1 remote Locust worker(s) of this lab connected; refused: worker gen-b runs lab version 'x'")
+    assert "refused: worker gen-b" in cell_workers(tmp_path, 1, 30, "", known)[0]
+    _write_workers(tmp_path, started_with=[GEN_B], collected=["c0ffee-7"], missing=[])
+    assert cell_workers(tmp_path, 1, 30, "", known)[0] is None
+    (tmp_path / "workers.json").unlink()
+    assert "0 of 1 connected" in cell_workers(tmp_path, 1, 30, "", known)[0]
+    assert remote_capacity([GEN_B, {**GEN_B, "pid": 8}, {**GEN_B, "pid": 9}, {**GEN_B, "host": "lab", "remote": False}]) == 2
+
+
+@pytest.mark.slow
+def test_roll_call_names_who_came_and_who_is_missing(tmp_path):
+    """A real roll call (Locust master, no load) on 127.0.0.1: no worker within 2 s is exit status 2 naming
+    the count; with one remote-flagged worker connected it writes that worker's host and CPUs."""
+    port = _free_port()
+    out = tmp_path / "roll.json"
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "serverlab.workerhosts", "roll-call", "1", "--timeout", "2",
+                           "--out", str(out), "--port", str(port)], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and time.monotonic() - started < 30, proc.stderr[-2000:]
+    assert "error: 0 of 1 remote Locust worker(s) connected within 2 s; missing: 1" in proc.stderr
+    worker = _start([str(VENV_BIN / "locust"), "-f", str(LOCUSTFILE), "--worker", "--master-host", "127.0.0.1",
+                     "--master-port", str(port)], tmp_path / "worker.log",
+                    {"SERVERLAB_WORKER_HOST": "gen-b", "SERVERLAB_REMOTE_WORKER": "1"})
+    try:
+        proc = subprocess.run([sys.executable, "-m", "serverlab.workerhosts", "roll-call", "1", "--timeout", "60",
+                               "--out", str(out), "--port", str(port)], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:] + (tmp_path / "worker.log").read_text()[-2000:]
+        facts = json.loads(out.read_text())
+        assert facts["error"] is None and [(w["host"], w["cpus"]) for w in facts["remote"]] == [
+            ("gen-b", len(os.sched_getaffinity(0)))]
+        worker.wait(timeout=30)  # the roll call's quit ends the worker (docker-compose.loadgen.yml loops back)
+    finally:
+        _stop(worker)

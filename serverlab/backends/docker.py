@@ -132,11 +132,16 @@ class DockerBackend:
         """The run's compose override: ephemeral ports, no restarts, and the app's image,
         environment and writable tmpfs paths when a user's app is served."""
         lines = ["services:"]
+        from labapp.variants import load_variants
+
+        declared = load_variants() if self.budget.remote_workers else {}
         for name in names:
             # restart "no": a crashed server must fail its cell, not come back mid-run.
             # No healthcheck: Docker would run it inside the server's cgroup, during the
             # measured window too; start() waits for /healthz from outside instead.
-            lines += [f"  {name}:", '    ports: !override ["127.0.0.1::8000"]', '    restart: "no"',
+            # With remote workers: the variant's own host_port on master_bind, where they reach it.
+            port = f"{self.budget.master_bind}:{declared[name].host_port}:8000" if declared else "127.0.0.1::8000"
+            lines += [f"  {name}:", f'    ports: !override ["{port}"]', '    restart: "no"',
                       "    healthcheck: !override {disable: true}"]
             if self.app is not None and self.app_image is not None:
                 tmpfs = ["/tmp:size=64m,mode=1777", *(f"{path}:size=64m,mode=1777" for path in self.app.writable)]
@@ -258,10 +263,15 @@ class DockerBackend:
         return LocustPaths("/srv/locustfiles/locustfile.py", server.url_for_loadgen, "/out")
 
     def run_locust(self, args: list[str], env: dict[str, str], out_dir: Path, timeout: float) -> CommandResult:
-        """Run Locust in a one-off loadgen container on the load-generator cpuset."""
+        """Run Locust in a one-off loadgen container on the load-generator cpuset (with remote workers, its
+        port 5557 published on the budget's ``master_bind``)."""
         out_dir.mkdir(parents=True, exist_ok=True)
         out_dir.chmod(0o777)  # the container runs as an unprivileged user
         env_args = [item for key, value in env.items() for item in ("-e", f"{key}={value}")]
+        if self.budget.remote_workers:  # the master's port, for workers on other hosts
+            from serverlab.workerhosts import MASTER_PORT
+
+            env_args += ["-p", f"{self.budget.master_bind}:{MASTER_PORT}:{MASTER_PORT}"]
         argv = self._compose("run", "--rm", "-T", "--no-deps", "-v", f"{out_dir}:/out", *env_args, "loadgen", *args)
         return run_command(argv, timeout, env=self._env(), cwd=ROOT)
 

@@ -67,6 +67,11 @@ def _metadata(header: RunHeader) -> list[tuple[str, str]]:
         out.append(("limits", ", ".join(limits)))
     if meta.get("loadgen_processes_chosen"):
         out.append(("load generator", str(meta["loadgen_processes_chosen"])))
+    if isinstance(meta.get("remote_workers"), dict):  # Locust workers on other hosts (serverlab.remoterun)
+        from serverlab.remoterun import describe_remote
+
+        out.append(("remote workers", describe_remote(meta["remote_workers"])))
+        out.append(("generator CPU", str(meta["remote_workers"].get("cpu_basis") or "")))
     if isinstance(meta.get("quietness_probe"), dict):
         out.append(("quietness", describe_probe(meta["quietness_probe"])))
     if isinstance(meta.get("host_speed"), dict):
