@@ -129,8 +129,8 @@ def report_run(reports_dir: Path) -> Path:
 
 def _flagged(cell) -> float | None:
     """The interference share of a cell flagged for it (other programs on the lab's CPUs), else ``None``."""
-    figures = cell.interference or {}
-    return float(figures.get("share", 0.0)) if figures.get("flagged") else None
+    figures = cell.interference
+    return figures.share if figures is not None and figures.flagged else None
 
 
 def test_compare_reaches_the_reports_rps_and_writes_a_run_compare_accepts(lab, reports_dir):
@@ -168,7 +168,7 @@ def test_compare_reaches_the_reports_rps_and_writes_a_run_compare_accepts(lab, r
     assert header.experiment["levels"] == [USERS] and header.metadata["backend"] == "lab"
     assert cell.cpu_ms_per_request and cell.cpu_ms_per_request > 0
     assert cell.bottleneck and cell.bottleneck.server_utilization > 0
-    assert cell.interference and "server_share" in cell.interference
+    assert cell.interference is not None and cell.interference.server_share is not None
     assert all((ui_runs[0] / name).is_file() for name in ("index.html", "summary.md", "report.json"))
     diff = subprocess.run([sys.executable, "-m", "serverlab.cli", "compare", str(report_dirs[0]), str(ui_runs[0])],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
