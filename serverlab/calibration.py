@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from serverlab.load import Load
 from serverlab.loadgen import LoadError, LoadPlan, parse_wrk, read_outcome, wrk_args
@@ -35,7 +35,22 @@ from serverlab.workloads import calibration_target
 
 if TYPE_CHECKING:
     from serverlab.backends import Backend, RunningServer
-    from serverlab.experiment import Experiment
+    from serverlab.budget import Budget
+
+
+class Experiment(Protocol):
+    """What the calibration reads of a :class:`serverlab.experiment.Experiment` (typed here, so
+    that calibration, which the experiment's time estimate uses, does not import it back)."""
+
+    servers: tuple[str, ...]
+    workloads: tuple[str, ...]
+    mode: Mode
+    levels: tuple[int, ...]
+    duration: float
+    repetitions: int
+    calibrate: bool
+    budget: Budget
+    requests: tuple[Any, ...]
 
 #: Seconds of overhead per wrk run (a one-off container's start and stop), for estimates.
 WRK_OVERHEAD_S = 1.5

@@ -88,16 +88,16 @@ def update_latest(reports_dir: Path, run_dir: Path) -> None:
     os.replace(tmp, link)
 
 
-def resume_command(experiment: str, run_dir: Path, reports_dir: Path, path: str = "") -> str:
+def resume_command(experiment: str, run_dir: Path, reports_dir: Path, path: str = "",
+                   shipped: Path | None = None) -> str:
     """The command that continues the run in ``run_dir``: ``serverlab run NAME --resume RUN_ID``,
     with ``--reports-dir`` when ``reports_dir`` is not ``reports/`` of the current folder.
 
     :param experiment: the experiment's name; :param path: its file, named instead when it
         is not the shipped experiment of that name (``serverlab run NAME`` would not find it).
+    :param shipped: the file of the shipped experiment of that name
+        (:func:`serverlab.experiment.list_experiments`), ``None`` when there is none.
     """
-    from serverlab.experiment import list_experiments
-
-    shipped = list_experiments().get(experiment)
     which = experiment if not path or (shipped and shipped.resolve() == Path(path).resolve()) else path
     default = Path(reports_dir).resolve() == Path("reports").resolve()
     return f"serverlab run {which} --resume {run_dir.name}" + ("" if default else f" --reports-dir {reports_dir}")

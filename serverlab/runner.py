@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Callable
 
 from labapp.variants import Variant
-from serverlab import LabError, adaptive, calibration
+from serverlab import LabError, calibration, rounds
 from serverlab.backends import Backend, BackendError, RunningServer
 from serverlab.bottleneck import classify, disturbed_by
 from serverlab.cpulock import CpuLock
 from serverlab.cpuwatch import CpuWatch, ProcStatWatch
 from serverlab.budget import parse_cpuset
 from serverlab.cellwindow import hung_after_load, window_problems
-from serverlab.experiment import Experiment, check_machine
+from serverlab.experiment import Experiment, check_machine, list_experiments
 from serverlab.findings import cell_findings
 from serverlab.hostspeed import HostSpeedWatch
 from serverlab.interference import describe_probe, interference_figures
@@ -179,7 +179,8 @@ class Runner:
         return run_dir
 
     def _resume_command(self, run_dir: Path) -> str:
-        return resume_command(self.experiment.name, run_dir, self.reports_dir, self.experiment.path)
+        return resume_command(self.experiment.name, run_dir, self.reports_dir, self.experiment.path,
+                              list_experiments().get(self.experiment.name))
 
     def _run_cells(self, plan: list[PlannedCell], run_dir: Path, seed: int, resume: bool, progress: Progress) -> None:
         """Prepare the backend, write (or reopen) the results file, and measure ``plan`` in order."""
@@ -203,7 +204,7 @@ class Runner:
         for planned in plan:
             self._measure_one(planned, run_dir, writer, progress, unit)
         if experiment.target_ci:  # adaptive repetitions
-            adaptive.run_rounds(experiment, header, self._measured, seed, len(plan_cells(experiment, seed)),
+            rounds.run_rounds(experiment, header, self._measured, seed, len(plan_cells(experiment, seed)),
                                 lambda p: self._measure_one(p, run_dir, writer, progress, unit), progress, self.write)
 
     def _measure_one(self, planned: PlannedCell, run_dir: Path, writer: ResultsWriter, progress: Progress,

@@ -49,14 +49,19 @@ def _top_level_imports(statements: list[ast.stmt]) -> list[ast.Import | ast.Impo
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    """serverlab module -> the serverlab modules it imports at its top level (see the module docstring)."""
+def import_graph(anywhere: bool = False) -> dict[str, set[str]]:
+    """serverlab module -> the serverlab modules it imports at its top level (see the module docstring);
+    with ``anywhere``, those imported inside functions too (an import deferred to call time still
+    ties the two modules together)."""
     modules = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         is_package = path.name == "__init__.py"
         targets: set[str] = set()
-        for statement in _top_level_imports(ast.parse(path.read_text(encoding="utf-8")).body):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        statements = ([n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))] if anywhere
+                      else _top_level_imports(tree.body))
+        for statement in statements:
             if isinstance(statement, ast.Import):
                 targets |= {alias.name for alias in statement.names if alias.name in modules}
                 continue
@@ -122,6 +127,13 @@ def test_no_import_cycle_among_serverlab_modules() -> None:
     cycles = import_cycles(graph)
     described = ["; ".join(f"{m} imports {sorted(graph[m] & set(c))}" for m in c) for c in cycles]
     assert not cycles, "import cycles (module-level and TYPE_CHECKING imports):\n" + "\n".join(described)
+
+
+def test_no_import_cycle_even_through_imports_inside_functions() -> None:
+    graph = import_graph(anywhere=True)
+    cycles = import_cycles(graph)
+    described = ["; ".join(f"{m} imports {sorted(graph[m] & set(c))}" for m in c) for c in cycles]
+    assert not cycles, "import cycles (imports anywhere in a module):\n" + "\n".join(described)
 
 
 def test_no_module_over_the_size_limit() -> None:

@@ -26,7 +26,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Mapping, Protocol
 
 from flask import Blueprint, Response, abort, jsonify, render_template, request, send_from_directory
 
@@ -34,8 +34,29 @@ from serverlab.terms import DEFAULT_WORKLOAD
 from serverlab.ui import limits
 from serverlab.ui.limits import UIRefused, check_compare_body
 
-if TYPE_CHECKING:
-    from serverlab.ui import LabUI
+
+
+class LabUI(Protocol):
+    """What the web side reads of :class:`serverlab.ui.LabUI` (typed here: the lab builds its web
+    side, so importing it back would tie the two modules into a cycle)."""
+
+    environment: Any
+    collector: Any  # serverlab.ui.collect.Collector
+    compare: Any  # serverlab.ui.compare.CompareRunner
+    live: Any  # serverlab.ui.compare.LiveCpu
+    hosts: Any  # serverlab.workerhosts.WorkerHosts
+    variants: Mapping[str, Any]
+    workload_classes: Mapping[str, type]
+    chosen: str
+
+    def server(self) -> str:
+        """The chosen server's name."""
+
+    def url(self) -> str:
+        """The chosen server's URL."""
+
+    def workload(self) -> str:
+        """The chosen workload's name."""
 
 HERE = Path(__file__).resolve().parent
 #: Where ``docker compose`` mounts the repository's ``reports/`` (the Compare writes its runs there).
