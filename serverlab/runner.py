@@ -368,10 +368,9 @@ class Runner:
             status, error = CellStatus.FAILED, f"{died} during the load"
         elif experiment.mode == Mode.REQUESTS and outcome.requests < planned.level:
             status, error = CellStatus.FAILED, f"only {outcome.requests} of {planned.level} requests completed within {experiment.duration:g} s"
-        elif outcome.requests == 0:
-            status, error = CellStatus.FAILED, "no responses in the measured period"
-        elif hung or problems:
-            status, error = CellStatus.FAILED, "; ".join(filter(None, [hung, *problems]))
+        elif hung or problems or outcome.requests == 0:  # the cause (a hung server) first, then what it did to the window
+            silent = ["no responses in the measured period"] if outcome.requests == 0 else []
+            status, error = CellStatus.FAILED, "; ".join(filter(None, [hung, *problems, *silent]))
         cell = Cell(
             **base, status=status, error=error, started_at=outcome.window[0], duration_s=outcome.duration_s,
             requests=outcome.requests, failures=outcome.failures, rps=outcome.rps, latency_us=outcome.latency_us,

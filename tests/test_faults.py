@@ -204,7 +204,10 @@ def test_a_stopped_server_fails_its_cell_naming_the_hang(tmp_path):
     assert cell.status == "failed"
     assert "server hung" in cell.error and "/healthz" in cell.error
     assert "never answered" in cell.error
-    assert "measured window" in cell.error
+    # stopped after some measured responses: the window was cut short; stopped before the warm-up
+    # ended (a slow host starts Locust later): the window is empty. Either way the hang comes first.
+    assert "measured window" in cell.error or "no responses in the measured period" in cell.error
+    assert cell.error.startswith("server hung")
     assert "FAILED: server hung" in (tmp_path / "run.log").read_text()
 
 

@@ -107,17 +107,21 @@ def test_a_cpu_hog_beside_the_server_is_flagged_and_a_quiet_cell_is_not(tmp_path
     # --retry-busy 1: the flagged cell was measured a second time (still hogged)
     attempts = sorted(p.name for p in (tmp_path / "hogged").glob("*/cells/*/attempt-*"))
     assert attempts == ["attempt-1", "attempt-2"], attempts
-    # the quiet cell: retried while other programs (another test run, a build) disturb it
+    # the quiet cell: retried while other programs (another test run, a build) or the host's own
+    # speed (the host-speed probe around the cell: a VM's host can slow down with this machine
+    # idle) disturb it
     reasons = []
     for attempt in range(3):
         _, quiet = _one_cell(tmp_path, f"quiet{attempt}")
-        if not quiet.interference.flagged:
+        slowed = quiet.host_speed is not None and quiet.host_speed.flagged
+        if not quiet.interference.flagged and not slowed:
             break
-        reasons.append(f"{quiet.interference.share:.0%}")
+        reasons.append(f"host speed {quiet.host_speed.deviation:+.0%}" if slowed and not quiet.interference.flagged
+                       else f"{quiet.interference.share:.0%} of a lab CPU side used by other programs")
     else:
-        message = (f"the machine is busy: the quiet cell was flagged for interference in every attempt "
-                   f"({', '.join(reasons)} of a lab CPU side used by other programs); the hogged cell was flagged "
-                   f"as expected ({hogged.interference.server_share:.0%} on the server's CPU)")
+        message = (f"the machine is busy: the quiet cell was disturbed in every attempt ({', '.join(reasons)}); "
+                   f"the hogged cell was flagged as expected ({hogged.interference.server_share:.0%} on the "
+                   "server's CPU)")
         print(message)
         pytest.skip(message)
     assert quiet.bottleneck.kind != "interference"
