@@ -5,6 +5,7 @@ both on 127.0.0.1, for the tests that drive the UI over HTTP without Docker
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -33,6 +34,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def call_json(url: str, payload: dict | None = None, timeout: float = 30) -> dict:
+    """GET ``url``, or POST ``payload`` as JSON from the web UI's own origin (the guard refuses other
+    origins); the decoded JSON answer.
+
+    :raises urllib.error.URLError: when the UI does not answer (or answers 4xx/5xx).
+    """
+    origin = url.split("/serverlab", 1)[0]
+    request = urllib.request.Request(url, data=None if payload is None else json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json", "Origin": origin})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
 
 
 @contextmanager

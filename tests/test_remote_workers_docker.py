@@ -22,10 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from locustui import call_json as call
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB, REMOTE = "serverlab-remotelab", "serverlab-remotegen"
@@ -39,14 +40,6 @@ def run(argv: list[str], env: dict[str, str] | None = None, timeout: float = 600
     if check:
         assert proc.returncode == 0, f"{' '.join(argv)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     return proc
-
-
-def call(url: str, payload: dict | None = None, timeout: float = 30) -> dict:
-    origin = url.split("/serverlab", 1)[0]
-    request = urllib.request.Request(url, data=None if payload is None else json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json", "Origin": origin})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
 
 
 def until(check, timeout_s: float, what: str):

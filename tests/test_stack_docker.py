@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.error
@@ -22,6 +21,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from locustui import free_port
 
 from serverlab.stack import LOADGEN_LABEL, SERVER_LABEL
 
@@ -111,12 +112,6 @@ def tear_down() -> None:
         gwbridge = docker("network", "inspect", "docker_gwbridge", "--format", "{{len .Containers}}", check=False)
         if gwbridge.returncode == 0 and gwbridge.stdout.strip() == "0":
             docker("network", "rm", "docker_gwbridge", check=False)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ Windows are seconds long (5 s measured after a 1.5 s warm-up), as the CI budget 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -27,6 +26,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from locustui import call_json as call
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "serverlab-uicompare"
@@ -42,15 +43,6 @@ def compose(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess
                           timeout=timeout, env={**os.environ, **env})
     assert proc.returncode == 0, f"docker compose {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     return proc
-
-
-def call(url: str, payload: dict | None = None, timeout: float = 30) -> dict:
-    """GET ``url``, or POST ``payload`` as JSON from the UI's own origin; the decoded answer."""
-    origin = url.split("/serverlab", 1)[0]
-    request = urllib.request.Request(url, data=None if payload is None else json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json", "Origin": origin})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
 
 
 @pytest.fixture(scope="module")
