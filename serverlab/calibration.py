@@ -6,8 +6,9 @@ that repetition's hello cell in the shuffled order, so wrk's figure gets a boots
 like Locust's RPS (:attr:`serverlab.report.rows.Row.wrk_rps`):
 
 * when the experiment runs hello at :data:`CALIBRATION_CONNECTIONS` users (closed mode),
-  wrk runs right after that cell's Locust window, on the same warmed-up server
-  (:func:`wrk_after_cell`); the cell is its Locust half, so no separate Locust run is needed;
+  wrk runs on that cell's server, after its Locust window in odd repetitions and before it in
+  even ones (:func:`wrk_in_cell`, :func:`wrk_goes_first`); the cell is its Locust half, so no
+  separate Locust run is needed;
 * otherwise the variant's first cell of each repetition runs wrk and then Locust on hello
   before its own load (:func:`calibrate_standalone`), as the lab always did once per variant.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
@@ -94,15 +96,16 @@ def requests_of(output: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _run_wrk(backend: Backend, server: RunningServer, duration: float, log: Path, path: str | None = None,
-             headers: Sequence[str] = ()) -> tuple[float, float | None]:
-    """Run wrk on hello (or ``path`` with ``headers``); return its RPS and the server's CPU ms per request during it.
+def measure_wrk(backend: Backend, server: RunningServer, duration: float, log: Path, path: str | None = None,
+                headers: Sequence[str] = (), connections: int = CALIBRATION_CONNECTIONS) -> tuple[float, float | None]:
+    """Run wrk on hello (or ``path`` with ``headers``) for ``duration`` seconds at ``connections``; return
+    its RPS and the server's CPU ms per request during it (``None`` without a sampler). wrk's output goes to ``log``.
 
     :raises LoadError: when wrk printed no figure.
     """
     started = time.time()
     result = backend.run_wrk(wrk_args(server.url_for_loadgen + (path or WORKLOADS[CALIBRATION_WORKLOAD].path),
-                                      CALIBRATION_CONNECTIONS, duration, headers=headers), duration + 60)
+                                      connections, duration, headers=headers), duration + 60)
     ended = time.time()
     write_text(log, result.output)
     rps = parse_wrk(result.output)
@@ -111,29 +114,47 @@ def _run_wrk(backend: Backend, server: RunningServer, duration: float, log: Path
     return rps, (cpu * 1000 / requests if cpu is not None and requests else None)
 
 
-def wrk_after_cell(backend: Backend, server: RunningServer, cell_dir: Path, experiment: Experiment,
-                   repetition: int, locust_rps: float, write: Callable[[str], None]) -> Calibration:
-    """wrk on the same server right after the hello cell's Locust window.
+def wrk_goes_first(repetition: int) -> bool:
+    """Whether wrk runs before the hello cell's Locust window (even repetitions) rather than after it.
 
-    :param locust_rps: the cell's Locust RPS (its Locust half).
-    :return: the :class:`~serverlab.results.Calibration` of this repetition; on failure one
-        whose ``note`` says why.
+    Alternating means neither generator always meets the freshly started server: with Locust always
+    first, Locust/wrk read 1.07 and 1.11 on gunicorn-gthread and uwsgi-http11 where interleaved
+    rounds on one warm server read 1.01 and 1.00 (``scripts/locust-vs-wrk.py``, README).
+    """
+    return repetition % 2 == 0
+
+
+def wrk_in_cell(backend: Backend, server: RunningServer, cell_dir: Path, experiment: Experiment,
+                repetition: int, write: Callable[[str], None]) -> Calibration:
+    """wrk on the hello cell's server, before or after its Locust window (:func:`wrk_goes_first`).
+
+    :return: this repetition's :class:`~serverlab.results.Calibration` without Locust's half
+        (:func:`paired_with` adds it once the cell measured); on failure one whose ``note`` says why.
     """
     duration = wrk_duration(experiment)
-    write(f"    wrk on {server.variant.name}: hello, {CALIBRATION_CONNECTIONS} connections, {duration:g} s (repetition {repetition})")
+    first = wrk_goes_first(repetition)
+    write(f"    wrk on {server.variant.name}: hello, {CALIBRATION_CONNECTIONS} connections, {duration:g} s "
+          f"({'before' if first else 'after'} Locust, repetition {repetition})")
     try:
-        wrk_rps, cpu_ms = _run_wrk(backend, server, duration, cell_dir / "wrk.log")
+        wrk_rps, cpu_ms = measure_wrk(backend, server, duration, cell_dir / "wrk.log")
     except LoadError as err:
-        return Calibration(note=f"wrk failed: {err}", repetition=repetition)
-    return Calibration(wrk_rps=wrk_rps, locust_rps=locust_rps, ratio=locust_rps / wrk_rps if wrk_rps else 0.0,
-                       connections=CALIBRATION_CONNECTIONS, duration_s=duration, repetition=repetition,
-                       wrk_cpu_ms_per_request=cpu_ms)
+        return Calibration(note=f"wrk failed: {err}", repetition=repetition, wrk_first=first)
+    return Calibration(wrk_rps=wrk_rps, connections=CALIBRATION_CONNECTIONS, duration_s=duration, repetition=repetition,
+                       wrk_cpu_ms_per_request=cpu_ms, wrk_first=first)
+
+
+def paired_with(wrk: Calibration, locust_rps: float) -> Calibration:
+    """``wrk`` (from :func:`wrk_in_cell`) with the cell's Locust RPS and their ratio; unchanged when wrk failed."""
+    if wrk.note is not None or not wrk.wrk_rps:
+        return wrk
+    return replace(wrk, locust_rps=locust_rps, ratio=locust_rps / wrk.wrk_rps)
 
 
 def calibrate_standalone(backend: Backend, server: RunningServer, cell_dir: Path, experiment: Experiment,
                          repetition: int, write: Callable[[str], None]) -> Calibration:
-    """wrk then Locust on hello (or the first declared GET request) at the same concurrency, before a
-    cell of another workload or level.
+    """wrk and Locust on hello (or the first declared GET request) at the same concurrency, before a
+    cell of another workload or level: wrk first in even repetitions, Locust first in odd ones
+    (:func:`wrk_goes_first`).
 
     :return: wrk's and Locust's RPS and their ratio; when wrk or Locust fails, a
         :class:`~serverlab.results.Calibration` whose ``note`` says which and why, and no ratio.
@@ -145,25 +166,32 @@ def calibrate_standalone(backend: Backend, server: RunningServer, cell_dir: Path
                            repetition=repetition)
     workload, path, headers = target
     named = workload.name if experiment.requests else None  # recorded for declared requests only
-    write(f"    calibrating {server.variant.name}: wrk vs Locust on {workload.name}, {CALIBRATION_CONNECTIONS} connections, "
-          f"{duration:g} s each (repetition {repetition})")
+    first = wrk_goes_first(repetition)
+    write(f"    calibrating {server.variant.name}: {'wrk then Locust' if first else 'Locust then wrk'} on {workload.name}, "
+          f"{CALIBRATION_CONNECTIONS} connections, {duration:g} s each (repetition {repetition})")
     calib_dir = cell_dir / "calibration"
     calib_dir.mkdir(exist_ok=True)
-    try:
-        wrk_rps, cpu_ms = _run_wrk(backend, server, duration, calib_dir / "wrk.log", path, headers)
-    except LoadError as err:
-        return Calibration(note=f"wrk failed: {err}", repetition=repetition, workload=named)
     plan = LoadPlan(workload, {}, Load.of(Mode.CLOSED, CALIBRATION_CONNECTIONS, processes=experiment.budget.loadgen_processes),
                     duration, 1.0, not server.variant.keep_alive)
-    paths = backend.locust_paths(server, calib_dir)
-    result = backend.run_locust(plan.locust_args(paths.locustfile, paths.host, paths.out_dir),
-                                plan.environment(paths.out_dir), calib_dir, plan.run_time_s + 120)
-    write_text(calib_dir / "locust.log", result.output)
+
+    def locust() -> float:
+        paths = backend.locust_paths(server, calib_dir)
+        result = backend.run_locust(plan.locust_args(paths.locustfile, paths.host, paths.out_dir),
+                                    plan.environment(paths.out_dir), calib_dir, plan.run_time_s + 120)
+        write_text(calib_dir / "locust.log", result.output)
+        return read_outcome(calib_dir, plan, result.output).rps
+
+    wrk_rps = cpu_ms = locust_rps = None
+    stage = ""
     try:
-        locust_rps = read_outcome(calib_dir, plan, result.output).rps
+        for stage in ("wrk", "Locust") if first else ("Locust", "wrk"):
+            if stage == "wrk":
+                wrk_rps, cpu_ms = measure_wrk(backend, server, duration, calib_dir / "wrk.log", path, headers)
+            else:
+                locust_rps = locust()
     except LoadError as err:
-        return Calibration(wrk_rps=wrk_rps, note=f"Locust failed: {err}", repetition=repetition,
-                           wrk_cpu_ms_per_request=cpu_ms, workload=named)
+        return Calibration(wrk_rps=wrk_rps, note=f"{stage} failed: {err}", repetition=repetition,
+                           wrk_cpu_ms_per_request=cpu_ms, workload=named, wrk_first=first)
     return Calibration(wrk_rps=wrk_rps, locust_rps=locust_rps, ratio=locust_rps / wrk_rps if wrk_rps else 0.0,
                        connections=CALIBRATION_CONNECTIONS, duration_s=duration, repetition=repetition,
-                       wrk_cpu_ms_per_request=cpu_ms, workload=named)
+                       wrk_cpu_ms_per_request=cpu_ms, workload=named, wrk_first=first)

@@ -195,6 +195,7 @@ class Calibration:
         ``None`` when not measured.
     :param workload: the workload both tools sent (``hello``, or an app's first GET request);
         ``None`` in results files written before it was recorded (then ``hello``).
+    :param wrk_first: wrk ran before the cell's Locust window (even repetitions); ``None`` before it alternated.
     """
 
     wrk_rps: float | None = None
@@ -206,6 +207,7 @@ class Calibration:
     repetition: int | None = None
     wrk_cpu_ms_per_request: float | None = None
     workload: str | None = None
+    wrk_first: bool | None = None
 
     @property
     def measured(self) -> bool:
@@ -228,6 +230,9 @@ class Calibration:
             if key in ("note", "workload"):
                 if value is not None and not isinstance(value, str):
                     raise ValueError(f"calibration {key} {value!r} is not text")
+            elif key == "wrk_first":
+                if value is not None and not isinstance(value, bool):
+                    raise ValueError(f"calibration wrk_first {value!r} is not true or false")
             elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ValueError(f"calibration {key} {value!r} is not a number")
         return cls(**values)

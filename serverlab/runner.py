@@ -310,11 +310,15 @@ class Runner:
                 self.calibration[key] = calibration.calibrate_standalone(self.backend, server, cell_dir, self.experiment,
                                                                          planned.repetition, self.write)
             base["calibration"] = self.calibration.get(key)
+            in_cell = calibration.is_calibration_cell(self.experiment, planned.workload, planned.level)
+            wrk = None
+            if in_cell and calibration.wrk_goes_first(planned.repetition):
+                wrk = calibration.wrk_in_cell(self.backend, server, cell_dir, self.experiment, planned.repetition, self.write)
             cell = self._load(planned, load, server, base, cell_dir)
-            if cell.status == CellStatus.OK and calibration.is_calibration_cell(self.experiment, planned.workload,
-                                                                                planned.level):
-                cell = replace(cell, calibration=calibration.wrk_after_cell(
-                    self.backend, server, cell_dir, self.experiment, planned.repetition, cell.rps, self.write))
+            if cell.status == CellStatus.OK and in_cell:
+                wrk = wrk or calibration.wrk_in_cell(self.backend, server, cell_dir, self.experiment, planned.repetition,
+                                                     self.write)
+                cell = replace(cell, calibration=calibration.paired_with(wrk, cell.rps))
             return cell
         finally:
             self.backend.stop(server)

@@ -286,6 +286,27 @@ def test_calibration_runs_once_per_variant_and_repetition_and_is_kept_on_resume(
     assert sum(1 for args in backend.locust_runs if "HelloUser" in args[1] and "32" in args[1]) == 2
 
 
+def test_wrk_runs_after_the_cells_locust_window_in_odd_repetitions_and_before_it_in_even_ones(tmp_path):
+    """Neither generator always meets the freshly started server (issue 16: with Locust always first
+    its ratio to wrk read higher); each calibration records which went first."""
+    experiment = _experiment(tmp_path, 'servers = ["gunicorn-sync"]\nworkloads = ["hello"]\nusers = [32]\n'
+                             'duration = 6\nwarmup = 1\nseed = 7\ncalibrate = true\nrepetitions = 3\n')
+    backend = FakeBackend()
+    order: list[str] = []
+    for name, tool in (("run_wrk", "wrk"), ("run_locust", "Locust")):
+        def recorded(*args, _real=getattr(backend, name), _tool=tool, **kwargs):
+            order.append(_tool)
+            return _real(*args, **kwargs)
+        setattr(backend, name, recorded)
+    run_dir, _, _ = _run(tmp_path, experiment, backend)
+    _, cells = read_results(run_dir / "results.jsonl")
+    by_repetition = {cell.repetition: cell.calibration for cell in cells}
+    assert [by_repetition[r].wrk_first for r in (1, 2, 3)] == [False, True, False]
+    assert order == ["Locust", "wrk", "wrk", "Locust", "Locust", "wrk"]
+    for cell in cells:
+        assert cell.calibration.locust_rps == cell.rps and cell.calibration.ratio == pytest.approx(cell.rps / (RPS * 2))
+
+
 def test_both_real_backends_satisfy_the_backend_interface():
     import inspect
 
