@@ -119,7 +119,8 @@ def wrk_goes_first(repetition: int) -> bool:
 
     Alternating means neither generator always meets the freshly started server: with Locust always
     first, Locust/wrk read 1.07 and 1.11 on gunicorn-gthread and uwsgi-http11 where interleaved
-    rounds on one warm server read 1.01 and 1.00 (``scripts/locust-vs-wrk.py``, README).
+    rounds on one warm server read 1.01 and 1.00 (``scripts/locust-vs-wrk.py``; the README's
+    "Why Locust's RPS differs from wrk's" has what the order does not explain).
     """
     return repetition % 2 == 0
 
