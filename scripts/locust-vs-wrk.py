@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 
 from serverlab.backends import make_backend
-from serverlab.calibration import CALIBRATION_CONNECTIONS, measure_wrk
+from serverlab.calibration import CALIBRATION_CONNECTIONS, measure_wrk, run_locust_plan
 from serverlab.experiment import ExperimentError, load_experiment
 from serverlab.load import Load
-from serverlab.loadgen import LoadError, LoadPlan, read_outcome
+from serverlab.loadgen import LoadError, LoadPlan
 from serverlab.terms import WORKLOADS, Mode
 
 
@@ -73,10 +73,7 @@ def locust_round(backend, server, work: Path, duration_s: float, warmup_s: float
     work.mkdir(parents=True, exist_ok=True)
     plan = LoadPlan(WORKLOADS["hello"], {}, Load.of(Mode.CLOSED, CALIBRATION_CONNECTIONS, processes=processes),
                     duration_s, warmup_s, not server.variant.keep_alive)
-    paths = backend.locust_paths(server, work)
-    result = backend.run_locust(plan.locust_args(paths.locustfile, paths.host, paths.out_dir),
-                                plan.environment(paths.out_dir), work, plan.run_time_s + 120)
-    outcome = read_outcome(work, plan, result.output)
+    outcome = run_locust_plan(backend, server, plan, work)
     start, end = outcome.window
     cpu = server.sampler.cpu_between(start, end) if server.sampler else None
     total = sum(outcome.timeline.rps) if outcome.timeline else outcome.requests  # warm-up included, like the counters

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from serverlab.load import Load
-from serverlab.loadgen import LoadError, LoadPlan, parse_wrk, read_outcome, wrk_args
+from serverlab.loadgen import LoadError, LoadOutcome, LoadPlan, parse_wrk, read_outcome, wrk_args
 from serverlab.results import Calibration
 from serverlab.runfolders import write_text
 from serverlab.terms import CALIBRATION_CONNECTIONS, CALIBRATION_WORKLOAD, WORKLOADS, Mode
@@ -151,6 +151,18 @@ def paired_with(wrk: Calibration, locust_rps: float) -> Calibration:
     return replace(wrk, locust_rps=locust_rps, ratio=locust_rps / wrk.wrk_rps)
 
 
+def run_locust_plan(backend: Backend, server: RunningServer, plan: LoadPlan, out_dir: Path) -> LoadOutcome:
+    """Run Locust's ``plan`` against ``server`` into ``out_dir`` (its log as ``locust.log``) and read what it measured.
+
+    :raises LoadError: when Locust measured nothing (:func:`serverlab.loadgen.read_outcome`).
+    """
+    paths = backend.locust_paths(server, out_dir)
+    result = backend.run_locust(plan.locust_args(paths.locustfile, paths.host, paths.out_dir),
+                                plan.environment(paths.out_dir), out_dir, plan.run_time_s + 120)
+    write_text(out_dir / "locust.log", result.output)
+    return read_outcome(out_dir, plan, result.output)
+
+
 def calibrate_standalone(backend: Backend, server: RunningServer, cell_dir: Path, experiment: Experiment,
                          repetition: int, write: Callable[[str], None]) -> Calibration:
     """wrk and Locust on hello (or the first declared GET request) at the same concurrency, before a
@@ -175,13 +187,6 @@ def calibrate_standalone(backend: Backend, server: RunningServer, cell_dir: Path
     plan = LoadPlan(workload, {}, Load.of(Mode.CLOSED, CALIBRATION_CONNECTIONS, processes=experiment.budget.loadgen_processes),
                     duration, 1.0, not server.variant.keep_alive)
 
-    def locust() -> float:
-        paths = backend.locust_paths(server, calib_dir)
-        result = backend.run_locust(plan.locust_args(paths.locustfile, paths.host, paths.out_dir),
-                                    plan.environment(paths.out_dir), calib_dir, plan.run_time_s + 120)
-        write_text(calib_dir / "locust.log", result.output)
-        return read_outcome(calib_dir, plan, result.output).rps
-
     wrk_rps = cpu_ms = locust_rps = None
     stage = ""
     try:
@@ -189,7 +194,7 @@ def calibrate_standalone(backend: Backend, server: RunningServer, cell_dir: Path
             if stage == "wrk":
                 wrk_rps, cpu_ms = measure_wrk(backend, server, duration, calib_dir / "wrk.log", path, headers)
             else:
-                locust_rps = locust()
+                locust_rps = run_locust_plan(backend, server, plan, calib_dir).rps
     except LoadError as err:
         return Calibration(wrk_rps=wrk_rps, note=f"{stage} failed: {err}", repetition=repetition,
                            wrk_cpu_ms_per_request=cpu_ms, workload=named, wrk_first=first)

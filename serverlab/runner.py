@@ -316,8 +316,9 @@ class Runner:
                 wrk = calibration.wrk_in_cell(self.backend, server, cell_dir, self.experiment, planned.repetition, self.write)
             cell = self._load(planned, load, server, base, cell_dir)
             if cell.status == CellStatus.OK and in_cell:
-                wrk = wrk or calibration.wrk_in_cell(self.backend, server, cell_dir, self.experiment, planned.repetition,
-                                                     self.write)
+                if wrk is None:
+                    wrk = calibration.wrk_in_cell(self.backend, server, cell_dir, self.experiment,
+                                                  planned.repetition, self.write)
                 cell = replace(cell, calibration=calibration.paired_with(wrk, cell.rps))
             return cell
         finally:
